@@ -1,0 +1,26 @@
+"""Dataset specs. Add a module with a `SPEC` and list it in `ALL_DATASETS`."""
+
+from __future__ import annotations
+
+from lake_pipelines.datasets import events
+from lake_pipelines.datasets.spec import ColumnCodec, CsvDialect, DatasetSpec, PartitionField
+
+ALL_DATASETS: tuple[DatasetSpec, ...] = (events.SPEC,)
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    for spec in ALL_DATASETS:
+        if spec.name == name:
+            return spec
+    known = ", ".join(s.name for s in ALL_DATASETS)
+    raise KeyError(f"unknown dataset {name!r}; known datasets: {known}")
+
+
+__all__ = [
+    "ALL_DATASETS",
+    "ColumnCodec",
+    "CsvDialect",
+    "DatasetSpec",
+    "PartitionField",
+    "get_dataset",
+]

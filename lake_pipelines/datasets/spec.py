@@ -1,0 +1,115 @@
+"""The declarative description of a dataset: everything the assets need to know about it.
+
+One `DatasetSpec` per dataset module; assets, checks, sensors and maintenance are generated
+from it, so adding a dataset never means copying asset code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandera.pandas as pdr
+import pyarrow as pa
+
+Transform = Literal["identity", "year", "month", "day", "hour"]
+LandingFormat = Literal["csv", "ndjson"]
+UnknownColumns = Literal["evolve", "freeze", "discard_value"]
+
+
+@dataclass(frozen=True)
+class ColumnCodec:
+    """Parquet settings of one column; None means 'the writer default'."""
+
+    compression: str | None = None
+    compression_level: int | None = None
+    encoding: str | None = None
+    dictionary: bool | None = None
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How the dataset's CSV files are written."""
+
+    delimiter: str = ","
+    quote_char: str = '"'
+    escape_char: str | None = None
+    double_quote: bool = True
+    header: bool = True
+    null_values: tuple[str, ...] = ("", "NA", "NULL", "null")
+    newlines_in_values: bool = True
+    encoding: str = "utf8"
+
+
+@dataclass(frozen=True)
+class PartitionField:
+    """One Iceberg partition field: a transform of a source column."""
+
+    column: str
+    transform: Transform = "day"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset is and how it is stored, in one place.
+
+    Args:
+        name: dataset name; landing prefix, Hive directory and Iceberg table name.
+        schema: the Arrow schema rows are read into (nested struct and list columns allowed).
+        timestamp_column: the event time; daily partitions are days of this column (UTC).
+        start_date: the first daily partition (``YYYY-MM-DD``).
+        contract: a pandera schema over the scalar columns; failing rows are quarantined.
+        partitioning: Iceberg partition fields (default: day of the timestamp column).
+        sort_by: sort order inside every file and of the Iceberg table.
+        codecs: per-column Parquet settings that differ from the defaults.
+        csv: CSV dialect of landed ``.csv`` files.
+        namespace: Iceberg namespace of the dataset's tables.
+        quarantine_threshold: largest share of quarantined rows a partition may have before
+            the blocking contract check fails it.
+        unknown_columns: what to do with columns/keys the schema does not know.
+    """
+
+    name: str
+    schema: pa.Schema
+    timestamp_column: str
+    start_date: str
+    contract: pdr.DataFrameSchema
+    partitioning: tuple[PartitionField, ...] = ()
+    sort_by: tuple[str, ...] = ()
+    codecs: dict[str, ColumnCodec] = field(default_factory=dict)
+    csv: CsvDialect = field(default_factory=CsvDialect)
+    namespace: str = "lake"
+    quarantine_threshold: float = 0.01
+    unknown_columns: UnknownColumns = "freeze"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.timestamp_column not in self.schema.names:
+            raise ValueError(
+                f"{self.name}: timestamp column {self.timestamp_column!r} not in schema"
+            )
+        ts_type = self.schema.field(self.timestamp_column).type
+        if not pa.types.is_timestamp(ts_type) or ts_type.tz is None:
+            raise ValueError(f"{self.name}: {self.timestamp_column!r} must be a UTC timestamp")
+        for col in (*self.sort_by, *self.codecs, *(p.column for p in self.partitioning)):
+            if col not in self.schema.names:
+                raise ValueError(f"{self.name}: unknown column {col!r} in spec")
+        if not self.partitioning:
+            object.__setattr__(self, "partitioning", (PartitionField(self.timestamp_column),))
+
+    @property
+    def table_name(self) -> str:
+        """Fully qualified Iceberg identifier of the silver table."""
+        return f"{self.namespace}.{self.name}"
+
+    @property
+    def nested_columns(self) -> list[str]:
+        return [f.name for f in self.schema if pa.types.is_nested(f.type)]
+
+    @property
+    def landing_prefix(self) -> str:
+        return f"landing/{self.name}"
+
+    @property
+    def bronze_prefix(self) -> str:
+        return f"bronze/{self.name}"

@@ -1,0 +1,159 @@
+"""Landing → bronze for one dataset and day: stream, validate, write, quarantine, commit.
+
+Nothing becomes visible until the whole day is read and the rows add up: staged Parquet files
+are promoted, the quarantine file replaced and files of an older run removed only at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.errors import LakeError, RowAccountingError, SourceFileError
+from lake_pipelines.lake import quarantine
+from lake_pipelines.lake.parquet import (
+    ROW_GROUP_BYTES,
+    TARGET_FILE_BYTES,
+    RollingParquetWriter,
+    WrittenFile,
+    commit_files,
+)
+from lake_pipelines.lake.readers import DEFAULT_BLOCK_BYTES, LANDING_SUFFIXES, Reject, read_file
+from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
+from lake_pipelines.lake.validation import validate
+
+
+@dataclass
+class IngestReport:
+    """What one day's ingestion read, wrote and rejected."""
+
+    dataset: str
+    day: date
+    sources: list[FileEntry] = field(default_factory=list)
+    outputs: list[WrittenFile] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    file_rejects: list[Reject] = field(default_factory=list)
+    rows_read: int = 0
+    rows_written: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    quarantine_key: str | None = None
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.rejects)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(f.bytes for f in self.outputs)
+
+    @property
+    def quarantined_share(self) -> float:
+        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+
+
+def landing_dir(spec: DatasetSpec, day: date) -> str:
+    return f"{spec.landing_prefix}/{day.isoformat()}"
+
+
+def bronze_dir(spec: DatasetSpec, day: date) -> str:
+    return f"{spec.bronze_prefix}/{quarantine.hive_dir(day)}"
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _stem(source_key: str) -> str:
+    """Deterministic output name of a source file: the same file always lands in the same place."""
+    return "part-" + hashlib.sha256(source_key.encode()).hexdigest()[:12]
+
+
+def _remove_stale_staging(store: ObjectStore, prefix: str) -> None:
+    """Temporary files of a crashed run are invisible but take space; clear them first."""
+    try:
+        found = store.fs.find(store.path(prefix), withdirs=False)
+    except FileNotFoundError:
+        return
+    stale = [p for p in found if posixpath.basename(p).startswith(".") and p.endswith(TMP_SUFFIX)]
+    store.delete([store.key_of(p) for p in stale])
+
+
+def ingest_day(
+    store: ObjectStore,
+    spec: DatasetSpec,
+    day: date,
+    run_id: str = "",
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    row_group_bytes: int = ROW_GROUP_BYTES,
+    target_file_bytes: int = TARGET_FILE_BYTES,
+) -> IngestReport:
+    """Convert every landed file of `day` into the day's bronze partition.
+
+    A file that cannot be read at all is quarantined whole (kind ``file``) and the other files
+    still load. The day is committed only if rows read = rows written + rows quarantined.
+
+    Raises:
+        RowAccountingError: the counts do not add up; nothing was committed.
+    """
+    started = time.perf_counter()
+    report = IngestReport(spec.name, day)
+    out_dir = bronze_dir(spec, day)
+    start, end = day_bounds(day)
+    _remove_stale_staging(store, out_dir)
+    report.sources = store.list_files(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
+    staged: list[WrittenFile] = []
+    try:
+        for src in report.sources:
+            writer = RollingParquetWriter(
+                store, spec, out_dir, _stem(src.key), row_group_bytes, target_file_bytes
+            )
+            read = written = 0
+            rejects: list[Reject] = []
+            try:
+                for batch in read_file(store, src.key, spec, block_bytes):
+                    checked = validate(batch, spec, start, end, src.key)
+                    read += checked.rows_read
+                    written += checked.table.num_rows
+                    rejects.extend(checked.rejects)
+                    writer.write(checked.table)
+                files = writer.close()
+            except SourceFileError as exc:
+                writer.abort()
+                report.file_rejects.append(Reject(src.key, exc.line, None, exc.reason, None))
+                continue
+            except BaseException:
+                writer.abort()
+                raise
+            staged.extend(files)
+            report.rows_read += read
+            report.rows_written += written
+            report.rejects.extend(rejects)
+            report.bytes_read += src.size
+        written_total = sum(f.rows for f in staged)
+        if report.rows_read != written_total + report.rows_quarantined:
+            raise RowAccountingError(
+                f"{spec.name} {day}", report.rows_read, written_total, report.rows_quarantined
+            )
+    except BaseException:
+        for f in staged:
+            store.delete([store.key_of(f.tmp_path)])
+        raise
+
+    # Commit: new files in, quarantine replaced, files no longer produced removed.
+    old = {e.key for e in store.list_files(out_dir, suffixes=(".parquet",))}
+    commit_files(store, staged)
+    table = quarantine.to_table(spec.name, day, report.rejects, report.file_rejects, run_id)
+    report.quarantine_key = quarantine.write(store, spec.name, day, table)
+    store.delete(sorted(old - {f.key for f in staged}))
+    report.outputs = staged
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+__all__ = ["IngestReport", "LakeError", "bronze_dir", "day_bounds", "ingest_day", "landing_dir"]

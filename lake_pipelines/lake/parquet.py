@@ -1,0 +1,203 @@
+"""Parquet written on purpose: codecs, encodings, row groups by bytes, statistics, lineage.
+
+`RollingParquetWriter` streams Arrow batches into one or more files, buffering rows until a
+row group reaches ``row_group_bytes`` (so row groups are sized by bytes, not by a row count),
+and starting a new file once ``target_file_bytes`` have been written. Every file is written to
+a hidden temporary name and only becomes visible when `ObjectStore.promote` moves it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lake_pipelines import __version__
+from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake.storage import TMP_SUFFIX, ObjectStore
+
+DEFAULT_CODEC = "zstd"
+DEFAULT_LEVEL = 3
+ROW_GROUP_BYTES = 64 << 20  # in memory (uncompressed Arrow) before a row group is flushed
+TARGET_FILE_BYTES = 256 << 20  # on disk; a file is closed once it reaches this
+CREATED_BY = f"lake_pipelines {__version__}"
+
+
+def _leaf_paths(field_: pa.Field, prefix: str = "") -> list[str]:
+    """Parquet column paths under an Arrow field (``properties.browser``, ``xs.list.element``)."""
+    path = f"{prefix}{field_.name}"
+    t = field_.type
+    if pa.types.is_struct(t):
+        return [p for i in range(t.num_fields) for p in _leaf_paths(t.field(i), path + ".")]
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _leaf_paths(pa.field("element", t.value_type), path + ".list.")
+    if pa.types.is_map(t):
+        return [f"{path}.key_value.key", f"{path}.key_value.value"]
+    return [path]
+
+
+def writer_options(spec: DatasetSpec) -> dict[str, Any]:
+    """Keyword arguments for `pyarrow.parquet.ParquetWriter` from the dataset's codecs."""
+    compression: dict[str, str] = {}
+    levels: dict[str, int] = {}
+    dictionary: list[str] = []
+    encodings: dict[str, str] = {}
+    for f in spec.schema:
+        codec = spec.codecs.get(f.name)
+        for leaf in _leaf_paths(f):
+            compression[leaf] = (codec and codec.compression) or DEFAULT_CODEC
+            level = codec.compression_level if codec and codec.compression_level else None
+            if compression[leaf] in ("zstd", "gzip", "brotli"):
+                levels[leaf] = level or DEFAULT_LEVEL
+            # Dictionary encoding is on unless the spec says no: pyarrow falls back to plain
+            # pages by itself when a dictionary grows too big.
+            if codec is None or codec.dictionary is not False:
+                dictionary.append(leaf)
+            if codec and codec.encoding and (codec.dictionary is False):
+                encodings[leaf] = codec.encoding
+    opts: dict[str, Any] = {
+        "compression": compression,
+        "use_dictionary": dictionary,
+        "write_statistics": True,
+        "write_page_index": True,
+        "version": "2.6",
+        "data_page_version": "2.0",
+    }
+    if levels:
+        opts["compression_level"] = levels
+    if encodings:
+        opts["column_encoding"] = encodings
+    if spec.sort_by:
+        order = [(c, "ascending") for c in spec.sort_by]
+        opts["sorting_columns"] = pq.SortingColumn.from_ordering(spec.schema, order)
+    return opts
+
+
+def file_schema(spec: DatasetSpec) -> pa.Schema:
+    """The schema stored in every file: the spec's, with lineage in the key-value metadata.
+
+    pyarrow does not let us set the footer's ``created_by`` (it always names parquet-cpp), so
+    the writer is recorded under the ``created_by`` metadata key as well.
+    """
+    meta = dict(spec.schema.metadata or {})
+    meta[b"created_by"] = CREATED_BY.encode()
+    meta[b"lake_pipelines.dataset"] = spec.name.encode()
+    return pa.schema([f.with_nullable(True) for f in spec.schema], metadata=meta)
+
+
+@dataclass
+class WrittenFile:
+    key: str
+    rows: int
+    bytes: int
+    tmp_path: str = field(repr=False, default="")
+
+
+class RollingParquetWriter:
+    """Writes batches into ``<prefix>/<stem>-<n>.parquet`` files, staged under hidden names.
+
+    Call `close()` (or use as a context manager) to flush; the files stay staged until the
+    caller promotes them all at once with `commit_files`, or removes them with `abort`.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        spec: DatasetSpec,
+        prefix: str,
+        stem: str,
+        row_group_bytes: int = ROW_GROUP_BYTES,
+        target_file_bytes: int = TARGET_FILE_BYTES,
+    ) -> None:
+        self.store, self.spec, self.prefix, self.stem = store, spec, prefix, stem
+        self.row_group_bytes, self.target_file_bytes = row_group_bytes, target_file_bytes
+        self.schema = file_schema(spec)
+        self.options = writer_options(spec)
+        self.files: list[WrittenFile] = []
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._sink: Any = None
+        self._current: WrittenFile | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        table = table.cast(self.schema)
+        self._buffer.append(table)
+        self._buffered += table.nbytes
+        if self._buffered >= self.row_group_bytes:
+            self._flush()
+
+    def _open(self) -> None:
+        n = len(self.files)
+        key = posixpath.join(self.prefix, f"{self.stem}-{n:05d}.parquet")
+        directory = posixpath.dirname(self.store.path(key))
+        tmp = posixpath.join(directory, f".{posixpath.basename(key)}{TMP_SUFFIX}")
+        if self.store.scheme == "file":
+            self.store.arrow_fs.create_dir(directory, recursive=True)
+        self._sink = self.store.arrow_fs.open_output_stream(tmp, compression=None)
+        self._writer = pq.ParquetWriter(self._sink, self.schema, **self.options)
+        self._current = WrittenFile(key=key, rows=0, bytes=0, tmp_path=tmp)
+        self.files.append(self._current)
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._writer is None:
+            self._open()
+        assert self._writer is not None and self._current is not None
+        group = pa.concat_tables(self._buffer)
+        if self.spec.sort_by:
+            group = group.sort_by([(c, "ascending") for c in self.spec.sort_by])
+        self._writer.write_table(group, row_group_size=group.num_rows)
+        self._current.rows += group.num_rows
+        self._buffer, self._buffered = [], 0
+        if self._sink.tell() >= self.target_file_bytes:
+            self._finish_file()
+
+    def _finish_file(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            assert self._current is not None
+            self._current.bytes = self._sink.tell()
+            self._sink.close()
+            self._writer, self._sink, self._current = None, None, None
+
+    def close(self) -> list[WrittenFile]:
+        self._flush()
+        self._finish_file()
+        return self.files
+
+    def abort(self) -> None:
+        """Drop everything written so far (the staged files never become visible)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+                self._sink.close()
+            except Exception:  # the file is being thrown away anyway
+                pass
+            self._writer = None
+        for f in self.files:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                self.store.arrow_fs.delete_file(f.tmp_path)
+        self.files = []
+
+    def __enter__(self) -> RollingParquetWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def commit_files(store: ObjectStore, files: list[WrittenFile]) -> None:
+    """Promote staged files to their final names."""
+    for f in files:
+        store.promote(f.tmp_path, store.path(f.key))

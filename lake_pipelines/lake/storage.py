@@ -1,0 +1,334 @@
+"""One object store, chosen by URL, seen through fsspec, pyarrow and DataFusion alike.
+
+`ObjectStore("file:///data/lake")`, `ObjectStore("s3://bucket/prefix", endpoint_url=...)`,
+`gs://bucket/prefix` and `az://container/prefix` all hand out the same three views of the same
+place, so every layer (readers, Parquet writer, pyiceberg FileIO, DataFusion) reads and writes
+the same objects. Paths handed around inside lake_pipelines are *store-relative* keys such as
+``bronze/events/year=2026/month=11/day=01/part-0.parquet``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import posixpath
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import fsspec
+import pyarrow.fs as pafs
+
+from lake_pipelines.errors import ConfigError, ObjectStoreError
+
+AddressingStyle = Literal["auto", "path", "virtual"]
+SUPPORTED_SCHEMES = ("file", "s3", "gs", "az")
+TMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One object in a listing: store-relative key, size in bytes, ETag (if the store has one)."""
+
+    key: str
+    size: int
+    etag: str | None = None
+    mtime: float | None = None
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """A place to keep the lake: a URL plus the connection settings it needs.
+
+    Args:
+        url: ``file:///abs/path`` (or a plain path), ``s3://bucket[/prefix]``,
+            ``gs://bucket[/prefix]`` or ``az://container[/prefix]``.
+        endpoint_url: S3-compatible endpoint (MinIO, moto, R2, ...); empty for AWS itself.
+        region: S3 region.
+        access_key_id / secret_access_key / session_token: S3 credentials. Empty means the
+            default AWS credential chain (environment, profile, instance role).
+        allow_http: permit a plain ``http://`` endpoint. Off by default: credentials and data
+            must not travel unencrypted by accident.
+        addressing_style: ``path`` (``host/bucket/key``, what most S3-compatible servers want),
+            ``virtual`` (``bucket.host/key``) or ``auto``.
+        max_attempts: attempts per request, with exponential backoff between them.
+        options: extra keyword arguments for the fsspec filesystem (GCS and Azure settings).
+    """
+
+    url: str
+    endpoint_url: str = ""
+    region: str = ""
+    access_key_id: str = field(default="", repr=False)
+    secret_access_key: str = field(default="", repr=False)
+    session_token: str = field(default="", repr=False)
+    allow_http: bool = False
+    addressing_style: AddressingStyle = "auto"
+    max_attempts: int = 5
+    options: dict[str, Any] = field(default_factory=dict, repr=False, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        scheme = self.scheme
+        if scheme not in SUPPORTED_SCHEMES:
+            raise ConfigError(
+                "LAKE_STORE_URL", self.url, f"scheme must be one of {', '.join(SUPPORTED_SCHEMES)}"
+            )
+        if scheme != "file" and not self.root:
+            raise ConfigError("LAKE_STORE_URL", self.url, "a bucket name is required")
+        if self.endpoint_url:
+            ep = urlparse(self.endpoint_url)
+            if ep.scheme not in ("http", "https") or not ep.netloc:
+                raise ConfigError(
+                    "LAKE_S3_ENDPOINT_URL", self.endpoint_url, "must be http(s)://host[:port]"
+                )
+            if ep.scheme == "http" and not self.allow_http:
+                raise ConfigError(
+                    "LAKE_S3_ENDPOINT_URL",
+                    self.endpoint_url,
+                    "plain HTTP is refused; use https:// or set LAKE_S3_ALLOW_HTTP=true "
+                    "for a trusted local endpoint",
+                )
+        if self.max_attempts < 1:
+            raise ConfigError("LAKE_S3_MAX_ATTEMPTS", self.max_attempts, "must be at least 1")
+
+    # -- naming ---------------------------------------------------------------------------
+
+    @property
+    def scheme(self) -> str:
+        parsed = urlparse(self.url)
+        return parsed.scheme or "file"
+
+    @functools.cached_property
+    def root(self) -> str:
+        """The store's root as the filesystems see it: ``/abs/path`` or ``bucket/prefix``."""
+        parsed = urlparse(self.url)
+        if self.scheme == "file":
+            raw = parsed.path if parsed.scheme else self.url
+            return str(Path(raw).expanduser().resolve())
+        return (parsed.netloc + parsed.path).rstrip("/")
+
+    @property
+    def bucket(self) -> str:
+        return "" if self.scheme == "file" else self.root.split("/", 1)[0]
+
+    def path(self, key: str = "") -> str:
+        """Filesystem path (no scheme) of a store-relative key."""
+        key = key.strip("/")
+        return posixpath.join(self.root, key) if key else self.root
+
+    def uri(self, key: str = "") -> str:
+        """Full URI of a store-relative key, e.g. ``s3://bucket/prefix/key``."""
+        if self.scheme == "file":
+            return "file://" + self.path(key)
+        return f"{self.scheme}://{self.path(key)}"
+
+    def key_of(self, path: str) -> str:
+        """Store-relative key of a filesystem path or URI inside this store."""
+        p = urlparse(path)
+        raw = (p.netloc + p.path) if p.scheme and p.scheme != "file" else (p.path or path)
+        raw = raw if self.scheme != "file" else str(Path(raw))
+        if raw == self.root:
+            return ""
+        if not raw.startswith(self.root + "/"):
+            raise ObjectStoreError(path, "locate", ValueError(f"not inside {self.uri()}"))
+        return raw[len(self.root) + 1 :]
+
+    # -- the three views ------------------------------------------------------------------
+
+    @functools.cached_property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """An fsspec filesystem (listing with ETags, moves, deletes, small reads)."""
+        if self.scheme == "file":
+            return fsspec.filesystem("file", auto_mkdir=True)
+        if self.scheme == "s3":
+            config: dict[str, Any] = {
+                "retries": {"max_attempts": self.max_attempts, "mode": "standard"}
+            }
+            if self.addressing_style != "auto":
+                config["s3"] = {"addressing_style": self.addressing_style}
+            client: dict[str, Any] = {}
+            if self.region:
+                client["region_name"] = self.region
+            kwargs: dict[str, Any] = {"config_kwargs": config, "client_kwargs": client}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            if self.access_key_id:
+                kwargs.update(key=self.access_key_id, secret=self.secret_access_key)
+            if self.session_token:
+                kwargs["token"] = self.session_token
+            # A fresh instance: s3fs caches instances by kwargs, and a cached one may carry
+            # another test's event loop or a stale directory listing.
+            return fsspec.filesystem("s3", skip_instance_cache=True, **kwargs, **self.options)
+        protocol = "gcs" if self.scheme == "gs" else "abfs"
+        try:
+            return fsspec.filesystem(protocol, skip_instance_cache=True, **self.options)
+        except ImportError as exc:
+            extra = "gcs" if self.scheme == "gs" else "azure"
+            raise ConfigError(
+                "LAKE_STORE_URL", self.url, f"install lake_pipelines[{extra}] for {self.scheme}://"
+            ) from exc
+
+    @functools.cached_property
+    def arrow_fs(self) -> pafs.FileSystem:
+        """A pyarrow filesystem for the bulk data path (streamed reads, multipart writes)."""
+        if self.scheme == "file":
+            return pafs.LocalFileSystem()
+        if self.scheme == "s3":
+            kwargs: dict[str, Any] = {
+                "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=self.max_attempts),
+                "force_virtual_addressing": self.addressing_style == "virtual",
+            }
+            if self.region:
+                kwargs["region"] = self.region
+            if self.endpoint_url:
+                ep = urlparse(self.endpoint_url)
+                kwargs["endpoint_override"] = ep.netloc + ep.path.rstrip("/")
+                kwargs["scheme"] = ep.scheme
+            if self.access_key_id:
+                kwargs.update(access_key=self.access_key_id, secret_key=self.secret_access_key)
+                if self.session_token:
+                    kwargs["session_token"] = self.session_token
+            return pafs.S3FileSystem(**kwargs)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+
+    def datafusion_store(self) -> tuple[str, Any] | None:
+        """The DataFusion object store for this place and the URL prefix to register it under.
+
+        Returns None for local files, which DataFusion reads without registration.
+        """
+        from datafusion import object_store as dfo
+
+        if self.scheme == "file":
+            return None
+        if self.scheme == "s3":
+            kwargs: dict[str, Any] = {"bucket_name": self.bucket}
+            if self.region:
+                kwargs["region"] = self.region
+            if self.access_key_id:
+                kwargs["access_key_id"] = self.access_key_id
+                kwargs["secret_access_key"] = self.secret_access_key
+            if self.endpoint_url:
+                kwargs["endpoint"] = self.endpoint_url
+                kwargs["allow_http"] = self.allow_http
+            if self.addressing_style == "virtual":
+                kwargs["virtual_hosted_style_request"] = True
+            return f"s3://{self.bucket}", dfo.AmazonS3(**kwargs)
+        if self.scheme == "gs":
+            return f"gs://{self.bucket}", dfo.GoogleCloud(
+                bucket_name=self.bucket, service_account_path=self.options.get("token")
+            )
+        return f"az://{self.bucket}", dfo.MicrosoftAzure(
+            container_name=self.bucket,
+            account=self.options.get("account_name"),
+            access_key=self.options.get("account_key"),
+        )
+
+    def iceberg_properties(self) -> dict[str, str]:
+        """pyiceberg FileIO properties that reach this store."""
+        props: dict[str, str] = {}
+        if self.scheme == "s3":
+            props["py-io-impl"] = "pyiceberg.io.pyarrow.PyArrowFileIO"
+            if self.endpoint_url:
+                props["s3.endpoint"] = self.endpoint_url
+            if self.region:
+                props["s3.region"] = self.region
+            if self.access_key_id:
+                props["s3.access-key-id"] = self.access_key_id
+                props["s3.secret-access-key"] = self.secret_access_key
+            if self.session_token:
+                props["s3.session-token"] = self.session_token
+            if self.addressing_style == "virtual":
+                props["s3.force-virtual-addressing"] = "true"
+        return props
+
+    # -- operations -----------------------------------------------------------------------
+
+    def list_files(self, prefix: str, suffixes: tuple[str, ...] = ()) -> list[FileEntry]:
+        """Every object under a store-relative prefix, sorted by key; hidden names skipped.
+
+        Names starting with ``.`` or ``_`` (temporary and marker files) are not listed.
+        """
+        base = self.path(prefix)
+        try:
+            found = self.fs.find(base, detail=True, withdirs=False)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:
+            raise ObjectStoreError(self.uri(prefix), "list", exc) from exc
+        entries = []
+        for path, info in found.items():
+            name = posixpath.basename(path)
+            if name.startswith((".", "_")) or info.get("type") == "directory":
+                continue
+            if suffixes and not name.endswith(suffixes):
+                continue
+            etag = info.get("ETag") or info.get("etag")
+            mtime = info.get("mtime") or info.get("LastModified")
+            entries.append(
+                FileEntry(
+                    key=self.key_of(path),
+                    size=int(info.get("size") or 0),
+                    etag=str(etag).strip('"') if etag else None,
+                    mtime=mtime.timestamp() if hasattr(mtime, "timestamp") else mtime,
+                )
+            )
+        return sorted(entries, key=lambda e: e.key)
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def open_input(self, key: str) -> Any:
+        """A streamed, seekable-as-needed binary input for a store-relative key."""
+        try:
+            return self.arrow_fs.open_input_stream(self.path(key), compression=None)
+        except Exception as exc:
+            raise ObjectStoreError(self.uri(key), "open", exc) from exc
+
+    @contextlib.contextmanager
+    def staged_output(self, key: str) -> Iterator[str]:
+        """Yield a hidden temporary path next to ``key``; on success it becomes ``key``.
+
+        Readers never see a partly written object: the temporary name starts with ``.`` (so
+        Hive/Spark/pyarrow discovery skips it) and ends in ``.tmp`` (so ``*.parquet`` globs
+        skip it). On error the temporary object is removed and the old ``key`` is untouched.
+        """
+        directory, name = posixpath.split(self.path(key))
+        tmp = posixpath.join(directory, f".{name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+        if self.scheme == "file":
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        try:
+            yield tmp
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.arrow_fs.delete_file(tmp)
+            raise
+        self.promote(tmp, self.path(key))
+
+    def promote(self, tmp_path: str, final_path: str) -> None:
+        """Move a finished temporary object to its final name (replacing any old one)."""
+        try:
+            self.arrow_fs.move(tmp_path, final_path)
+        except Exception as exc:
+            raise ObjectStoreError(self.uri(self.key_of(final_path)), "commit", exc) from exc
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self.arrow_fs.delete_file(self.path(key))
+            except FileNotFoundError:
+                continue
+            except Exception as exc:
+                raise ObjectStoreError(self.uri(key), "delete", exc) from exc
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        with (
+            self.staged_output(key) as tmp,
+            self.arrow_fs.open_output_stream(tmp, compression=None) as out,
+        ):
+            out.write(data)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open_input(key) as f:
+            return f.read()
