@@ -113,13 +113,13 @@ def ingest_day(
             writer = RollingParquetWriter(
                 store, spec, out_dir, _stem(src.key), row_group_bytes, target_file_bytes
             )
-            read = written = 0
+            read = 0
             rejects: list[Reject] = []
             try:
                 for batch in read_file(store, src.key, spec, block_bytes):
+                    # Counted as the reader hands rows over, before anything can lose them.
+                    read += batch.rows_read
                     checked = validate(batch, spec, start, end, src.key)
-                    read += checked.rows_read
-                    written += checked.table.num_rows
                     rejects.extend(checked.rejects)
                     writer.write(checked.table)
                 files = writer.close()
@@ -132,7 +132,7 @@ def ingest_day(
                 raise
             staged.extend(files)
             report.rows_read += read
-            report.rows_written += written
+            report.rows_written += sum(f.rows for f in files)
             report.rejects.extend(rejects)
             report.bytes_read += src.size
         written_total = sum(f.rows for f in staged)

@@ -131,7 +131,7 @@ class RollingParquetWriter:
         self._buffer.append(table)
         self._buffered += table.nbytes
         if self._buffered >= self.row_group_bytes:
-            self._flush()
+            self._flush(final=False)
 
     def _open(self) -> None:
         n = len(self.files)
@@ -145,18 +145,35 @@ class RollingParquetWriter:
         self._current = WrittenFile(key=key, rows=0, bytes=0, tmp_path=tmp)
         self.files.append(self._current)
 
-    def _flush(self) -> None:
+    def _flush(self, final: bool = True) -> None:
+        """Write buffered rows as row groups of about ``row_group_bytes`` each.
+
+        Unless ``final``, a tail smaller than a row group stays buffered for the next write.
+        """
         if not self._buffer:
             return
-        if self._writer is None:
-            self._open()
-        assert self._writer is not None and self._current is not None
         group = pa.concat_tables(self._buffer)
         if self.spec.sort_by:
             group = group.sort_by([(c, "ascending") for c in self.spec.sort_by])
+        per_row = max(group.nbytes / max(group.num_rows, 1), 1)
+        rows_per_group = max(int(self.row_group_bytes / per_row), 1)
+        offset = 0
+        while offset < group.num_rows:
+            size = min(rows_per_group, group.num_rows - offset)
+            if size < rows_per_group and not final:
+                break
+            self._write_group(group.slice(offset, size))
+            offset += size
+        rest = group.slice(offset)
+        self._buffer = [rest] if rest.num_rows else []
+        self._buffered = rest.nbytes if rest.num_rows else 0
+
+    def _write_group(self, group: pa.Table) -> None:
+        if self._writer is None:
+            self._open()
+        assert self._writer is not None and self._current is not None
         self._writer.write_table(group, row_group_size=group.num_rows)
         self._current.rows += group.num_rows
-        self._buffer, self._buffered = [], 0
         if self._sink.tell() >= self.target_file_bytes:
             self._finish_file()
 

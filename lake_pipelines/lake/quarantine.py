@@ -1,7 +1,7 @@
 """Where rejected rows and files go, and how they are read back.
 
 Quarantine is Hive-partitioned Parquet with a stable schema, one file per dataset and day:
-``quarantine/<dataset>/year=YYYY/month=MM/day=DD/part-00000.parquet``. A re-run of the day
+``quarantine/<dataset>/year=YYYY/month=M/day=D/part-00000.parquet``. A re-run of the day
 replaces that file, so quarantine never accumulates duplicates.
 """
 
@@ -33,7 +33,9 @@ QUARANTINE_SCHEMA = pa.schema(
 
 
 def hive_dir(day: date) -> str:
-    return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
+    """``year=2026/month=11/day=3``: plain integers, so DuckDB, Spark, Polars and DataFusion
+    all type the partition columns as integers (``03`` would make DuckDB read a string)."""
+    return f"year={day.year}/month={day.month}/day={day.day}"
 
 
 def quarantine_key(dataset: str, day: date) -> str:

@@ -241,6 +241,12 @@ class ObjectStore:
                 props["s3.session-token"] = self.session_token
             if self.addressing_style == "virtual":
                 props["s3.force-virtual-addressing"] = "true"
+            elif self.addressing_style == "path" or self.endpoint_url:
+                # pyiceberg-core (Rust, behind DataFusion's Iceberg provider in gold) defaults
+                # to virtual-host requests (bucket.host:port), which a custom endpoint such as
+                # MinIO or moto on 127.0.0.1 cannot serve. pyarrow and DataFusion's own store
+                # use path style here, so tell the Rust reader to do the same.
+                props["s3.path-style-access"] = "true"
         return props
 
     # -- operations -----------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""Streaming readers: per-row rejects with exact lines, compression, edge-case files."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+
+import pytest
+import zstandard
+
+from lake_pipelines.datasets import get_dataset
+from lake_pipelines.errors import SourceFileError
+from lake_pipelines.lake.readers import read_file
+from lake_pipelines.lake.storage import ObjectStore
+
+SPEC = get_dataset("events")
+HEADER = "event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms\n"
+
+
+def _read(store: ObjectStore, key: str, data: bytes, block_bytes: int = 1 << 20):
+    store.write_bytes(key, data)
+    batches = list(read_file(store, key, SPEC, block_bytes=block_bytes))
+    table_rows = [r for b in batches for r in b.table.to_pylist()]
+    rejects = [r for b in batches for r in b.rejects]
+    return table_rows, rejects
+
+
+def test_csv_rejects_name_file_line_column_and_keep_the_rest(local_store: ObjectStore) -> None:
+    body = (
+        HEADER
+        + 'e1,2026-11-01T10:00:00Z,u1,s1,click,"https://a/x,y",1.5,"{""browser"":""ff""}","[1,2]"\n'
+        + 'e2,2026-11-01T11:00:00,u2,s2,purchase,"two\nlines",NA,,\n'  # a value over 2 lines
+        + "\n"  # a blank line still counts as a line
+        + "e3,notatime,u3,s3,click,,,,\n"
+        + "e4,2026-11-01T10:00:00Z,u4,s4,click,x\n"  # too few fields
+        + "e5,1762000000000,u5,s5,click,,2,,\n"  # epoch milliseconds
+        + "e6,2026-11-01T10:00:00+02:00,u6,s6,click,,abc,{bad,\n"
+    )
+    good, rejects = _read(local_store, "landing/a.csv", body.encode())
+    assert [r["event_id"] for r in good] == ["e1", "e2", "e5"]
+    assert good[0]["url"] == "https://a/x,y"
+    assert good[0]["properties"] == {"browser": "ff", "country": None, "referrer": None}
+    assert good[0]["latencies_ms"] == [1.0, 2.0]
+    assert good[1]["url"] == "two\nlines" and good[1]["price"] is None
+    assert good[2]["ts"].timestamp() == 1762000000.0
+    by_line = {r.line: r for r in rejects}
+    assert set(by_line) == {6, 7, 9}
+    assert by_line[6].column == "ts" and "notatime" in by_line[6].reason
+    assert "expected 9 fields, found 6" in by_line[7].reason
+    assert by_line[7].raw.startswith("e4,")
+    # a row failing on two columns keeps both reasons
+    assert "price='abc'" in by_line[9].reason and "properties='{bad'" in by_line[9].reason
+    assert all(r.source == "landing/a.csv" for r in rejects)
+
+
+def test_lines_stay_exact_across_blocks(local_store: ObjectStore) -> None:
+    rows = [f"e{i},2026-11-01T10:00:00Z,u,s,click,,{i},,\n" for i in range(2000)]
+    rows[1500] = "e1500,2026-11-01T10:00:00Z,u,s,click,,oops,,\n"
+    good, rejects = _read(local_store, "landing/b.csv", (HEADER + "".join(rows)).encode(), 4096)
+    assert len(good) == 1999
+    assert [(r.line, r.column) for r in rejects] == [(1502, "price")]
+
+
+@pytest.mark.parametrize(
+    "suffix,compress",
+    [
+        (".gz", lambda b: gzip.compress(b)),
+        (".bz2", bz2.compress),
+        (".zst", lambda b: zstandard.ZstdCompressor().compress(b)),
+    ],
+)
+def test_compressed_files_read_like_plain_ones(local_store: ObjectStore, suffix, compress) -> None:
+    body = (HEADER + "e1,2026-11-01T10:00:00Z,u,s,click,,1,,\ne2,bad,u,s,click,,,,\n").encode()
+    plain = _read(local_store, "landing/p.csv", body)
+    packed = _read(local_store, f"landing/p.csv{suffix}", compress(body))
+    assert plain[0] == packed[0]
+    assert [(r.line, r.reason) for r in plain[1]] == [(r.line, r.reason) for r in packed[1]]
+
+
+def test_truncated_gzip_is_a_file_error(local_store: ObjectStore) -> None:
+    data = gzip.compress((HEADER + "e1,2026-11-01T10:00:00Z,u,s,click,,1,,\n" * 200).encode())
+    local_store.write_bytes("landing/t.csv.gz", data[: len(data) // 2])
+    with pytest.raises(SourceFileError, match=r"landing/t\.csv\.gz.*decompress"):
+        list(read_file(local_store, "landing/t.csv.gz", SPEC))
+
+
+def test_non_utf8_csv_names_the_line(local_store: ObjectStore) -> None:
+    body = HEADER.encode() + b"e1,2026-11-01T10:00:00Z,u,s,click,,1,,\ne2,2026,\xff\xfe,s,c,,,,\n"
+    local_store.write_bytes("landing/x.csv", body)
+    with pytest.raises(SourceFileError) as info:
+        list(read_file(local_store, "landing/x.csv", SPEC))
+    assert info.value.line == 3 and "UTF-8" in str(info.value)
+
+
+@pytest.mark.parametrize("body", [b"", HEADER.encode(), b"\xef\xbb\xbf" + HEADER.encode()])
+def test_empty_and_header_only_files_yield_nothing(local_store: ObjectStore, body: bytes) -> None:
+    assert _read(local_store, "landing/e.csv", body) == ([], [])
+
+
+def test_bom_is_stripped_from_the_header(local_store: ObjectStore) -> None:
+    body = b"\xef\xbb\xbf" + (HEADER + "e1,2026-11-01T10:00:00Z,u,s,click,,1,,\n").encode()
+    good, rejects = _read(local_store, "landing/bom.csv", body)
+    assert [r["event_id"] for r in good] == ["e1"] and rejects == []
+
+
+def test_ndjson_rejects_broken_and_unconvertible_records(local_store: ObjectStore) -> None:
+    body = (
+        b'{"event_id":"n1","ts":"2026-11-01T10:00:00Z","user_id":"u","session_id":"s",'
+        b'"event_type":"click","properties":{"browser":"x"},"latencies_ms":[1.5]}\n'
+        b"\n"
+        b'{"event_id":"n2","ts":"not a time"}\n'
+        b"{broken\n"
+        b'{"event_id":"n3","ts":"2026-11-01T10:00:00Z","surprise":1}\n'
+        b'{"event_id":"n4","ts":"2026-11-01T12:00:00Z","user_id":"u","session_id":"s",'
+        b'"event_type":"click"}\n'
+    )
+    good, rejects = _read(local_store, "landing/n.ndjson", body)
+    assert [r["event_id"] for r in good] == ["n1", "n4"]
+    assert good[0]["properties"]["browser"] == "x" and good[0]["latencies_ms"] == [1.5]
+    assert good[1]["properties"] is None  # missing keys are nulls
+    by_line = {r.line: r.reason for r in rejects}
+    assert set(by_line) == {3, 4, 5}
+    assert "not a time" in by_line[3]
+    assert by_line[4].startswith("invalid JSON")
+    assert "freeze" in by_line[5]
