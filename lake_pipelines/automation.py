@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lake_pipelines.assets.common import partitions_for
 from lake_pipelines.datasets import ALL_DATASETS, DatasetSpec
 
 
@@ -12,7 +11,6 @@ def daily_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         name=f"{spec.name}_daily",
         selection=dg.AssetSelection.groups(spec.name),
-        partitions_def=partitions_for(spec),
         description=f"Landing → bronze → silver → gold for one day of {spec.name}.",
     )
 

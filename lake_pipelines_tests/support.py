@@ -31,6 +31,7 @@ def rows(table: pa.Table, key: str = "event_id", columns: list[str] | None = Non
 
 def duckdb_query(sql: str, **tables: Any) -> pa.Table:
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
     for name, obj in tables.items():
         con.register(name, obj)
     return con.sql(sql).to_arrow_table()

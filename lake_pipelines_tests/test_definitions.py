@@ -1,0 +1,176 @@
+"""The Dagster layer: loadable definitions, partitioned materializations, checks, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+from lake_pipelines.assets import build_all_assets
+from lake_pipelines.checks import CONTRACT_CHECK, ROW_ACCOUNTING_CHECK
+from lake_pipelines.datasets import get_dataset
+from lake_pipelines.definitions import defs
+from lake_pipelines.lake import quarantine
+from lake_pipelines.lake.gold import metrics_table_name
+from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.sample_data import generate_events
+from lake_pipelines_tests.conftest import dagster_resources, sql_catalog
+from lake_pipelines_tests.support import duckdb_hive, rows
+
+SPEC = get_dataset("events")
+START = date(2026, 11, 1)
+COLUMNS = list(SPEC.schema.names)
+BRONZE = dg.AssetKey(["lake", "bronze", "events"])
+SILVER = dg.AssetKey(["lake", "silver", "events"])
+GOLD = dg.AssetKey(["lake", "gold", "events_daily_metrics"])
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert keys == {"lake/bronze/events", "lake/silver/events", "lake/gold/events_daily_metrics"}
+    job = defs.resolve_job_def("events_daily")
+    assert job.partitions_def is not None
+
+
+def _materialize(store: ObjectStore, db: Path, instance, **kwargs):
+    return dg.materialize(
+        build_all_assets(),
+        resources=dagster_resources(store, db),
+        instance=instance,
+        **kwargs,
+    )
+
+
+def _checks(result) -> dict[tuple[str, str], bool]:
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e.passed
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def test_one_partition_end_to_end_and_rerun(local_store: ObjectStore, tmp_path: Path) -> None:
+    days = generate_events(local_store, START, days=2, rows_per_day=300, seed=11)
+    db = tmp_path / "catalog.db"
+    with dg.instance_for_test() as instance:
+        for _ in range(2):  # the second run must give the same lake
+            result = _materialize(local_store, db, instance, partition_key="2026-11-02")
+            assert result.success
+            assert all(_checks(result).values()) and len(_checks(result)) == 3
+        mats = result.asset_materializations_for_node("lake__bronze__events")
+        meta = mats[0].metadata
+        assert meta["dagster/partition_row_count"].value == days[1].valid.num_rows
+        assert meta["rows_quarantined"].value == days[1].bad_rows
+        assert meta["files_quarantined"].value == 1  # the truncated file of the last day
+    bronze = duckdb_hive(local_store.path(SPEC.bronze_prefix), COLUMNS)
+    assert rows(bronze) == rows(days[1].valid)
+    catalog = sql_catalog(local_store, db)
+    silver = catalog.load_table(SPEC.table_name).scan().to_arrow()
+    assert rows(silver, columns=COLUMNS) == rows(days[1].valid)
+    gold = catalog.load_table(metrics_table_name(SPEC)).scan().to_arrow()
+    assert sum(gold.column("events").to_pylist()) == days[1].valid.num_rows
+    assert len(set(gold.column("event_type").to_pylist())) == gold.num_rows
+    q = quarantine.read(local_store, SPEC.name, date(2026, 11, 2))
+    assert any("decompress" in r for r in q.column("reason").to_pylist())
+
+
+def test_single_run_backfill_of_a_range(local_store: ObjectStore, tmp_path: Path) -> None:
+    days = generate_events(local_store, START, days=3, rows_per_day=400, seed=5)
+    with dg.instance_for_test() as instance:
+        result = _materialize(
+            local_store,
+            tmp_path / "c.db",
+            instance,
+            tags={
+                "dagster/asset_partition_range_start": "2026-11-01",
+                "dagster/asset_partition_range_end": "2026-11-03",
+            },
+        )
+        assert result.success
+        status = instance.get_status_by_partition(
+            SILVER,
+            ["2026-11-01", "2026-11-02", "2026-11-03"],
+            defs.resolve_assets_def(SILVER).partitions_def,
+        )
+        assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
+    silver = sql_catalog(local_store, tmp_path / "c.db").load_table(SPEC.table_name)
+    assert rows(silver.scan().to_arrow(), columns=COLUMNS) == sorted(
+        [r for d in days for r in rows(d.valid)], key=lambda r: r["event_id"]
+    )
+
+
+def test_contract_check_blocks_downstream(local_store: ObjectStore, tmp_path: Path) -> None:
+    header = "event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms\n"
+    good = [f"e{i},2026-11-04T10:00:00Z,u{i},s{i},click,,,,\n" for i in range(95)]
+    bad = [f"b{i},2026-11-04T10:00:00Z,u{i},s{i},warp,,,,\n" for i in range(5)]
+    local_store.write_bytes(
+        "landing/events/2026-11-04/a.csv", (header + "".join(good + bad)).encode()
+    )
+    with dg.instance_for_test() as instance:
+        result = _materialize(
+            local_store,
+            tmp_path / "c.db",
+            instance,
+            partition_key="2026-11-04",
+            raise_on_error=False,
+        )
+        checks = _checks(result)
+        assert checks[("lake/bronze/events", CONTRACT_CHECK)] is False  # 5% > 1%
+        assert checks[("lake/bronze/events", ROW_ACCOUNTING_CHECK)] is True
+        assert not result.asset_materializations_for_node("lake__silver__events")
+    assert not sql_catalog(local_store, tmp_path / "c.db").table_exists(SPEC.table_name)
+
+
+def _cli(args: list[str], lake: Path, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LAKE_HOME": str(lake), "DAGSTER_HOME": str(home)}
+    env.pop("LAKE_STORE_URL", None)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "lake_pipelines.definitions",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_materializes_one_partition(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    store = ObjectStore(str(lake))
+    days = generate_events(store, START, days=1, rows_per_day=400, seed=2)
+    done = _cli(["--select", "*", "--partition", "2026-11-01"], lake, tmp_path / "dagster")
+    assert done.returncode == 0, done.stderr[-3000:]
+    catalog = sql_catalog(store, lake / "catalog.db")
+    silver = catalog.load_table(SPEC.table_name).scan().to_arrow()
+    assert rows(silver, columns=COLUMNS) == rows(days[0].valid)
+
+
+def test_cli_partition_range_is_one_run(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    store = ObjectStore(str(lake))
+    days = generate_events(store, START, days=2, rows_per_day=400, seed=4)
+    done = _cli(
+        ["--select", "lake/bronze/events", "--partition-range", "2026-11-01...2026-11-02"],
+        lake,
+        tmp_path / "dagster",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("RUN_SUCCESS") == 1
+    bronze = duckdb_hive(store.path(SPEC.bronze_prefix), COLUMNS)
+    assert rows(bronze) == sorted(
+        [r for d in days for r in rows(d.valid)], key=lambda r: r["event_id"]
+    )
