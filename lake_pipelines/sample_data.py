@@ -12,11 +12,12 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
 
-from lake_pipelines.datasets import events
+from lake_pipelines.datasets import events, orders
 from lake_pipelines.lake.storage import ObjectStore
 
 BROWSERS = ("chrome", "firefox", "safari", "edge")
@@ -155,6 +156,80 @@ def generate_events(
     return out
 
 
+def _orders(rng: np.random.Generator, day: date, n: int) -> pa.Table:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    micros = np.sort(rng.integers(0, 86_400_000_000, n))
+    rows = []
+    for i, m in enumerate(micros):
+        k = int(rng.integers(1, 4))
+        items = [
+            {
+                "sku": f"sku-{int(rng.integers(0, 500)):04d}",
+                "quantity": int(rng.integers(1, 5)),
+                "unit_price": float(round(rng.gamma(2.0, 15.0), 2)),
+            }
+            for _ in range(k)
+        ]
+        total = sum(Decimal(str(it["unit_price"])) * it["quantity"] for it in items)
+        rows.append(
+            {
+                "order_id": f"o{day:%Y%m%d}-{i:06d}",
+                "ordered_at": start + timedelta(microseconds=int(m)),
+                "customer_id": f"c{int(rng.integers(0, max(n // 3, 1))):05d}",
+                "status": orders.STATUSES[int(rng.integers(0, len(orders.STATUSES)))],
+                "currency": ("EUR", "USD", "GBP")[int(rng.integers(0, 3))],
+                "total": total.quantize(Decimal("0.01")),
+                "shipping": {
+                    "country": COUNTRIES[int(rng.integers(0, len(COUNTRIES)))],
+                    "city": None if i % 5 == 0 else f"city-{int(rng.integers(0, 40))}",
+                    "express": bool(rng.integers(0, 2)),
+                },
+                "items": items,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=orders.SCHEMA.remove_metadata())
+
+
+def _order_json(row: dict, numbers_as_strings: bool) -> dict:
+    out = dict(row)
+    out["ordered_at"] = _iso(row["ordered_at"])
+    # Some producers send decimals as strings, others as numbers: both must load.
+    out["total"] = str(row["total"]) if numbers_as_strings else float(row["total"])
+    return out
+
+
+def generate_orders(
+    store: ObjectStore,
+    start: date,
+    days: int = 7,
+    rows_per_day: int = 500,
+    seed: int = 7,
+    bad_rows: bool = True,
+) -> list[SampleDay]:
+    """Land orders as JSON array files under ``landing/orders/<day>/`` (one gzipped)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in range(days):
+        day = start + timedelta(days=d)
+        table = _orders(rng, day, rows_per_day)
+        sample = SampleDay(day, table)
+        half = rows_per_day // 2
+        for i, (part, gz) in enumerate(((table.slice(0, half), False), (table.slice(half), True))):
+            records = [_order_json(r, numbers_as_strings=(i == 1)) for r in part.to_pylist()]
+            if bad_rows and i == 0:
+                bad = _order_json(part.to_pylist()[0], False)
+                records.append({**bad, "order_id": f"bad-{day}-1", "status": "lost"})
+                records.append({**bad, "order_id": f"bad-{day}-2", "total": "n/a"})
+                records.append(records[0])  # the same order sent twice
+                sample.bad_rows += 3
+            body = json.dumps(records, indent=1, default=str).encode()
+            key = f"landing/orders/{day.isoformat()}/orders-{i:02d}.json" + (".gz" if gz else "")
+            store.write_bytes(key, gzip.compress(body, mtime=0) if gz else body)
+            sample.files.append(key)
+        out.append(sample)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Land seeded sample events in the lake.")
     parser.add_argument("--store", default=".lake", help="lake URL or path (default .lake)")
@@ -165,8 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     store = ObjectStore(args.store)
     days = generate_events(store, args.start, args.days, args.rows_per_day, args.seed)
-    files = sum(len(d.files) for d in days)
-    print(f"landed {files} files for {len(days)} days under {store.uri('landing/events')}")
+    order_days = generate_orders(store, args.start, args.days, max(args.rows_per_day // 4, 10))
+    files = sum(len(d.files) for d in days + order_days)
+    print(f"landed {files} files for {len(days)} days under {store.uri('landing')}")
 
 
 if __name__ == "__main__":

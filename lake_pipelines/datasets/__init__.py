@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from lake_pipelines.datasets import events
+from lake_pipelines.datasets import events, orders
 from lake_pipelines.datasets.spec import ColumnCodec, CsvDialect, DatasetSpec, PartitionField
 
-ALL_DATASETS: tuple[DatasetSpec, ...] = (events.SPEC,)
+ALL_DATASETS: tuple[DatasetSpec, ...] = (events.SPEC, orders.SPEC)
 
 
 def get_dataset(name: str) -> DatasetSpec:

@@ -103,6 +103,11 @@ class DatasetSpec:
         return f"{self.namespace}.{self.name}"
 
     @property
+    def unique_columns(self) -> list[str]:
+        """Columns the contract declares unique: enforced across the whole day."""
+        return [name for name, col in self.contract.columns.items() if col.unique]
+
+    @property
     def nested_columns(self) -> list[str]:
         return [f.name for f in self.schema if pa.types.is_nested(f.type)]
 

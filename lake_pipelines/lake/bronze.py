@@ -24,7 +24,7 @@ from lake_pipelines.lake.parquet import (
 )
 from lake_pipelines.lake.readers import DEFAULT_BLOCK_BYTES, LANDING_SUFFIXES, Reject, read_file
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
-from lake_pipelines.lake.validation import validate
+from lake_pipelines.lake.validation import UniqueTracker, validate
 
 
 @dataclass
@@ -108,6 +108,7 @@ def ingest_day(
     _remove_stale_staging(store, out_dir)
     report.sources = store.list_files(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
     staged: list[WrittenFile] = []
+    unique = UniqueTracker(spec.unique_columns) if spec.unique_columns else None
     try:
         for src in report.sources:
             writer = RollingParquetWriter(
@@ -115,16 +116,19 @@ def ingest_day(
             )
             read = 0
             rejects: list[Reject] = []
+            mark = unique.mark() if unique else None
             try:
                 for batch in read_file(store, src.key, spec, block_bytes):
                     # Counted as the reader hands rows over, before anything can lose them.
                     read += batch.rows_read
-                    checked = validate(batch, spec, start, end, src.key)
+                    checked = validate(batch, spec, start, end, src.key, unique)
                     rejects.extend(checked.rejects)
                     writer.write(checked.table)
                 files = writer.close()
             except SourceFileError as exc:
                 writer.abort()
+                if unique and mark is not None:
+                    unique.rollback(mark)
                 report.file_rejects.append(Reject(src.key, exc.line, None, exc.reason, None))
                 continue
             except BaseException:

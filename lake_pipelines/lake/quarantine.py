@@ -22,7 +22,8 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("partition", pa.date32(), nullable=False),
         pa.field("kind", pa.string(), nullable=False),  # "row" or "file"
         pa.field("source_file", pa.string(), nullable=False),
-        pa.field("line", pa.int64()),
+        pa.field("line", pa.int64()),  # CSV and NDJSON: physical line in the source file
+        pa.field("record", pa.int64()),  # JSON arrays: 1-based element number
         pa.field("column", pa.string()),
         pa.field("reason", pa.string(), nullable=False),
         pa.field("raw", pa.string()),
@@ -54,6 +55,7 @@ def to_table(
             "kind": [k for k, _ in rows],
             "source_file": [r.source for _, r in rows],
             "line": [r.line for _, r in rows],
+            "record": [r.record for _, r in rows],
             "column": [r.column for _, r in rows],
             "reason": [r.reason for _, r in rows],
             "raw": [r.raw for _, r in rows],

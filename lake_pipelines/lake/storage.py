@@ -209,11 +209,14 @@ class ObjectStore:
             if self.access_key_id:
                 kwargs["access_key_id"] = self.access_key_id
                 kwargs["secret_access_key"] = self.secret_access_key
+                if self.session_token:
+                    kwargs["session_token"] = self.session_token
             if self.endpoint_url:
                 kwargs["endpoint"] = self.endpoint_url
                 kwargs["allow_http"] = self.allow_http
-            if self.addressing_style == "virtual":
-                kwargs["virtual_hosted_style_request"] = True
+            # No addressing style here: datafusion's AmazonS3 (53) has no such argument (passing
+            # one is a TypeError that broke every gold run with addressing_style="virtual").
+            # It requests path style unless AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true is set.
             return f"s3://{self.bucket}", dfo.AmazonS3(**kwargs)
         if self.scheme == "gs":
             return f"gs://{self.bucket}", dfo.GoogleCloud(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import pandera.errors as pe
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,8 +23,53 @@ def _contract_frame(table: pa.Table, spec: DatasetSpec):  # -> pandas.DataFrame
     return table.select(cols).to_pandas(types_mapper=None)
 
 
+class UniqueTracker:
+    """Remembers 64-bit hashes of the values seen in the unique columns of one partition.
+
+    pandera sees one batch at a time; uniqueness is a property of the whole day, so it is
+    kept here: the first occurrence of a value is kept, later ones are rejected. Memory is
+    8 bytes per row and column.
+    """
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        self._seen: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+
+    def mark(self) -> dict[str, int]:
+        return {c: len(v) for c, v in self._seen.items()}
+
+    def rollback(self, mark: dict[str, int]) -> None:
+        """Forget what was seen since `mark` (the rows of a file that was rejected whole)."""
+        for c, n in mark.items():
+            del self._seen[c][n:]
+
+    def duplicates(self, table: pa.Table) -> dict[int, tuple[str, str]]:
+        out: dict[int, tuple[str, str]] = {}
+        for col in self.columns:
+            values = table.column(col).to_numpy(zero_copy_only=False)
+            hashes = pd.util.hash_array(values.astype(object))
+            earlier = np.zeros(len(hashes), dtype=bool)
+            for block in self._seen[col]:
+                earlier |= np.isin(hashes, block, assume_unique=False)
+            _, first = np.unique(hashes, return_index=True)
+            within = np.ones(len(hashes), dtype=bool)
+            within[first] = False
+            for i in np.flatnonzero(earlier | within):
+                out.setdefault(
+                    int(i),
+                    (col, f"{col}={values[i]!r} is a duplicate of an earlier row of the day"),
+                )
+            self._seen[col].append(np.unique(hashes))
+        return out
+
+
 def validate(
-    batch: Batch, spec: DatasetSpec, day_start: datetime, day_end: datetime, source: str
+    batch: Batch,
+    spec: DatasetSpec,
+    day_start: datetime,
+    day_end: datetime,
+    source: str,
+    unique: UniqueTracker | None = None,
 ) -> Batch:
     """Split the rows of `batch` that break the contract into rejects.
 
@@ -53,6 +99,10 @@ def validate(
             for i in np.flatnonzero(nulls):
                 add_reason(bad, int(i), f.name, f"{f.name} is null but required")
 
+    if unique is not None:
+        for i, (col, reason) in unique.duplicates(table).items():
+            add_reason(bad, i, col, reason)
+
     frame = _contract_frame(table, spec)
     try:
         spec.contract.validate(frame, lazy=True)
@@ -63,6 +113,8 @@ def validate(
             if idx is None or (isinstance(idx, float) and np.isnan(idx)):
                 continue
             col = case.get("column")
+            if case.get("check") == "field_uniqueness":
+                continue  # judged over the whole day by UniqueTracker
             add_reason(
                 bad, int(idx), col, f"{col}={case.get('failure_case')!r} fails {case.get('check')}"
             )

@@ -1,0 +1,255 @@
+"""Streaming CSV: blocks cut at record boundaries, parsed by pyarrow, converted per column.
+
+Record boundaries are found with numpy (newlines outside quotes), so a quoted value may hold
+newlines and delimiters. Physical line numbers are only worked out for blocks with rejects.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from lake_pipelines.datasets.spec import CsvDialect, DatasetSpec
+from lake_pipelines.errors import SourceFileError
+from lake_pipelines.lake.batches import Batch, Reject, add_reason, nullable_schema, row_json
+from lake_pipelines.lake.coerce import convert_column
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _record_ends(chunk: bytes, dialect: CsvDialect) -> np.ndarray:
+    """Byte offsets of the newlines that end records (outside quotes)."""
+    buf = np.frombuffer(chunk, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    if not dialect.quote_char or not dialect.newlines_in_values:
+        return newlines
+    is_quote = buf == ord(dialect.quote_char)
+    if dialect.escape_char:
+        # a quote right after the escape character does not open or close a value
+        escaped = np.zeros_like(is_quote)
+        escaped[1:] = buf[:-1] == ord(dialect.escape_char)
+        is_quote &= ~escaped
+    quotes = np.cumsum(is_quote)
+    return newlines[(quotes[newlines] % 2) == 0]
+
+
+def _split_complete(data: bytes, dialect: CsvDialect, final: bool) -> tuple[bytes, bytes]:
+    """(complete records, remainder) of a buffer."""
+    if final:
+        return data, b""
+    ends = _record_ends(data, dialect)
+    if len(ends) == 0:
+        return b"", data
+    cut = int(ends[-1]) + 1
+    return data[:cut], data[cut:]
+
+
+def _header(blocks: Iterator[bytes], key: str, dialect: CsvDialect) -> tuple[list[str], bytes]:
+    buf = b""
+    for block in blocks:
+        buf += block
+        ends = _record_ends(buf, dialect)
+        if len(ends):
+            break
+    else:
+        ends = np.array([len(buf)]) if buf.strip() else np.array([], dtype=np.int64)
+    if buf.startswith(BOM):
+        buf = buf[len(BOM) :]
+        ends = ends - len(BOM)
+    if not len(ends):
+        return [], b""
+    line, rest = buf[: int(ends[0])], buf[int(ends[0]) + 1 :]
+    try:
+        text = line.decode("utf-8").rstrip("\r")
+        names = next(
+            csv.reader(
+                [text],
+                delimiter=dialect.delimiter,
+                quotechar=dialect.quote_char or None,
+                escapechar=dialect.escape_char,
+                doublequote=dialect.double_quote,
+            )
+        )
+    except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
+        raise SourceFileError(key, f"cannot read the CSV header: {exc}", line=1) from exc
+    return [str(n).strip() for n in names], rest
+
+
+def _parse_options(dialect: CsvDialect, handler: object) -> pcsv.ParseOptions:
+    return pcsv.ParseOptions(
+        delimiter=dialect.delimiter,
+        quote_char=dialect.quote_char or False,
+        double_quote=dialect.double_quote,
+        escape_char=dialect.escape_char or False,
+        newlines_in_values=dialect.newlines_in_values,
+        ignore_empty_lines=True,
+        invalid_row_handler=handler,
+    )
+
+
+class _CsvChunk:
+    """Maps row positions of one parsed chunk back to physical lines, on demand."""
+
+    def __init__(self, data: bytes, first_line: int, dialect: CsvDialect, ncols: int) -> None:
+        self.data, self.first_line, self.dialect, self.ncols = data, first_line, dialect, ncols
+        self._map: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _records(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start line of every non-empty record, whether its field count is right)."""
+        if self._map is None:
+            buf = np.frombuffer(self.data, dtype=np.uint8)
+            ends = _record_ends(self.data, self.dialect)
+            if len(buf) and buf[-1] != 10:
+                ends = np.append(ends, len(buf))
+            starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+            nl_before = np.concatenate([[0], np.cumsum(buf == 10)])
+            lines = self.first_line + nl_before[starts]
+            nonblank = np.array(
+                [self.data[s:e].strip(b"\r") != b"" for s, e in zip(starts, ends, strict=True)]
+            )
+            delims = buf == ord(self.dialect.delimiter)
+            if self.dialect.quote_char:
+                delims &= (np.cumsum(buf == ord(self.dialect.quote_char)) % 2) == 0
+            dcount = np.add.reduceat(delims.astype(np.int64), starts) if len(starts) else starts
+            # reduceat over an empty trailing slice repeats the element; empty records are blank.
+            ok = (dcount + 1) == self.ncols
+            self._map = (lines[nonblank], ok[nonblank])
+        return self._map
+
+    def good_row_lines(self) -> np.ndarray:
+        lines, ok = self._records()
+        return lines[ok]
+
+    def bad_row_lines(self) -> np.ndarray:
+        lines, ok = self._records()
+        return lines[~ok]
+
+
+def read_csv(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[Batch]:
+    dialect = spec.csv
+    if dialect.header:
+        names, carry = _header(blocks, key, dialect)
+        line = 2
+        if not names:
+            return  # an empty file: nothing to read, nothing lost
+    else:
+        names, carry, line = list(spec.schema.names), b"", 1
+    known = set(spec.schema.names)
+    unknown = [n for n in names if n not in known]
+    if len(set(names)) != len(names):
+        raise SourceFileError(key, f"duplicate column names in header: {names}", line=1)
+
+    pending = iter(blocks)
+    done = False
+    while not done:
+        try:
+            block = next(pending)
+        except StopIteration:
+            block, done = b"", True
+        data, carry = _split_complete(carry + block, dialect, final=done)
+        if not data.strip(b"\r\n"):
+            if done:
+                break
+            continue
+        yield _parse_csv_chunk(data, line, key, spec, names, unknown)
+        line += data.count(b"\n")
+
+
+def _parse_csv_chunk(
+    data: bytes, line: int, key: str, spec: DatasetSpec, names: list[str], unknown: list[str]
+) -> Batch:
+    dialect = spec.csv
+    invalid: list[str] = []
+
+    def on_invalid(row: pcsv.InvalidRow) -> str:
+        invalid.append(row.text)
+        return "skip"
+
+    chunk = _CsvChunk(data, line, dialect, len(names))
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(data),
+            read_options=pcsv.ReadOptions(
+                column_names=names, block_size=max(len(data) + 1, 1 << 20)
+            ),
+            parse_options=_parse_options(dialect, on_invalid),
+            convert_options=pcsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                null_values=list(dialect.null_values),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        first_bad = _first_non_utf8_line(data, line)
+        if first_bad is not None:
+            raise SourceFileError(key, "not valid UTF-8 text", line=first_bad) from exc
+        raise SourceFileError(key, f"cannot parse as CSV: {exc}", line=line) from exc
+
+    rejects: list[Reject] = []
+    if invalid:
+        bad_lines = chunk.bad_row_lines()
+        for i, text in enumerate(invalid):
+            ln = int(bad_lines[i]) if i < len(bad_lines) else None
+            got = _count_fields(text, dialect)
+            rejects.append(
+                Reject(key, ln, None, f"expected {len(names)} fields, found {got}", text[:2000])
+            )
+    batch = _to_schema(table, key, spec, unknown, chunk.good_row_lines, raw_text=True)
+    return Batch(batch.table, rejects + batch.rejects, batch.row_lines)
+
+
+def _count_fields(text: str, dialect: CsvDialect) -> int:
+    try:
+        t = pcsv.read_csv(
+            io.BytesIO(text.encode()),
+            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+            parse_options=_parse_options(dialect, None),
+        )
+        return t.num_columns
+    except pa.ArrowInvalid:
+        return text.count(dialect.delimiter) + 1
+
+
+def _first_non_utf8_line(data: bytes, first_line: int) -> int | None:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return first_line + data[: exc.start].count(b"\n")
+    return None
+
+
+def _to_schema(
+    table: pa.Table,
+    key: str,
+    spec: DatasetSpec,
+    unknown: list[str],
+    row_lines: Callable[[], np.ndarray],
+    raw_text: bool,
+) -> Batch:
+    """Convert string columns to the spec's types; failing rows become rejects."""
+    bad: dict[int, tuple[str | None, str]] = {}
+    if unknown and spec.unknown_columns == "freeze":
+        for col in unknown:
+            present = pc.invert(pc.is_null(table.column(col)))
+            for i in np.flatnonzero(present.to_numpy(zero_copy_only=False)):
+                add_reason(bad, int(i), col, f"unknown column {col!r} (contract mode: freeze)")
+    columns = []
+    for f in spec.schema:
+        if f.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, f.type))
+            continue
+        src = table.column(f.name).combine_chunks()
+        converted, failures = convert_column(src, f.type) if raw_text else (src, {})
+        for i, reason in failures.items():
+            value = src[i].as_py()
+            add_reason(bad, i, f.name, f"{f.name}={value!r}: cannot convert to {f.type}: {reason}")
+        columns.append(converted)
+    out = pa.Table.from_arrays(columns, schema=nullable_schema(spec.schema))
+    return Batch(out, [], row_lines).drop(bad, key, lambda i: row_json(table, i))

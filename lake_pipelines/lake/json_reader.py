@@ -1,0 +1,296 @@
+"""Streaming JSON: NDJSON, or one top-level array of objects, into batches of the spec's schema.
+
+The fast path hands a whole block to pyarrow's JSON reader with the spec's schema. A block it
+refuses goes through a lenient path: each record is decoded, values the schema can still take
+(numbers given as strings, epoch-millisecond timestamps, "true"/"false") are converted, unknown
+keys follow the contract mode, and the records still failing are isolated by bisection and
+rejected with their line (NDJSON) or record number (arrays).
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pj
+
+from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.errors import SourceFileError
+from lake_pipelines.lake.batches import Batch, Reject, nullable_schema
+
+BOM = b"\xef\xbb\xbf"
+ARRAY_BATCH_RECORDS = 20_000
+_WS = b" \t\r\n"
+_decoder = json.JSONDecoder()
+
+
+def read_json(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[Batch]:
+    """NDJSON or a top-level JSON array, told apart by the first non-blank byte."""
+    first = b""
+    for block in blocks:
+        first += block
+        if first.lstrip(BOM + _WS):
+            break
+    if first.startswith(BOM):
+        first = first[len(BOM) :]
+    if not first.strip():
+        return
+    chained = _chain(first, blocks)
+    if first.lstrip(_WS).startswith(b"["):
+        yield from _read_array(chained, key, spec)
+    else:
+        yield from _read_ndjson(chained, key, spec)
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _read_ndjson(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[Batch]:
+    carry = b""
+    line = 1
+    for block in _iter_with_end(blocks):
+        if block is None:
+            data, carry = carry, b""
+        else:
+            data = carry + block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            data, carry = data[: cut + 1], data[cut + 1 :]
+        lines = data.split(b"\n")
+        numbered = [(line + i, text) for i, text in enumerate(lines) if text.strip()]
+        if numbered:
+            yield parse_records(
+                [t for _, t in numbered], np.array([n for n, _ in numbered]), key, spec, False
+            )
+        line += data.count(b"\n")
+
+
+def _iter_with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:
+    yield from blocks
+    yield None
+
+
+def _read_array(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[Batch]:
+    """Stream the elements of ``[ {...}, {...} ]`` without holding the whole document."""
+    buf = ""
+    pos = 0
+    record = 0
+    started = ended = False
+    out: list[bytes] = []
+    numbers: list[int] = []
+    exhausted = False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def refill() -> bool:
+        """Append the next block to the unconsumed text; False at the end of the file."""
+        nonlocal buf, pos, exhausted
+        if exhausted:
+            return False
+        block = next(blocks, None)
+        try:
+            text = decoder.decode(block or b"", final=block is None)
+        except UnicodeDecodeError as exc:
+            raise SourceFileError(key, f"not valid UTF-8 (near record {record + 1})") from exc
+        exhausted = block is None
+        buf, pos = buf[pos:] + text, 0
+        return not exhausted or bool(text)
+
+    refill()
+    while True:
+        while pos < len(buf) and buf[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(buf):
+            if exhausted or not refill():
+                break
+            continue
+        ch = buf[pos]
+        if not started:
+            if ch != "[":
+                raise SourceFileError(key, "a JSON array file must start with '['")
+            started, pos = True, pos + 1
+            continue
+        if ended:
+            raise SourceFileError(key, f"unexpected data after the closing ']' (record {record})")
+        if ch == "]":
+            ended, pos = True, pos + 1
+            continue
+        if ch == "," and record > 0:
+            pos += 1
+            continue
+        try:
+            value, end = _decoder.raw_decode(buf, pos)
+        except json.JSONDecodeError as exc:
+            # An error at the end of the text may only mean the element goes on in the next
+            # block; one before it is a broken document.
+            if exc.pos >= len(buf) - 1 and refill():
+                continue
+            raise SourceFileError(
+                key, f"invalid JSON document at record {record + 1}: {exc.msg}"
+            ) from exc
+        if end == len(buf) and refill():
+            continue  # a number at the very end may go on in the next block
+        record += 1
+        pos = end
+        out.append(json.dumps(value, ensure_ascii=False).encode())
+        numbers.append(record)
+        if len(out) >= ARRAY_BATCH_RECORDS:
+            yield parse_records(out, np.array(numbers), key, spec, True)
+            out, numbers = [], []
+    if started and not ended:
+        raise SourceFileError(key, f"the JSON array is not closed (after record {record})")
+    if out:
+        yield parse_records(out, np.array(numbers), key, spec, True)
+
+
+# -- records → Arrow ----------------------------------------------------------------------------
+
+
+def _read(lines: list[bytes], schema: pa.Schema, unexpected: str) -> pa.Table:
+    data = b"\n".join(lines) + b"\n"
+    return pj.read_json(
+        io.BytesIO(data),
+        read_options=pj.ReadOptions(block_size=max(len(data) + 1, 1 << 20)),
+        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected),
+    )
+
+
+def parse_records(
+    lines: list[bytes], numbers: np.ndarray, key: str, spec: DatasetSpec, records: bool
+) -> Batch:
+    """Convert JSON records (one per item of `lines`; `numbers` their line/record numbers)."""
+    schema = nullable_schema(spec.schema)
+    unexpected = "error" if spec.unknown_columns == "freeze" else "ignore"
+    try:
+        return Batch(_read(lines, schema, unexpected), [], lambda: numbers, records)
+    except pa.ArrowInvalid:
+        pass
+    rejects: list[Reject] = []
+    repaired: list[bytes] = []
+    kept: list[int] = []
+
+    def reject(i: int, column: str | None, reason: str) -> None:
+        raw = lines[i].decode("utf-8", errors="replace")[:2000]
+        n = int(numbers[i])
+        line, record = (None, n) if records else (n, None)
+        rejects.append(Reject(key, line, column, reason, raw, record))
+
+    for i, text in enumerate(lines):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            reject(i, None, f"invalid JSON: {exc}")
+            continue
+        if not isinstance(value, dict):
+            reject(i, None, f"expected a JSON object, found {type(value).__name__}")
+            continue
+        fixed, problem = _repair(value, spec)
+        if problem is not None:
+            reject(i, *problem)
+            continue
+        repaired.append(json.dumps(fixed, ensure_ascii=False).encode())
+        kept.append(i)
+    tables: list[pa.Table] = []
+    good: list[int] = []
+
+    def bisect(lo: int, hi: int) -> None:
+        try:
+            tables.append(_read(repaired[lo:hi], schema, "ignore"))
+            good.extend(kept[lo:hi])
+            return
+        except pa.ArrowInvalid as exc:
+            if hi - lo == 1:
+                reject(kept[lo], _column_of(exc), _reason_of(exc))
+                return
+        mid = (lo + hi) // 2
+        bisect(lo, mid)
+        bisect(mid, hi)
+
+    if repaired:
+        bisect(0, len(repaired))
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    good_numbers = numbers[np.array(good, dtype=np.int64)] if good else np.array([], np.int64)
+    rejects.sort(key=lambda r: r.line or r.record or 0)
+    return Batch(table, rejects, lambda: good_numbers, records)
+
+
+def _repair(value: dict[str, Any], spec: DatasetSpec) -> tuple[dict[str, Any], tuple | None]:
+    """Convert what the schema can still take; return (record, None) or (_, (column, reason))."""
+    out: dict[str, Any] = {}
+    names = spec.schema.names
+    unknown = [k for k in value if k not in names]
+    if unknown and spec.unknown_columns == "freeze":
+        return value, (unknown[0], f"unknown field(s) {unknown} (contract mode: freeze)")
+    for field in spec.schema:
+        if field.name not in value:
+            continue
+        try:
+            out[field.name] = _coerce(value[field.name], field.type)
+        except (ValueError, TypeError, InvalidOperation, OverflowError) as exc:
+            shown = json.dumps(value[field.name], ensure_ascii=False)[:200]
+            return value, (
+                field.name,
+                f"{field.name}={shown}: cannot convert to {field.type}: {exc}",
+            )
+    return out, None
+
+
+def _coerce(v: Any, t: pa.DataType) -> Any:
+    if v is None:
+        return None
+    if pa.types.is_timestamp(t):
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return datetime.fromtimestamp(v / 1000, tz=UTC).isoformat()
+        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+            return datetime.fromtimestamp(int(v) / 1000, tz=UTC).isoformat()
+        return v
+    if pa.types.is_boolean(t):
+        if isinstance(v, str):
+            low = v.strip().lower()
+            if low in ("true", "t", "1", "yes", "y"):
+                return True
+            if low in ("false", "f", "0", "no", "n"):
+                return False
+            raise ValueError("not a boolean")
+        return v
+    if pa.types.is_integer(t):
+        if isinstance(v, str):
+            return int(v.strip())
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        return v
+    if pa.types.is_floating(t):
+        return float(v.strip()) if isinstance(v, str) else v
+    if pa.types.is_decimal(t):
+        return str(Decimal(str(v).strip()))
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v) if isinstance(v, int | float) else v
+    if pa.types.is_struct(t) and isinstance(v, dict):
+        fields = {t.field(i).name: t.field(i).type for i in range(t.num_fields)}
+        return {k: _coerce(x, fields[k]) for k, x in v.items() if k in fields}
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and isinstance(v, list):
+        return [_coerce(x, t.value_type) for x in v]
+    return v
+
+
+def _column_of(exc: BaseException) -> str | None:
+    msg = str(exc)
+    if "Column(/" in msg:
+        return msg.split("Column(/", 1)[1].split(")", 1)[0].split("/")[0]
+    return None
+
+
+def _reason_of(exc: BaseException) -> str:
+    return str(exc).replace("JSON parse error: ", "").split(" in row ")[0][:300]
