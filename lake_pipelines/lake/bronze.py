@@ -74,14 +74,27 @@ def _stem(source_key: str) -> str:
     return "part-" + hashlib.sha256(source_key.encode()).hexdigest()[:12]
 
 
-def _remove_stale_staging(store: ObjectStore, prefix: str) -> None:
-    """Temporary files of a crashed run are invisible but take space; clear them first."""
+def _remove_stale_staging(store: ObjectStore, prefix: str, older_than: float = 3600.0) -> None:
+    """Temporary files of a crashed run are invisible but take space; clear old ones first.
+
+    Only files older than `older_than` seconds go: a younger one may belong to a run that is
+    still writing.
+    """
     try:
-        found = store.fs.find(store.path(prefix), withdirs=False)
+        found = store.fs.find(store.path(prefix), withdirs=False, detail=True)
     except FileNotFoundError:
         return
-    stale = [p for p in found if posixpath.basename(p).startswith(".") and p.endswith(TMP_SUFFIX)]
-    store.delete([store.key_of(p) for p in stale])
+    now = time.time()
+    stale = []
+    for path, info in found.items():
+        name = posixpath.basename(path)
+        if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+            continue
+        mtime = info.get("mtime") or info.get("LastModified")
+        seconds = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime or 0)
+        if now - seconds > older_than:
+            stale.append(store.key_of(path))
+    store.delete(stale)
 
 
 def ingest_day(

@@ -32,8 +32,9 @@ def _cast_timestamp(arr: pa.Array, target: pa.TimestampType) -> pa.Array:
         ms = pc.cast(pc.if_else(epoch, arr, None), pa.int64())
         out = pc.if_else(epoch, pc.cast(pc.cast(ms, pa.timestamp("ms")), target), out)
     rest = pc.and_not(pc.fill_null(pc.invert(epoch), True), pc.is_null(arr))
-    if pc.any(pc.and_(rest, zoned)).as_py():
-        out = pc.if_else(pc.and_(rest, zoned), pc.cast(pc.if_else(zoned, arr, None), target), out)
+    with_zone = pc.and_(rest, pc.fill_null(zoned, False))
+    if pc.any(with_zone).as_py():
+        out = pc.if_else(with_zone, pc.cast(pc.if_else(with_zone, arr, None), target), out)
     naive = pc.and_not(rest, pc.fill_null(zoned, False))
     if pc.any(naive).as_py():
         as_naive = pc.cast(pc.if_else(naive, arr, None), naive_type)

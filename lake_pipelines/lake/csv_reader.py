@@ -76,7 +76,9 @@ def _header(blocks: Iterator[bytes], key: str, dialect: CsvDialect) -> tuple[lis
                 doublequote=dialect.double_quote,
             )
         )
-    except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
+    except UnicodeDecodeError as exc:
+        raise SourceFileError(key, "not valid UTF-8 text (in the header)", line=1) from exc
+    except (csv.Error, StopIteration) as exc:
         raise SourceFileError(key, f"cannot read the CSV header: {exc}", line=1) from exc
     return [str(n).strip() for n in names], rest
 

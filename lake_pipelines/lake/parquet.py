@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +138,8 @@ class RollingParquetWriter:
         n = len(self.files)
         key = posixpath.join(self.prefix, f"{self.stem}-{n:05d}.parquet")
         directory = posixpath.dirname(self.store.path(key))
-        tmp = posixpath.join(directory, f".{posixpath.basename(key)}{TMP_SUFFIX}")
+        token = uuid.uuid4().hex[:8]  # two writers of the same name never share a temp object
+        tmp = posixpath.join(directory, f".{posixpath.basename(key)}.{token}{TMP_SUFFIX}")
         if self.store.scheme == "file":
             self.store.arrow_fs.create_dir(directory, recursive=True)
         self._sink = self.store.arrow_fs.open_output_stream(tmp, compression=None)

@@ -1,0 +1,209 @@
+"""Compaction planning: which files of a partition are small, and how they pack into bins.
+
+Shared by both layers. `plan_partition` takes the files of one partition (path, size on disk,
+row count from the Parquet footer or the Iceberg manifest) and packs the small ones
+first-fit-decreasing into bins of at most the dataset's target file size. A partition is
+*flagged* when it holds more small files than the policy allows and at least one bin would
+merge two or more of them; healthy partitions are left alone. The plans are reported (dry run)
+before anything is rewritten, by `compaction_hive` and `compaction_iceberg`, which do the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lake_pipelines.datasets.spec import CompactionPolicy
+from lake_pipelines.errors import LakeError
+
+Layer = Literal["bronze", "silver"]
+Status = Literal["compacted", "skipped", "planned"]
+OUTPUT_PREFIX = "compact-"  # name stem of every file compaction writes
+
+
+class CompactionError(LakeError):
+    """Compaction of a partition cannot go on; the partition's visible data is unchanged."""
+
+    def __init__(self, partition: str, reason: str) -> None:
+        self.partition = partition
+        super().__init__(f"compaction of {partition}: {reason}")
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """One data file of a partition: store key (Hive) or URI (Iceberg), bytes on disk, rows."""
+
+    path: str
+    size: int
+    rows: int | None = None
+
+
+@dataclass(frozen=True)
+class Bin:
+    """Small files rewritten together into about one file of the target size."""
+
+    files: tuple[FileStat, ...]
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows or 0 for f in self.files)
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """What compaction would do to one partition (nothing, when `bins` is empty)."""
+
+    layer: Layer
+    partition: str
+    files: tuple[FileStat, ...]
+    bins: tuple[Bin, ...]
+    small_file_bytes: int
+    max_small_files: int
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def small_files(self) -> int:
+        return sum(1 for f in self.files if f.size < self.small_file_bytes)
+
+    @property
+    def avg_file_bytes(self) -> float:
+        return self.bytes / len(self.files) if self.files else 0.0
+
+    @property
+    def flagged(self) -> bool:
+        """Too many small files, and compaction can reduce them."""
+        return self.small_files > self.max_small_files and bool(self.bins)
+
+    @property
+    def files_to_rewrite(self) -> int:
+        return sum(len(b.files) for b in self.bins)
+
+    def describe(self) -> str:
+        """One line for logs and the dry-run report."""
+        rewrite = sum(b.bytes for b in self.bins)
+        return (
+            f"{self.layer} {self.partition}: {len(self.files)} files, {self.small_files} small, "
+            f"avg {_human(self.avg_file_bytes)} -> {len(self.bins)} bins rewriting "
+            f"{self.files_to_rewrite} files ({_human(rewrite)})"
+        )
+
+
+@dataclass
+class PartitionResult:
+    """What compaction did to one partition. File and byte counts cover the whole partition."""
+
+    partition: str
+    status: Status
+    files_before: int = 0
+    files_after: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    files_rewritten: int = 0
+    files_written: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    rows: int = 0
+    checksum: str = ""
+    seconds: float = 0.0
+    reason: str = ""
+    snapshot_id: int | None = None
+
+
+@dataclass
+class CompactionReport:
+    """One compaction run over a dataset's layer: the plans, then what was done."""
+
+    dataset: str
+    layer: Layer
+    plans: list[PartitionPlan] = field(default_factory=list)
+    results: list[PartitionResult] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def compacted(self) -> list[PartitionResult]:
+        return [r for r in self.results if r.status == "compacted"]
+
+    @property
+    def skipped(self) -> list[PartitionResult]:
+        return [r for r in self.results if r.status == "skipped"]
+
+    def totals(self) -> dict[str, int | float]:
+        """Sums over the compacted partitions, plus read throughput in MB/s."""
+        done = self.compacted
+        read = sum(r.bytes_read for r in done)
+        seconds = sum(r.seconds for r in done)
+        return {
+            "partitions_touched": len(done),
+            "files_before": sum(r.files_before for r in done),
+            "files_after": sum(r.files_after for r in done),
+            "bytes_before": sum(r.bytes_before for r in done),
+            "bytes_after": sum(r.bytes_after for r in done),
+            "files_rewritten": sum(r.files_rewritten for r in done),
+            "files_written": sum(r.files_written for r in done),
+            "rows": sum(r.rows for r in done),
+            "bytes_read": read,
+            "bytes_written": sum(r.bytes_written for r in done),
+            "seconds": round(self.seconds, 3),
+            "mb_per_second": round(read / (1 << 20) / seconds, 2) if seconds > 0 else 0.0,
+        }
+
+
+def plan_partition(
+    layer: Layer,
+    partition: str,
+    files: Iterable[FileStat],
+    policy: CompactionPolicy,
+    pinned: Collection[str] = (),
+) -> PartitionPlan:
+    """Pack a partition's small files into bins of at most ``policy.target_file_bytes``.
+
+    First-fit decreasing: the largest small file opens the first bin, and each next file goes
+    into the first bin it fits. Bins of a single file are dropped (rewriting one file alone
+    gains nothing). Files in bins are listed by path, so the same files always give the same
+    bins and the same output names.
+
+    Args:
+        layer: ``bronze`` (Hive) or ``silver`` (Iceberg), for reporting.
+        partition: the partition's label (Hive directory or Iceberg partition path).
+        files: every data file of the partition.
+        policy: the dataset's thresholds.
+        pinned: paths never to rewrite (e.g. Iceberg files with row-level deletes).
+    """
+    all_files = tuple(sorted(files, key=lambda f: f.path))
+    threshold = policy.small_file_bytes
+    small = [f for f in all_files if f.size < threshold and f.path not in pinned]
+    small.sort(key=lambda f: (-f.size, f.path))
+    bins: list[list[FileStat]] = []
+    room: list[int] = []
+    for f in small:
+        for i, free in enumerate(room):
+            if f.size <= free:
+                bins[i].append(f)
+                room[i] -= f.size
+                break
+        else:
+            bins.append([f])
+            room.append(policy.target_file_bytes - f.size)
+    packed = [Bin(tuple(sorted(b, key=lambda f: f.path))) for b in bins if len(b) > 1]
+    packed.sort(key=lambda b: b.files[0].path)
+    return PartitionPlan(
+        layer, partition, all_files, tuple(packed), threshold, policy.max_small_files
+    )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
