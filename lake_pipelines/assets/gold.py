@@ -1,4 +1,4 @@
-"""Gold: DataFusion aggregations over silver, committed to Iceberg per day."""
+"""Gold: DataFusion computations over silver, committed to Iceberg per day."""
 # No `from __future__ import annotations`: Dagster reads the real annotations of asset
 # functions to inject the context and resources.
 
@@ -12,8 +12,8 @@ from lake_pipelines.assets.common import (
     per_day_table,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.analytics import DAILY_EVENT_METRICS_SCHEMA
-from lake_pipelines.lake.gold import commit_daily_metrics, metrics_table_name
+from lake_pipelines.lake.gold import commit_gold_day, gold_identifier, gold_tables_for
+from lake_pipelines.lake.queries import GoldTable
 from lake_pipelines.resources import (
     DataFusionResource,
     IcebergCatalogResource,
@@ -21,28 +21,35 @@ from lake_pipelines.resources import (
 )
 
 
-def build_gold_assets(spec: DatasetSpec, silver_key: dg.AssetKey) -> list[dg.AssetsDefinition]:
-    """The dataset's gold assets (today: daily metrics for datasets shaped like events)."""
-    if spec.name != "events":
-        return []
-    name = f"{spec.name}_daily_metrics"
+def build_gold_asset(
+    spec: DatasetSpec, gold: GoldTable, silver_key: dg.AssetKey
+) -> dg.AssetsDefinition:
+    identifier = gold_identifier(spec, gold)
+    if gold.lookback_days:
+        # Day D reads silver days D-lookback..D: Dagster shows the dependency and a backfill
+        # of silver re-triggers every gold day that read it.
+        dep = dg.AssetDep(
+            silver_key,
+            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-gold.lookback_days),
+        )
+    else:
+        dep = dg.AssetDep(silver_key)
 
     @dg.asset(
-        key=asset_key("gold", name),
-        deps=[silver_key],
+        key=asset_key("gold", gold.name),
+        deps=[dep],
         partitions_def=partitions_for(spec),
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=dg.AutomationCondition.eager(),
         group_name=spec.name,
         kinds={"iceberg", "datafusion"},
-        pool=f"iceberg_{spec.namespace}_{name}",
+        pool=f"iceberg_{identifier.replace('.', '_')}",
         description=(
-            f"Per day and event type: events, distinct users, distinct sessions and revenue, "
-            f"computed by DataFusion over `{spec.table_name}` and committed to "
-            f"`{metrics_table_name(spec)}` (one atomic replace per day)."
+            f"{gold.description}\n\nComputed by DataFusion over `{spec.table_name}` "
+            f"and committed to `{identifier}`, one atomic replace per day."
         ),
     )
-    def daily_metrics(
+    def gold_asset(
         context: dg.AssetExecutionContext,
         object_store: ObjectStoreResource,
         iceberg: IcebergCatalogResource,
@@ -52,14 +59,15 @@ def build_gold_assets(spec: DatasetSpec, silver_key: dg.AssetKey) -> list[dg.Ass
         catalog = iceberg.load(store)
         settings = datafusion.session_settings()
         reports = [
-            commit_daily_metrics(store, catalog, spec, day, settings, context.run.run_id)
+            commit_gold_day(store, catalog, spec, gold, day, settings, context.run.run_id)
             for day in days_of(context)
         ]
         rows = sum(r.rows for r in reports)
         metadata: dict[str, object] = {
             "dagster/row_count": rows,
-            "dagster/table_name": metrics_table_name(spec),
-            "dagster/column_schema": column_schema(DAILY_EVENT_METRICS_SCHEMA),
+            "dagster/table_name": identifier,
+            "dagster/column_schema": column_schema(gold.schema),
+            "source_files_scanned": sum(r.source_files for r in reports),
             "seconds": round(sum(r.seconds for r in reports), 3),
         }
         if len(reports) == 1:
@@ -71,4 +79,9 @@ def build_gold_assets(spec: DatasetSpec, silver_key: dg.AssetKey) -> list[dg.Ass
             )
         return dg.MaterializeResult(metadata=metadata)
 
-    return [daily_metrics]
+    return gold_asset
+
+
+def build_gold_assets(spec: DatasetSpec, silver_key: dg.AssetKey) -> list[dg.AssetsDefinition]:
+    """One asset per gold table declared for the dataset in `lake.queries.GOLD_TABLES`."""
+    return [build_gold_asset(spec, gold, silver_key) for gold in gold_tables_for(spec)]

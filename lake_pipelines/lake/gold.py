@@ -1,23 +1,19 @@
-"""Silver → gold for one day: a DataFusion aggregation committed to an Iceberg table."""
+"""Silver → gold for one day: a DataFusion computation committed to an Iceberg table."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from pyiceberg.catalog import Catalog
-from pyiceberg.expressions import EqualTo
+from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.analytics import (
-    DAILY_EVENT_METRICS_SCHEMA,
-    SessionSettings,
-    daily_event_metrics,
-    make_session,
-    register_iceberg,
-)
+from lake_pipelines.lake.analytics import SessionSettings, make_session, register_iceberg
+from lake_pipelines.lake.bronze import day_bounds
 from lake_pipelines.lake.iceberg_tables import ensure_table, overwrite_partition
+from lake_pipelines.lake.queries import GOLD_TABLES, GoldTable
 from lake_pipelines.lake.silver import ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
 
@@ -28,12 +24,69 @@ class GoldReport:
     day: date
     rows: int
     source_snapshot_id: int | None
+    source_files: int
     snapshot_id: int
     seconds: float
 
 
+def gold_identifier(spec: DatasetSpec, gold: GoldTable) -> str:
+    return f"{spec.namespace}.{gold.name}"
+
+
 def metrics_table_name(spec: DatasetSpec) -> str:
-    return f"{spec.namespace}.{spec.name}_daily_metrics"
+    """The events daily metrics table (the first gold table of a dataset)."""
+    return gold_identifier(spec, gold_tables_for(spec)[0])
+
+
+def gold_tables_for(spec: DatasetSpec) -> list[GoldTable]:
+    return [g for g in GOLD_TABLES if g.dataset == spec.name]
+
+
+def commit_gold_day(
+    store: ObjectStore,
+    catalog: Catalog,
+    spec: DatasetSpec,
+    gold: GoldTable,
+    day: date,
+    settings: SessionSettings,
+    run_id: str = "",
+) -> GoldReport:
+    """Compute `gold` for `day` from the silver table and replace that day in one commit."""
+    started = time.perf_counter()
+    silver = ensure_silver_table(catalog, spec)
+    source = silver.current_snapshot()
+    ctx = make_session(settings, (store,))
+    first, _ = day_bounds(day - timedelta(days=gold.lookback_days))
+    _, end = day_bounds(day)
+    ts = spec.timestamp_column
+    window = And(GreaterThanOrEqual(ts, first.isoformat()), LessThan(ts, end.isoformat()))
+    files = register_iceberg(
+        ctx, "source", silver, store, window, source.snapshot_id if source else None
+    )
+    result = gold.compute(ctx, day)
+    table = ensure_table(
+        catalog, gold_identifier(spec, gold), gold.schema, [("day", "identity")], gold.sort_by
+    )
+    snapshot_id = overwrite_partition(
+        table,
+        result.sort_by([(c, "ascending") for c in gold.sort_by]),
+        EqualTo("day", day.isoformat()),
+        {
+            "run-id": run_id,
+            "partition": day.isoformat(),
+            "source-table": spec.table_name,
+            "source-snapshot-id": str(source.snapshot_id) if source else "",
+        },
+    )
+    return GoldReport(
+        gold_identifier(spec, gold),
+        day,
+        result.num_rows,
+        source.snapshot_id if source else None,
+        files,
+        snapshot_id,
+        time.perf_counter() - started,
+    )
 
 
 def commit_daily_metrics(
@@ -44,36 +97,5 @@ def commit_daily_metrics(
     settings: SessionSettings,
     run_id: str = "",
 ) -> GoldReport:
-    """Aggregate the silver day with DataFusion and replace that day of the metrics table."""
-    started = time.perf_counter()
-    silver = ensure_silver_table(catalog, spec)
-    ctx = make_session(settings, (store,))
-    register_iceberg(ctx, "silver", silver)
-    result = daily_event_metrics(ctx, "silver", day)
-    gold = ensure_table(
-        catalog,
-        metrics_table_name(spec),
-        DAILY_EVENT_METRICS_SCHEMA,
-        [("day", "identity")],
-        ("day", "event_type"),
-    )
-    source = silver.current_snapshot()
-    snapshot_id = overwrite_partition(
-        gold,
-        result,
-        EqualTo("day", day.isoformat()),
-        {
-            "run-id": run_id,
-            "partition": day.isoformat(),
-            "source-table": spec.table_name,
-            "source-snapshot-id": str(source.snapshot_id) if source else "",
-        },
-    )
-    return GoldReport(
-        metrics_table_name(spec),
-        day,
-        result.num_rows,
-        source.snapshot_id if source else None,
-        snapshot_id,
-        time.perf_counter() - started,
-    )
+    """The events daily metrics for `day` (kept for callers that want just that table)."""
+    return commit_gold_day(store, catalog, spec, gold_tables_for(spec)[0], day, settings, run_id)
