@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from lake_pipelines.datasets import events, orders
-from lake_pipelines.datasets.spec import ColumnCodec, CsvDialect, DatasetSpec, PartitionField
+from lake_pipelines.datasets.spec import (
+    ColumnCodec,
+    CsvDialect,
+    DatasetSpec,
+    PartitionField,
+    SchemaChange,
+)
 
 ALL_DATASETS: tuple[DatasetSpec, ...] = (events.SPEC, orders.SPEC)
 
@@ -22,5 +28,6 @@ __all__ = [
     "CsvDialect",
     "DatasetSpec",
     "PartitionField",
+    "SchemaChange",
     "get_dataset",
 ]

@@ -41,12 +41,64 @@ class CsvDialect:
     encoding: str = "utf8"
 
 
+ChangeKind = Literal["rename", "drop", "move_first", "move_after"]
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """An explicit, reviewed change to an existing table: applied once, remembered by `id`.
+
+    Adding a column needs no entry (a new field in the schema is added on the next run);
+    renames, drops and moves do, because a name alone cannot tell them apart.
+
+    Args:
+        id: unique and stable, e.g. ``"2026-11-20-rename-url"``; recorded in the table.
+        kind: rename, drop, move_first or move_after.
+        column: the column as the table knows it before the change.
+        to: the new name (rename) or the column to move after (move_after).
+    """
+
+    id: str
+    kind: ChangeKind
+    column: str
+    to: str = ""
+
+
 @dataclass(frozen=True)
 class PartitionField:
     """One Iceberg partition field: a transform of a source column."""
 
     column: str
     transform: Transform = "day"
+
+
+@dataclass(frozen=True)
+class CompactionPolicy:
+    """When a partition holds too many small files, and what compaction makes of them.
+
+    Args:
+        target_file_bytes: size on disk that compaction packs small files toward.
+        small_file_ratio: a file smaller than this share of the target is "small".
+        max_small_files: a partition with more small files than this is flagged by the
+            table-health check (WARN) and compacted by the maintenance assets.
+    """
+
+    target_file_bytes: int = 128 << 20
+    small_file_ratio: float = 0.75
+    max_small_files: int = 4
+
+    def __post_init__(self) -> None:
+        if self.target_file_bytes < 1:
+            raise ValueError(f"compaction target_file_bytes must be positive: {self}")
+        if not 0 < self.small_file_ratio <= 1:
+            raise ValueError(f"compaction small_file_ratio must be in (0, 1]: {self}")
+        if self.max_small_files < 1:
+            raise ValueError(f"compaction max_small_files must be at least 1: {self}")
+
+    @property
+    def small_file_bytes(self) -> int:
+        """Files below this many bytes on disk are small."""
+        return int(self.target_file_bytes * self.small_file_ratio)
 
 
 @dataclass(frozen=True)
@@ -67,6 +119,7 @@ class DatasetSpec:
         quarantine_threshold: largest share of quarantined rows a partition may have before
             the blocking contract check fails it.
         unknown_columns: what to do with columns/keys the schema does not know.
+        compaction: small-file thresholds and target file size of the maintenance assets.
     """
 
     name: str
@@ -81,7 +134,9 @@ class DatasetSpec:
     namespace: str = "lake"
     quarantine_threshold: float = 0.01
     unknown_columns: UnknownColumns = "freeze"
+    schema_changes: tuple[SchemaChange, ...] = ()
     description: str = ""
+    compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
 
     def __post_init__(self) -> None:
         if self.timestamp_column not in self.schema.names:

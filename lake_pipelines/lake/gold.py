@@ -12,6 +12,7 @@ from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.analytics import SessionSettings, make_session, register_iceberg
 from lake_pipelines.lake.bronze import day_bounds
+from lake_pipelines.lake.iceberg_evolution import plan_evolution
 from lake_pipelines.lake.iceberg_tables import ensure_table, overwrite_partition
 from lake_pipelines.lake.queries import GOLD_TABLES, GoldTable
 from lake_pipelines.lake.silver import ensure_silver_table
@@ -67,6 +68,7 @@ def commit_gold_day(
     table = ensure_table(
         catalog, gold_identifier(spec, gold), gold.schema, [("day", "identity")], gold.sort_by
     )
+    evolution = plan_evolution(table, gold.schema, [("day", "identity")])
     snapshot_id = overwrite_partition(
         table,
         result.sort_by([(c, "ascending") for c in gold.sort_by]),
@@ -77,6 +79,7 @@ def commit_gold_day(
             "source-table": spec.table_name,
             "source-snapshot-id": str(source.snapshot_id) if source else "",
         },
+        evolution,
     )
     return GoldReport(
         gold_identifier(spec, gold),

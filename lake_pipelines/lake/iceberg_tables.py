@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
-from pyiceberg.expressions import BooleanExpression
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
+from pyiceberg.table.update.snapshot import ManageSnapshots
 from pyiceberg.transforms import (
     DayTransform,
     HourTransform,
@@ -26,7 +28,10 @@ from pyiceberg.transforms import (
     YearTransform,
 )
 
-from lake_pipelines.errors import TableCommitError
+from lake_pipelines.errors import LakeError, TableCommitError
+
+if TYPE_CHECKING:
+    from lake_pipelines.lake.iceberg_evolution import Evolution
 
 TRANSFORMS: dict[str, type[Transform]] = {  # type: ignore[type-arg]
     "identity": IdentityTransform,
@@ -37,7 +42,11 @@ TRANSFORMS: dict[str, type[Transform]] = {  # type: ignore[type-arg]
 }
 
 DEFAULT_PROPERTIES = {
+    "format-version": "2",
     "write.parquet.compression-codec": "zstd",
+    # old metadata.json files are pruned by each commit instead of piling up
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "50",
     "write.parquet.compression-level": "3",
     "write.target-file-size-bytes": str(256 << 20),
     "commit.retry.num-retries": "10",
@@ -87,20 +96,15 @@ def ensure_table(
     return catalog.load_table(identifier)
 
 
-def conform(table: Table, data: pa.Table) -> pa.Table:
-    """Cast `data` to the table's current Arrow schema (names, order, types, nullability)."""
-    target = table.schema().as_arrow()
-    missing = [n for n in target.names if n not in data.column_names]
-    for name in missing:
-        data = data.append_column(
-            target.field(name), pa.nulls(data.num_rows, target.field(name).type)
-        )
+def conform(name: str, target: pa.Schema, data: pa.Table) -> pa.Table:
+    """Cast `data` to the table's Arrow schema (names, order, types, nullability)."""
+    for f in target:
+        if f.name not in data.column_names:
+            data = data.append_column(f, pa.nulls(data.num_rows, f.type))
     try:
         return data.select(target.names).cast(target)
     except (pa.ArrowInvalid, ValueError) as exc:
-        raise TableCommitError(
-            str(table.name()), f"data does not fit the table schema: {exc}"
-        ) from exc
+        raise TableCommitError(name, f"data does not fit the table schema: {exc}") from exc
 
 
 def overwrite_partition(
@@ -108,11 +112,16 @@ def overwrite_partition(
     data: pa.Table,
     row_filter: BooleanExpression,
     summary: Mapping[str, object],
+    evolution: Evolution | None = None,
+    tag: tuple[str, int | None] | None = None,
 ) -> int:
     """Replace the rows matching `row_filter` (exactly one partition) with `data`.
 
-    `summary` is written into the snapshot summary under ``lake.*`` keys (run id, partition,
-    source files, row counts). Returns the new current snapshot id.
+    `tag` = (name, max age in ms) points that tag at the new snapshot in the same commit.
+
+    With `evolution`, the schema/partition changes are staged in the same transaction: the
+    table is evolved and written in one catalog commit, or not at all. `summary` is written
+    into the snapshot summary under ``lake.*`` keys. Returns the new current snapshot id.
 
     Raises:
         TableCommitError: the commit failed after pyiceberg's retries; the table is unchanged.
@@ -121,11 +130,26 @@ def overwrite_partition(
         f"{SUMMARY_PREFIX}{k}": v if isinstance(v, str) else json.dumps(v, default=str)
         for k, v in summary.items()
     }
+    if evolution:
+        props[f"{SUMMARY_PREFIX}evolution"] = evolution.describe()
     name = ".".join(table.name())
     try:
-        table.overwrite(
-            conform(table, data), overwrite_filter=row_filter, snapshot_properties=props
-        )
+        with table.transaction() as tx:
+            if evolution:
+                from lake_pipelines.lake.iceberg_evolution import apply_evolution
+
+                apply_evolution(tx, evolution)
+            target = tx.table_metadata.schema().as_arrow()
+            tx.overwrite(
+                conform(name, target, data), overwrite_filter=row_filter, snapshot_properties=props
+            )
+            if tag is not None:
+                staged = tx.table_metadata.current_snapshot()
+                assert staged is not None
+                manage = ManageSnapshots(tx)
+                if tag[0] in tx.table_metadata.refs:
+                    manage = manage.remove_tag(tag[0])
+                manage.create_tag(staged.snapshot_id, tag[0], max_ref_age_ms=tag[1]).commit()
     except CommitFailedException as exc:
         raise TableCommitError(name, f"commit failed after retries: {exc}") from exc
     except Exception as exc:
@@ -153,3 +177,76 @@ def partition_summary(table: Table, partition: str) -> dict[str, str] | None:
 
 def day_label(day: date) -> str:
     return day.isoformat()
+
+
+# -- tags and time travel ------------------------------------------------------------------------
+
+DAY_TAG_MAX_AGE = 30 * 24 * 3600 * 1000  # ms; expiry removes older day tags, then their snapshots
+
+
+def day_tag(day: date) -> str:
+    return f"day-{day.isoformat()}"
+
+
+def tag_snapshot(table: Table, name: str, snapshot_id: int, max_age_ms: int | None) -> None:
+    """Point tag `name` at `snapshot_id` (moving it if it exists), in one metadata commit."""
+    manage = table.manage_snapshots()
+    if name in table.metadata.refs:
+        manage = manage.remove_tag(name)
+    manage.create_tag(snapshot_id, name, max_ref_age_ms=max_age_ms).commit()
+
+
+def resolve_snapshot(
+    table: Table,
+    snapshot_id: int | None = None,
+    tag: str | None = None,
+    as_of: datetime | None = None,
+) -> int | None:
+    """The snapshot id for one of: an id, a tag (or branch) name, or a point in time.
+
+    Raises:
+        LakeError: the id or tag does not exist, or the table had no snapshot at `as_of`.
+    """
+    name = ".".join(table.name())
+    given = [x is not None for x in (snapshot_id, tag, as_of)]
+    if sum(given) > 1:
+        raise LakeError(f"table {name}: give one of snapshot id, tag or timestamp")
+    if snapshot_id is not None:
+        if table.snapshot_by_id(snapshot_id) is None:
+            raise LakeError(f"table {name} has no snapshot {snapshot_id}")
+        return snapshot_id
+    if tag is not None:
+        snap = table.snapshot_by_name(tag)
+        if snap is None:
+            known = ", ".join(sorted(table.metadata.refs)) or "none"
+            raise LakeError(f"table {name} has no tag or branch {tag!r} (known: {known})")
+        return snap.snapshot_id
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=UTC)
+        snap = table.snapshot_as_of_timestamp(int(as_of.timestamp() * 1000))
+        if snap is None:
+            raise LakeError(f"table {name} had no snapshot at {as_of.isoformat()}")
+        return snap.snapshot_id
+    current = table.current_snapshot()
+    return current.snapshot_id if current else None
+
+
+def read_as_of(
+    table: Table,
+    snapshot_id: int | None = None,
+    tag: str | None = None,
+    as_of: datetime | None = None,
+    row_filter: str | BooleanExpression | None = None,
+    columns: tuple[str, ...] = ("*",),
+    limit: int | None = None,
+) -> pa.Table:
+    """The table's rows as of a snapshot id, tag or timestamp, read with that snapshot's schema."""
+    sid = resolve_snapshot(table, snapshot_id, tag, as_of)
+    scan = table.scan(
+        row_filter=row_filter if row_filter is not None else AlwaysTrue(),
+        selected_fields=columns,
+        snapshot_id=sid,
+        limit=limit,
+    )
+    return scan.to_arrow()

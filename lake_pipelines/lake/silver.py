@@ -13,7 +13,13 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import RowAccountingError
 from lake_pipelines.lake.bronze import bronze_dir, day_bounds
-from lake_pipelines.lake.iceberg_tables import ensure_table, overwrite_partition
+from lake_pipelines.lake.iceberg_evolution import plan_evolution
+from lake_pipelines.lake.iceberg_tables import (
+    DAY_TAG_MAX_AGE,
+    day_tag,
+    ensure_table,
+    overwrite_partition,
+)
 from lake_pipelines.lake.parquet import file_schema
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
 
@@ -78,7 +84,15 @@ def commit_day(
         "source-files": [{"path": s.key, "size": s.size, "etag": s.etag} for s in (sources or [])],
         "bronze-files": [f.key for f in files],
     }
-    snapshot_id = overwrite_partition(table, data, flt, summary)
+    evolution = plan_evolution(
+        table,
+        spec.schema,
+        [(p.column, p.transform) for p in spec.partitioning],
+        spec.schema_changes,
+    )
+    snapshot_id = overwrite_partition(
+        table, data, flt, summary, evolution, tag=(day_tag(day), DAY_TAG_MAX_AGE)
+    )
     committed = table.scan(row_filter=flt, snapshot_id=snapshot_id).count()
     if committed != data.num_rows:
         raise RowAccountingError(f"{spec.table_name} {day}", data.num_rows, committed, 0)
