@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-import pyarrow.dataset as ds
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
@@ -45,6 +46,22 @@ def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Ta
     )
 
 
+def read_bronze(store: ObjectStore, spec: DatasetSpec, keys: list[str]) -> pa.Table:
+    """Bronze files as the spec's current schema: columns renamed by a `SchemaChange` since
+    the file was written are read under their new name, columns added since read as null."""
+    target = file_schema(spec)
+    renames = {c.column: c.to for c in spec.schema_changes if c.kind == "rename"}
+    tables = []
+    for key in keys:
+        table = pq.read_table(store.path(key), filesystem=store.arrow_fs)
+        table = table.rename_columns([renames.get(n, n) for n in table.column_names])
+        for f in target:
+            if f.name not in table.column_names:
+                table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+        tables.append(table.select(target.names).cast(target))
+    return pa.concat_tables(tables) if tables else target.empty_table()
+
+
 def day_filter(spec: DatasetSpec, day: date) -> And:
     start, end = day_bounds(day)
     col = spec.timestamp_column
@@ -67,13 +84,7 @@ def commit_day(
     started = time.perf_counter()
     table = ensure_silver_table(catalog, spec)
     files = store.list_files(bronze_dir(spec, day), suffixes=(".parquet",))
-    dataset = ds.dataset(
-        [store.path(f.key) for f in files],
-        schema=file_schema(spec),
-        format="parquet",
-        filesystem=store.arrow_fs,
-    )
-    data = dataset.to_table()
+    data = read_bronze(store, spec, [f.key for f in files])
     if spec.sort_by:
         data = data.sort_by([(c, "ascending") for c in spec.sort_by])
     flt = day_filter(spec, day)
