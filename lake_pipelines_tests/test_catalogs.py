@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import uuid
 from datetime import date
-from pathlib import Path
 
 import pytest
 from pyiceberg.catalog import load_catalog
