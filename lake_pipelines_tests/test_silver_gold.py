@@ -103,3 +103,22 @@ def test_gold_matches_duckdb_over_the_bronze_files(
 
     assert keyed(gold) == keyed(expected)
     assert len(gold) == len(expected)  # no duplicates after the re-run
+
+
+def test_rerun_of_the_same_files_is_recognised(
+    two_days, local_store: ObjectStore, local_catalog: SqlCatalog
+) -> None:
+    day = two_days[0].day
+    sources = local_store.list_files(f"landing/events/{day}")
+    first = commit_day(local_store, local_catalog, SPEC, day, "a", sources)
+    snapshots = len(local_catalog.load_table(SPEC.table_name).snapshots())
+    again = commit_day(local_store, local_catalog, SPEC, day, "b", sources)
+    assert again.unchanged and again.snapshot_id == first.snapshot_id
+    assert len(local_catalog.load_table(SPEC.table_name).snapshots()) == snapshots
+    # a new landed file changes the inputs: the day is committed again, with the new rows
+    extra = "event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms\n"
+    extra += f"late-1,{day}T23:00:00Z,u1,s1,click,,,,\n"
+    local_store.write_bytes(f"landing/events/{day}/late.csv", extra.encode())
+    report = ingest_day(local_store, SPEC, day)
+    third = commit_day(local_store, local_catalog, SPEC, day, "c", report.sources)
+    assert not third.unchanged and third.rows_committed == two_days[0].valid.num_rows + 1

@@ -60,6 +60,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
             context.log.info(
                 f"{spec.table_name} {day}: {report.rows_committed} rows, "
                 f"snapshot {report.snapshot_id}"
+                + (" (unchanged inputs: no new commit)" if report.unchanged else "")
             )
             reports.append(report)
         committed = sum(r.rows_committed for r in reports)
@@ -70,6 +71,8 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
             "dagster/table_name": spec.table_name,
             "dagster/column_schema": column_schema(spec.schema),
             "snapshot_id": str(reports[-1].snapshot_id) if reports else "",
+            # days whose source and bronze files were already committed as they are
+            "days_unchanged": sum(r.unchanged for r in reports),
             "seconds": round(sum(r.seconds for r in reports), 3),
         }
         if len(reports) == 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -20,6 +22,7 @@ from lake_pipelines.lake.iceberg_tables import (
     day_tag,
     ensure_table,
     overwrite_partition,
+    partition_summary,
 )
 from lake_pipelines.lake.parquet import file_schema
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
@@ -34,6 +37,7 @@ class SilverReport:
     rows_committed: int
     snapshot_id: int
     seconds: float
+    unchanged: bool = False  # the same inputs were already committed: no new snapshot
 
 
 def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Table
@@ -44,6 +48,16 @@ def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Ta
         [(p.column, p.transform) for p in spec.partitioning],
         spec.sort_by,
     )
+
+
+def _fingerprint(spec: DatasetSpec, summary: dict[str, object]) -> str:
+    """What a day's commit was made from: sources (path, size, etag), bronze files, schema."""
+    basis = json.dumps(
+        [summary["source-files"], summary["bronze-files"], str(spec.schema), spec.partitioning],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
 def read_bronze(store: ObjectStore, spec: DatasetSpec, keys: list[str]) -> pa.Table:
@@ -93,7 +107,7 @@ def commit_day(
         "partition": day.isoformat(),
         "rows": str(data.num_rows),
         "source-files": [{"path": s.key, "size": s.size, "etag": s.etag} for s in (sources or [])],
-        "bronze-files": [f.key for f in files],
+        "bronze-files": [[f.key, f.size] for f in files],
     }
     evolution = plan_evolution(
         table,
@@ -101,6 +115,28 @@ def commit_day(
         [(p.column, p.transform) for p in spec.partitioning],
         spec.schema_changes,
     )
+    summary["fingerprint"] = _fingerprint(spec, summary)
+    previous = partition_summary(table, day.isoformat())
+    if (
+        not evolution
+        and previous is not None
+        and previous.get("lake.fingerprint") == summary["fingerprint"]
+        and table.scan(row_filter=flt).count() == data.num_rows
+    ):
+        # The same source files, bronze files and schema as the last commit of this day:
+        # the table already holds exactly this; a new snapshot would change nothing.
+        current = table.current_snapshot()
+        assert current is not None
+        return SilverReport(
+            spec.name,
+            day,
+            spec.table_name,
+            data.num_rows,
+            data.num_rows,
+            current.snapshot_id,
+            time.perf_counter() - started,
+            unchanged=True,
+        )
     snapshot_id = overwrite_partition(
         table, data, flt, summary, evolution, tag=(day_tag(day), DAY_TAG_MAX_AGE)
     )
