@@ -182,7 +182,7 @@ def test_parallel_commits_of_different_days_all_land(
     local_store: ObjectStore, tmp_path: Path, landed
 ) -> None:
     more = generate_events(
-        local_store, date(2026, 11, 4), days=3, rows_per_day=200, seed=5, bad_rows=False
+        local_store, date(2026, 11, 4), days=1, rows_per_day=200, seed=5, bad_rows=False
     )
     for d in more:
         ingest_day(local_store, EVENTS, d.day)
