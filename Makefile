@@ -18,6 +18,8 @@ help:
 	@echo "make dev    Dagster web UI + daemon on http://127.0.0.1:3000 over the demo instance"
 	@echo "make test   the whole test suite"
 	@echo "make lint   ruff check + format check"
+	@echo "make bench  benchmarks vs DuckDB/Polars/pyarrow/DataFusion -> benchmarks/RESULTS.md (~30 min)"
+	@echo "make bench-quick  the same at small sizes, for development"
 
 $(UV):
 	@echo "uv not found: installing it into .tools from PyPI"
@@ -41,7 +43,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: install
+test: install test-deps
 	$(UV) run --frozen pytest
 
 lint: install
@@ -52,5 +54,19 @@ format: install
 	$(UV) run --frozen ruff format lake_pipelines lake_pipelines_tests benchmarks
 	$(UV) run --frozen ruff check --fix lake_pipelines lake_pipelines_tests benchmarks
 
+# BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--tasks 1,3 --reps 5".
+bench: install
+	$(UV) run --frozen python -m benchmarks --scale full $(BENCH_ARGS)
+
+bench-quick: install
+	$(UV) run --frozen python -m benchmarks --scale quick $(BENCH_ARGS)
+
 clean:
 	rm -rf .lake .dagster
+
+# System packages some tests start: headless Chromium (web-UI test) and Debian's PostgreSQL
+# server (catalog tests). Each script is a no-op when the package is already there.
+.PHONY: test-deps
+test-deps:
+	.ci/install-chromium
+	.ci/install-postgresql

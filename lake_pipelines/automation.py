@@ -1,10 +1,19 @@
-"""Jobs and schedules: one daily job per dataset, and its catch-up schedule."""
+"""Jobs, schedules and sensors: what starts runs without anyone clicking.
+
+Per dataset: a daily job (every layer of one day), its catch-up schedule for yesterday
+(stopped by default: the landing sensor is the primary trigger) and its landing sensor
+(running by default). One automation-condition sensor (running by default) evaluates the
+assets' `AutomationCondition`s, so silver and gold follow bronze when only bronze ran.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from lake_pipelines.datasets import ALL_DATASETS, DatasetSpec
+from lake_pipelines.sensors import build_landing_sensor
+
+AUTOMATION_SENSOR = "lake_automation_sensor"
 
 
 def daily_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
@@ -30,3 +39,25 @@ def build_jobs_and_schedules() -> tuple[list[dg.UnresolvedAssetJobDefinition], l
             )
         )
     return jobs, schedules
+
+
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """Evaluates every asset's automation condition; declared so that it runs by default."""
+    return dg.AutomationConditionSensorDefinition(
+        AUTOMATION_SENSOR,
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description=(
+            "Requests silver and gold partitions whose upstream was updated "
+            "(AutomationCondition.eager: the latest day; runs of the daily job update every "
+            "layer together and trigger nothing more)."
+        ),
+    )
+
+
+def build_sensors(jobs: list[dg.UnresolvedAssetJobDefinition]) -> list[dg.SensorDefinition]:
+    """A landing sensor per dataset (targeting its daily job), and the automation sensor."""
+    by_name = {job.name: job for job in jobs}
+    landing = [build_landing_sensor(spec, by_name[f"{spec.name}_daily"]) for spec in ALL_DATASETS]
+    return [*landing, automation_sensor()]

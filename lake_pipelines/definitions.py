@@ -5,7 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from lake_pipelines.assets import build_all_assets
-from lake_pipelines.automation import build_jobs_and_schedules
+from lake_pipelines.assets.maintenance import build_maintenance
+from lake_pipelines.assets.snapshot_maintenance import build_all_snapshot_maintenance
+from lake_pipelines.automation import build_jobs_and_schedules, build_sensors
 from lake_pipelines.resources import (
     DataFusionResource,
     IcebergCatalogResource,
@@ -15,10 +17,13 @@ from lake_pipelines.resources import (
 
 def build_definitions() -> dg.Definitions:
     jobs, schedules = build_jobs_and_schedules()
+    maintenance = build_maintenance()
     return dg.Definitions(
-        assets=build_all_assets(),
-        jobs=jobs,
-        schedules=schedules,
+        assets=[*build_all_assets(), *maintenance.assets, *build_all_snapshot_maintenance()],
+        asset_checks=maintenance.checks,
+        jobs=[*jobs, *maintenance.jobs],
+        schedules=[*schedules, *maintenance.schedules],
+        sensors=build_sensors(jobs),
         resources={
             # Empty fields resolve from the environment when a run starts (see settings.py).
             "object_store": ObjectStoreResource(),

@@ -142,3 +142,35 @@ def test_parquet_is_written_on_purpose(local_store: ObjectStore, landed) -> None
     for i in range(meta.num_row_groups):
         ts = pq.ParquetFile(path).read_row_group(i, columns=["ts"]).column("ts").to_pylist()
         assert ts == sorted(ts)
+
+
+def test_hidden_and_temporary_landing_files_are_not_ingested(local_store: ObjectStore) -> None:
+    good = "event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms\n"
+    good += "e1,2026-11-03T10:00:00Z,u1,s1,click,,,,\n"
+    for key in (
+        f"landing/events/{DAY}/a.csv",
+        f"landing/events/{DAY}/_tmp/b.csv",
+        f"landing/events/{DAY}/.c.csv",
+        f"landing/events/{DAY}/d.csv.inprogress",
+    ):
+        local_store.write_bytes(key, good.replace("e1", key.rsplit("/", 1)[-1]).encode())
+    report = ingest_day(local_store, SPEC, DAY)
+    assert [s.key for s in report.sources] == [f"landing/events/{DAY}/a.csv"]
+    assert report.rows_written == 1
+
+
+def test_stale_staging_files_are_cleared_but_young_ones_kept(
+    local_store: ObjectStore, landed
+) -> None:
+    import os
+    import time
+
+    ingest_day(local_store, SPEC, DAY)
+    directory = local_store.path(bronze_dir(SPEC, DAY))
+    old, young = f"{directory}/.part-x.parquet.tmp", f"{directory}/.part-y.parquet.tmp"
+    for p in (old, young):
+        with open(p, "wb") as f:
+            f.write(b"partial")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    ingest_day(local_store, SPEC, DAY)
+    assert not os.path.exists(old) and os.path.exists(young)

@@ -42,6 +42,8 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=spec.name,
         kinds={"parquet", "pyarrow"},
+        # shared with the dataset's bronze compaction: the two never rewrite a day at once
+        pool=f"bronze_{spec.name}",
         description=(
             f"{spec.description}\n\nEvery landed CSV/NDJSON file of the day under "
             f"`{spec.landing_prefix}/<day>/`, converted to Hive-partitioned Parquet "

@@ -13,6 +13,7 @@ from lake_pipelines.datasets.spec import DatasetSpec
 
 ROW_ACCOUNTING_CHECK = "row_accounting"
 CONTRACT_CHECK = "contract"
+TABLE_HEALTH_CHECK = "table_health"
 
 
 @functools.cache

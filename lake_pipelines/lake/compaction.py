@@ -32,11 +32,24 @@ class CompactionError(LakeError):
 
 @dataclass(frozen=True)
 class FileStat:
-    """One data file of a partition: store key (Hive) or URI (Iceberg), bytes on disk, rows."""
+    """One data file of a partition: store key (Hive) or URI (Iceberg), bytes on disk, rows.
+
+    ``data_bytes`` is the compressed column data without the footer, when known: what the
+    file adds to a merged file (a tiny file is mostly footer). ``version`` (ETag or
+    modification time, when the store has one) tells a file replaced under the same name
+    from the one that was planned.
+    """
 
     path: str
     size: int
     rows: int | None = None
+    version: str | None = None
+    data_bytes: int | None = None
+
+    @property
+    def weight(self) -> int:
+        """Bytes this file is expected to take in a compacted file."""
+        return self.data_bytes if self.data_bytes is not None else self.size
 
 
 @dataclass(frozen=True)
@@ -167,10 +180,10 @@ def plan_partition(
 ) -> PartitionPlan:
     """Pack a partition's small files into bins of at most ``policy.target_file_bytes``.
 
-    First-fit decreasing: the largest small file opens the first bin, and each next file goes
-    into the first bin it fits. Bins of a single file are dropped (rewriting one file alone
-    gains nothing). Files in bins are listed by path, so the same files always give the same
-    bins and the same output names.
+    First-fit decreasing by `FileStat.weight`: the heaviest small file opens the first bin,
+    and each next file goes into the first bin it fits. Bins of a single file are dropped
+    (rewriting one file alone gains nothing). Files in bins are listed by path, so the same
+    files always give the same bins and the same output names.
 
     Args:
         layer: ``bronze`` (Hive) or ``silver`` (Iceberg), for reporting.
@@ -182,22 +195,35 @@ def plan_partition(
     all_files = tuple(sorted(files, key=lambda f: f.path))
     threshold = policy.small_file_bytes
     small = [f for f in all_files if f.size < threshold and f.path not in pinned]
-    small.sort(key=lambda f: (-f.size, f.path))
+    small.sort(key=lambda f: (-f.weight, f.path))
     bins: list[list[FileStat]] = []
     room: list[int] = []
     for f in small:
         for i, free in enumerate(room):
-            if f.size <= free:
+            if f.weight <= free:
                 bins[i].append(f)
-                room[i] -= f.size
+                room[i] -= f.weight
                 break
         else:
             bins.append([f])
-            room.append(policy.target_file_bytes - f.size)
+            room.append(policy.target_file_bytes - f.weight)
     packed = [Bin(tuple(sorted(b, key=lambda f: f.path))) for b in bins if len(b) > 1]
     packed.sort(key=lambda b: b.files[0].path)
     return PartitionPlan(
         layer, partition, all_files, tuple(packed), threshold, policy.max_small_files
+    )
+
+
+def planned_result(plan: PartitionPlan) -> PartitionResult:
+    """The dry-run line of a partition: what compaction would rewrite."""
+    return PartitionResult(
+        plan.partition,
+        "planned",
+        files_before=len(plan.files),
+        bytes_before=plan.bytes,
+        files_rewritten=plan.files_to_rewrite,
+        bytes_read=sum(b.bytes for b in plan.bins),
+        rows=sum(b.rows for b in plan.bins),
     )
 
 

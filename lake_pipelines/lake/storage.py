@@ -151,7 +151,13 @@ class ObjectStore:
             client: dict[str, Any] = {}
             if self.region:
                 client["region_name"] = self.region
-            kwargs: dict[str, Any] = {"config_kwargs": config, "client_kwargs": client}
+            # No listing cache: objects are also written through pyarrow, and a stale listing
+            # would hide them from ingestion, compaction and the sensor.
+            kwargs: dict[str, Any] = {
+                "config_kwargs": config,
+                "client_kwargs": client,
+                "use_listings_cache": False,
+            }
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
             if self.access_key_id:
@@ -257,7 +263,8 @@ class ObjectStore:
     def list_files(self, prefix: str, suffixes: tuple[str, ...] = ()) -> list[FileEntry]:
         """Every object under a store-relative prefix, sorted by key; hidden names skipped.
 
-        Names starting with ``.`` or ``_`` (temporary and marker files) are not listed.
+        Files and folders below the prefix whose names start with ``.`` or ``_`` (temporary
+        files, markers, uploads in progress) are not listed.
         """
         base = self.path(prefix)
         try:
@@ -269,7 +276,11 @@ class ObjectStore:
         entries = []
         for path, info in found.items():
             name = posixpath.basename(path)
-            if name.startswith((".", "_")) or info.get("type") == "directory":
+            if info.get("type") == "directory":
+                continue
+            # hidden anywhere below the prefix: `.x.tmp`, `_tmp/part.csv`, `_compaction.json`
+            relative = self.key_of(path)[len(prefix.strip("/")) :].strip("/")
+            if any(part.startswith((".", "_")) for part in relative.split("/")):
                 continue
             if suffixes and not name.endswith(suffixes):
                 continue
