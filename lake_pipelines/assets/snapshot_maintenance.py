@@ -35,6 +35,9 @@ def build_snapshot_maintenance(spec: DatasetSpec) -> dg.AssetsDefinition:
         key=asset_key("maintenance", f"{spec.name}_iceberg_snapshots"),
         group_name=MAINTENANCE_GROUP,
         kinds={"iceberg"},
+        # not partitioned; single-run lets `dagster asset materialize --select '*'
+        # --partition-range ...` include it (the CLI requires it of every selected asset)
+        backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
             "Expires old snapshots of " + ", ".join(f"`{t}`" for t in tables) + " and deletes "
             "the data files, manifests and manifest lists no live snapshot reaches; then "
