@@ -17,7 +17,7 @@ from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.errors import LakeError
 from lake_pipelines.lake import quarantine
 from lake_pipelines.lake.bronze import bronze_dir, landing_dir
-from lake_pipelines.lake.gold import metrics_table_name
+from lake_pipelines.lake.gold import gold_identifier, gold_tables_for
 from lake_pipelines.lake.iceberg_maintenance import expire_snapshots, remove_orphans
 from lake_pipelines.lake.iceberg_tables import read_as_of
 from lake_pipelines.lake.readers import LANDING_SUFFIXES
@@ -69,17 +69,20 @@ def summary(store: ObjectStore, catalog_resource: IcebergCatalogResource) -> str
                 .to_arrow()
             )
             silver_counts.update(_count_by_day(silver, spec.timestamp_column))
-        if catalog.table_exists(metrics_table_name(spec)):
-            gold = (
-                catalog.load_table(metrics_table_name(spec))
-                .scan(selected_fields=("day",))
-                .to_arrow()
-            )
-            gold_counts.update(_count_by_day(gold, "day"))
+        gold_tables = [gold_identifier(spec, g) for g in gold_tables_for(spec)]
+        gold_totals: dict[str, int] = {}
+        for name in gold_tables:
+            if catalog.table_exists(name):
+                gold = catalog.load_table(name).scan(selected_fields=("day",)).to_arrow()
+                gold_totals[name] = gold.num_rows
+                for d, n in _count_by_day(gold, "day").items():
+                    gold_counts[d] += n
         lines.append("")
         lines.append(f"dataset {spec.name}")
         lines.append(
-            _row("day", "landed files", "bronze rows", "files", "quarantined", "silver", "gold")
+            _row(
+                "day", "landed files", "bronze rows", "files", "quarantined", "silver", "gold rows"
+            )
         )
         totals = [0, 0, 0, 0, 0, 0]
         for day in days:
@@ -99,7 +102,8 @@ def summary(store: ObjectStore, catalog_resource: IcebergCatalogResource) -> str
         lines.append(f"  bronze:     {store.uri(spec.bronze_prefix)}  (Hive: year=/month=/day=)")
         lines.append(f"  quarantine: {store.uri('quarantine/' + spec.name)}")
         lines.append(f"  silver:     iceberg {spec.table_name}")
-        lines.append(f"  gold:       iceberg {metrics_table_name(spec)}")
+        for name in gold_tables:
+            lines.append(f"  gold:       iceberg {name} ({gold_totals.get(name, 0)} rows)")
     return "\n".join(lines)
 
 
