@@ -286,3 +286,42 @@ def test_orphans_are_listed_then_removed_after_the_safety_window(
     assert done.deleted and not old.exists() and fresh.exists()  # inside the window: kept
     assert live_before <= _files_on_disk(table)
     assert table.scan().to_arrow().num_rows == 300
+
+
+def test_evolve_mode_carries_new_columns_and_keys_to_the_table(
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+) -> None:
+    evolving = replace(EVENTS, unknown_columns="evolve")
+    commit_day(local_store, local_catalog, evolving, START)  # a day without new columns first
+    day = date(2026, 11, 9)
+    header = (
+        "event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms,campaign\n"
+    )
+    local_store.write_bytes(
+        f"landing/events/{day}/a.csv",
+        (header + f"c1,{day}T10:00:00Z,u1,s1,click,,,,,spring\n").encode(),
+    )
+    local_store.write_bytes(
+        f"landing/events/{day}/b.ndjson",
+        (
+            f'{{"event_id":"n1","ts":"{day}T11:00:00Z","user_id":"u2","session_id":"s2",'
+            f'"event_type":"click","channel":"email","ab":{{"variant":"B"}}}}\n'
+        ).encode(),
+    )
+    report = ingest_day(local_store, evolving, day)
+    assert report.rows_quarantined == 0 and report.rows_written == 2
+    commit_day(local_store, local_catalog, evolving, day)
+    table = local_catalog.load_table(EVENTS.table_name)
+    names = table.schema().as_arrow().names
+    assert {"campaign", "channel", "ab"} <= set(names)
+    got = {
+        r["event_id"]: r
+        for r in table.scan(row_filter=day_filter(EVENTS, day)).to_arrow().to_pylist()
+    }
+    assert got["c1"]["campaign"] == "spring" and got["c1"]["channel"] is None
+    assert got["n1"]["channel"] == "email" and got["n1"]["ab"] == {"variant": "B"}
+    old = table.scan(row_filter=day_filter(EVENTS, START)).to_arrow()
+    assert old.num_rows == 300 and old.column("campaign").null_count == 300
+    # under freeze (the default) the same files are quarantined instead
+    frozen = ingest_day(local_store, EVENTS, day)
+    assert frozen.rows_quarantined == 2 and frozen.rows_written == 0

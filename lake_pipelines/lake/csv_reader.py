@@ -254,4 +254,8 @@ def _to_schema(
             add_reason(bad, i, f.name, f"{f.name}={value!r}: cannot convert to {f.type}: {reason}")
         columns.append(converted)
     out = pa.Table.from_arrays(columns, schema=nullable_schema(spec.schema))
+    if spec.unknown_columns == "evolve":
+        # kept as text; silver adds them to the table (the Iceberg schema evolves)
+        for col in unknown:
+            out = out.append_column(pa.field(col, pa.string()), table.column(col))
     return Batch(out, [], row_lines).drop(bad, key, lambda i: row_json(table, i))

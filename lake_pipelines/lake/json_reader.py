@@ -170,7 +170,9 @@ def parse_records(
 ) -> Batch:
     """Convert JSON records (one per item of `lines`; `numbers` their line/record numbers)."""
     schema = nullable_schema(spec.schema)
-    unexpected = "error" if spec.unknown_columns == "freeze" else "ignore"
+    unexpected = {"freeze": "error", "discard_value": "ignore", "evolve": "infer"}[
+        spec.unknown_columns
+    ]
     try:
         return Batch(_read(lines, schema, unexpected), [], lambda: numbers, records)
     except pa.ArrowInvalid:
@@ -205,7 +207,7 @@ def parse_records(
 
     def bisect(lo: int, hi: int) -> None:
         try:
-            tables.append(_read(repaired[lo:hi], schema, "ignore"))
+            tables.append(_read(repaired[lo:hi], schema, unexpected))
             good.extend(kept[lo:hi])
             return
         except pa.ArrowInvalid as exc:
@@ -218,7 +220,9 @@ def parse_records(
 
     if repaired:
         bisect(0, len(repaired))
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    table = (
+        pa.concat_tables(tables, promote_options="permissive") if tables else schema.empty_table()
+    )
     good_numbers = numbers[np.array(good, dtype=np.int64)] if good else np.array([], np.int64)
     rejects.sort(key=lambda r: r.line or r.record or 0)
     return Batch(table, rejects, lambda: good_numbers, records)
@@ -231,6 +235,8 @@ def _repair(value: dict[str, Any], spec: DatasetSpec) -> tuple[dict[str, Any], t
     unknown = [k for k in value if k not in names]
     if unknown and spec.unknown_columns == "freeze":
         return value, (unknown[0], f"unknown field(s) {unknown} (contract mode: freeze)")
+    if spec.unknown_columns == "evolve":
+        out.update({k: value[k] for k in unknown})
     for field in spec.schema:
         if field.name not in value:
             continue

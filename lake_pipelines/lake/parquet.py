@@ -41,13 +41,17 @@ def _leaf_paths(field_: pa.Field, prefix: str = "") -> list[str]:
     return [path]
 
 
-def writer_options(spec: DatasetSpec) -> dict[str, Any]:
-    """Keyword arguments for `pyarrow.parquet.ParquetWriter` from the dataset's codecs."""
+def writer_options(spec: DatasetSpec, schema: pa.Schema | None = None) -> dict[str, Any]:
+    """Keyword arguments for `pyarrow.parquet.ParquetWriter` from the dataset's codecs.
+
+    `schema` (default: the spec's) may carry extra columns (``evolve`` mode): they get the
+    default codec.
+    """
     compression: dict[str, str] = {}
     levels: dict[str, int] = {}
     dictionary: list[str] = []
     encodings: dict[str, str] = {}
-    for f in spec.schema:
+    for f in schema if schema is not None else spec.schema:
         codec = spec.codecs.get(f.name)
         for leaf in _leaf_paths(f):
             compression[leaf] = (codec and codec.compression) or DEFAULT_CODEC
@@ -128,11 +132,39 @@ class RollingParquetWriter:
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        table = table.cast(self.schema)
+        table = self._fit(table)
         self._buffer.append(table)
         self._buffered += table.nbytes
         if self._buffered >= self.row_group_bytes:
             self._flush(final=False)
+
+    def _fit(self, table: pa.Table) -> pa.Table:
+        """Cast to the file schema; in ``evolve`` mode new columns start a new file.
+
+        A file's schema cannot change once written, so when a batch brings a column the
+        current file lacks (or a type it cannot take), the buffered rows are written out, the
+        file is closed and the next one is opened with the wider schema.
+        """
+        extra = [f for f in table.schema if f.name not in self.schema.names]
+        try:
+            if not extra:
+                for f in self.schema:
+                    if f.name not in table.column_names:
+                        table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+                return table.select(self.schema.names).cast(self.schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        self._flush()
+        self._finish_file()
+        fields = {f.name: f for f in self.schema}
+        for f in table.schema:
+            if f.name in fields and f.name not in self.spec.schema.names:
+                fields[f.name] = f.with_nullable(True)  # an extra column's type changed
+            elif f.name not in fields:
+                fields[f.name] = f.with_nullable(True)
+        self.schema = pa.schema(list(fields.values()), metadata=self.schema.metadata)
+        self.options = writer_options(self.spec, self.schema)
+        return self._fit(table)
 
     def _open(self) -> None:
         n = len(self.files)

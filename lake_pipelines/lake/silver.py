@@ -50,10 +50,10 @@ def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Ta
     )
 
 
-def _fingerprint(spec: DatasetSpec, summary: dict[str, object]) -> str:
+def _fingerprint(spec: DatasetSpec, summary: dict[str, object], schema: pa.Schema) -> str:
     """What a day's commit was made from: sources (path, size, etag), bronze files, schema."""
     basis = json.dumps(
-        [summary["source-files"], summary["bronze-files"], str(spec.schema), spec.partitioning],
+        [summary["source-files"], summary["bronze-files"], str(schema), spec.partitioning],
         sort_keys=True,
         default=str,
     )
@@ -62,7 +62,11 @@ def _fingerprint(spec: DatasetSpec, summary: dict[str, object]) -> str:
 
 def read_bronze(store: ObjectStore, spec: DatasetSpec, keys: list[str]) -> pa.Table:
     """Bronze files as the spec's current schema: columns renamed by a `SchemaChange` since
-    the file was written are read under their new name, columns added since read as null."""
+    the file was written are read under their new name, columns added since read as null.
+
+    In ``evolve`` mode, columns the spec does not know (kept by ingestion) come along too,
+    after the spec's columns.
+    """
     target = file_schema(spec)
     renames = {c.column: c.to for c in spec.schema_changes if c.kind == "rename"}
     tables = []
@@ -72,8 +76,16 @@ def read_bronze(store: ObjectStore, spec: DatasetSpec, keys: list[str]) -> pa.Ta
         for f in target:
             if f.name not in table.column_names:
                 table = table.append_column(f, pa.nulls(table.num_rows, f.type))
-        tables.append(table.select(target.names).cast(target))
-    return pa.concat_tables(tables) if tables else target.empty_table()
+        extras = [n for n in table.column_names if n not in target.names]
+        if spec.unknown_columns != "evolve":
+            extras = []
+        fitted = table.select(target.names).cast(target)
+        for name in extras:
+            fitted = fitted.append_column(table.schema.field(name), table.column(name))
+        tables.append(fitted)
+    if not tables:
+        return target.empty_table()
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def day_filter(spec: DatasetSpec, day: date) -> And:
@@ -109,13 +121,15 @@ def commit_day(
         "source-files": [{"path": s.key, "size": s.size, "etag": s.etag} for s in (sources or [])],
         "bronze-files": [[f.key, f.size] for f in files],
     }
+    # evolve mode: the day's unknown columns join the schema the table must have
+    wanted = pa.schema([*spec.schema, *(f for f in data.schema if f.name not in spec.schema.names)])
     evolution = plan_evolution(
         table,
-        spec.schema,
+        wanted,
         [(p.column, p.transform) for p in spec.partitioning],
         spec.schema_changes,
     )
-    summary["fingerprint"] = _fingerprint(spec, summary)
+    summary["fingerprint"] = _fingerprint(spec, summary, wanted)
     previous = partition_summary(table, day.isoformat())
     if (
         not evolution
