@@ -152,11 +152,16 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
 @pytest.fixture
 def s3_store(s3_env: S3Server) -> ObjectStore:
     """A fresh bucket per test, with the lake under a prefix."""
+    return new_s3_lake(s3_env)
+
+
+def new_s3_lake(server: S3Server) -> ObjectStore:
+    """A fresh bucket on `server` with an ObjectStore for ``s3://<bucket>/lake``."""
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    s3_env.client().create_bucket(Bucket=bucket)
+    server.client().create_bucket(Bucket=bucket)
     return ObjectStore(
         f"s3://{bucket}/lake",
-        endpoint_url=s3_env.endpoint,
+        endpoint_url=server.endpoint,
         region=S3_REGION,
         access_key_id=S3_KEY,
         secret_access_key=S3_SECRET,

@@ -10,7 +10,6 @@ The S3 server is conftest's `s3_server`: moto in a separate process (see there w
 from __future__ import annotations
 
 import posixpath
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -37,6 +36,7 @@ from lake_pipelines_tests.conftest import (
     S3_SECRET,
     S3Server,
     dagster_resources,
+    new_s3_lake,
 )
 
 START = date(2026, 3, 2)
@@ -118,18 +118,8 @@ def lakes(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
         tmp = tmp_path_factory.mktemp("s3_end_to_end")
         local_store = ObjectStore(f"file://{tmp / 'lake'}")
-        bucket = f"lake-{uuid.uuid4().hex[:12]}"
-        s3_server.client().create_bucket(Bucket=bucket)
-        s3_store = ObjectStore(
-            f"s3://{bucket}/lake",
-            endpoint_url=s3_server.endpoint,
-            region=S3_REGION,
-            access_key_id=S3_KEY,
-            secret_access_key=S3_SECRET,
-            allow_http=True,
-            addressing_style="path",
-            max_attempts=3,
-        )
+        s3_store = new_s3_lake(s3_server)
+        bucket = s3_store.bucket
 
         local_samples = generate_events(local_store, START, DAYS, ROWS_PER_DAY, SEED, bad_rows=True)
         s3_samples = generate_events(s3_store, START, DAYS, ROWS_PER_DAY, SEED, bad_rows=True)
