@@ -39,32 +39,65 @@ def _record_ends(chunk: bytes, dialect: CsvDialect) -> np.ndarray:
     return newlines[(quotes[newlines] % 2) == 0]
 
 
+def _last_record_end(data: bytes, dialect: CsvDialect) -> int:
+    """Offset of the last newline that ends a record, or -1; C-speed byte counts only.
+
+    A newline ends a record when the number of quotes before it is even. Counting the quotes
+    after a candidate (a short tail, usually) and subtracting from the total avoids a pass
+    over the whole block per candidate.
+    """
+    pos = data.rfind(b"\n")
+    if not dialect.quote_char or not dialect.newlines_in_values or dialect.escape_char:
+        if dialect.escape_char and pos >= 0:
+            ends = _record_ends(data, dialect)
+            return int(ends[-1]) if len(ends) else -1
+        return pos
+    quote = dialect.quote_char.encode()
+    total = data.count(quote)
+    while pos >= 0:
+        if (total - data.count(quote, pos + 1)) % 2 == 0:
+            return pos
+        pos = data.rfind(b"\n", 0, pos)
+    return -1
+
+
 def _split_complete(data: bytes, dialect: CsvDialect, final: bool) -> tuple[bytes, bytes]:
     """(complete records, remainder) of a buffer."""
     if final:
         return data, b""
-    ends = _record_ends(data, dialect)
-    if len(ends) == 0:
+    end = _last_record_end(data, dialect)
+    if end < 0:
         return b"", data
-    cut = int(ends[-1]) + 1
-    return data[:cut], data[cut:]
+    return data[: end + 1], data[end + 1 :]
+
+
+def _first_record_end(data: bytes, dialect: CsvDialect) -> int:
+    """Offset of the newline ending the first record (the header), or -1."""
+    quote = dialect.quote_char.encode() if dialect.quote_char else b""
+    pos = data.find(b"\n")
+    while pos >= 0:
+        if not quote or data.count(quote, 0, pos) % 2 == 0:
+            return pos
+        pos = data.find(b"\n", pos + 1)
+    return -1
 
 
 def _header(blocks: Iterator[bytes], key: str, dialect: CsvDialect) -> tuple[list[str], bytes]:
     buf = b""
+    end = -1
     for block in blocks:
         buf += block
-        ends = _record_ends(buf, dialect)
-        if len(ends):
+        end = _first_record_end(buf, dialect)
+        if end >= 0:
             break
     else:
-        ends = np.array([len(buf)]) if buf.strip() else np.array([], dtype=np.int64)
+        end = len(buf) if buf.strip() else -1
     if buf.startswith(BOM):
         buf = buf[len(BOM) :]
-        ends = ends - len(BOM)
-    if not len(ends):
+        end -= len(BOM)
+    if end < 0:
         return [], b""
-    line, rest = buf[: int(ends[0])], buf[int(ends[0]) + 1 :]
+    line, rest = buf[:end], buf[end + 1 :]
     try:
         text = line.decode("utf-8").rstrip("\r")
         names = next(

@@ -67,13 +67,37 @@ def _read_ndjson(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterat
                 carry = data
                 continue
             data, carry = data[: cut + 1], data[cut + 1 :]
-        lines = data.split(b"\n")
-        numbered = [(line + i, text) for i, text in enumerate(lines) if text.strip()]
-        if numbered:
-            yield parse_records(
-                [t for _, t in numbered], np.array([n for n, _ in numbered]), key, spec, False
-            )
+        if data.strip():
+            yield _parse_ndjson_block(data, line, key, spec)
         line += data.count(b"\n")
+
+
+def _block_lines(data: bytes, first_line: int) -> np.ndarray:
+    """Line numbers of the non-blank lines of a block (only worked out when needed)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    starts = np.concatenate([[0], ends + 1])
+    stops = np.concatenate([ends, [len(buf)]])
+    keep = [bool(data[a:b].strip()) for a, b in zip(starts, stops, strict=True)]
+    return first_line + np.flatnonzero(np.array(keep, dtype=bool))
+
+
+def _parse_ndjson_block(data: bytes, first_line: int, key: str, spec: DatasetSpec) -> Batch:
+    """The whole block in one pyarrow call; only a block it refuses is split into lines."""
+    try:
+        table = _read_bytes(data, nullable_schema(spec.schema), _unexpected(spec))
+        return Batch(table, [], lambda: _block_lines(data, first_line), False)
+    except pa.ArrowInvalid:
+        pass
+    lines = data.split(b"\n")
+    numbered = [(first_line + i, text) for i, text in enumerate(lines) if text.strip()]
+    return parse_records(
+        [t for _, t in numbered], np.array([n for n, _ in numbered]), key, spec, False
+    )
+
+
+def _unexpected(spec: DatasetSpec) -> str:
+    return {"freeze": "error", "discard_value": "ignore", "evolve": "infer"}[spec.unknown_columns]
 
 
 def _iter_with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:
@@ -157,7 +181,10 @@ def _read_array(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterato
 
 
 def _read(lines: list[bytes], schema: pa.Schema, unexpected: str) -> pa.Table:
-    data = b"\n".join(lines) + b"\n"
+    return _read_bytes(b"\n".join(lines) + b"\n", schema, unexpected)
+
+
+def _read_bytes(data: bytes, schema: pa.Schema, unexpected: str) -> pa.Table:
     return pj.read_json(
         io.BytesIO(data),
         read_options=pj.ReadOptions(block_size=max(len(data) + 1, 1 << 20)),
@@ -170,9 +197,7 @@ def parse_records(
 ) -> Batch:
     """Convert JSON records (one per item of `lines`; `numbers` their line/record numbers)."""
     schema = nullable_schema(spec.schema)
-    unexpected = {"freeze": "error", "discard_value": "ignore", "evolve": "infer"}[
-        spec.unknown_columns
-    ]
+    unexpected = _unexpected(spec)
     try:
         return Batch(_read(lines, schema, unexpected), [], lambda: numbers, records)
     except pa.ArrowInvalid:
