@@ -37,6 +37,7 @@ from lake_pipelines_tests.conftest import (
     S3Server,
     dagster_resources,
     new_s3_lake,
+    sql_catalog,
 )
 
 START = date(2026, 3, 2)
@@ -299,3 +300,32 @@ def test_iceberg_properties_ask_rust_reader_for_path_style(
 ) -> None:
     store = ObjectStore("s3://bucket/lake", endpoint_url=endpoint, addressing_style=style)
     assert store.iceberg_properties().get("s3.path-style-access") == path_style
+
+
+def test_datafusion_reads_the_s3_lake_through_its_own_object_store(lakes: Lakes) -> None:
+    """Hive listing table and pyiceberg-core's provider, both through DataFusion's S3 store."""
+    from lake_pipelines.lake.analytics import (
+        SessionSettings,
+        make_session,
+        register_hive,
+        register_iceberg_provider,
+    )
+    from lake_pipelines.lake.parquet import file_schema
+
+    s3 = lakes.s3
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        ctx = make_session(SessionSettings(2), (s3.store,))
+        register_hive(ctx, "bronze", s3.store, events.SPEC.bronze_prefix, file_schema(events.SPEC))
+        catalog = sql_catalog(s3.store, s3.catalog_db)  # configured as the lake configures it
+        register_iceberg_provider(ctx, "silver", catalog.load_table(events.SPEC.table_name))
+        per_day = ctx.sql(
+            "SELECT day, COUNT(*) AS n FROM bronze GROUP BY day ORDER BY day"
+        ).to_pylist()
+        silver = ctx.sql("SELECT COUNT(*) AS n FROM silver").to_pylist()[0]["n"]
+    expected = [
+        {"day": (START + timedelta(days=i)).day, "n": s.valid.num_rows}
+        for i, s in enumerate(s3.samples)
+    ]
+    assert per_day == expected
+    assert silver == sum(s.valid.num_rows for s in s3.samples)
