@@ -325,3 +325,23 @@ def test_evolve_mode_carries_new_columns_and_keys_to_the_table(
     # under freeze (the default) the same files are quarantined instead
     frozen = ingest_day(local_store, EVENTS, day)
     assert frozen.rows_quarantined == 2 and frozen.rows_written == 0
+
+
+def test_drop_and_move_changes_apply_once(
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+) -> None:
+    commit_day(local_store, local_catalog, EVENTS, START)
+    changed = replace(
+        EVENTS,
+        schema=pa.schema([f for f in EVENTS.schema if f.name != "latencies_ms"]),
+        schema_changes=(
+            SchemaChange("drop-latencies", "drop", "latencies_ms"),
+            SchemaChange("price-first", "move_first", "price"),
+        ),
+    )
+    commit_day(local_store, local_catalog, changed, landed[1].day)
+    commit_day(local_store, local_catalog, changed, landed[1].day)
+    table = local_catalog.load_table(EVENTS.table_name)
+    names = table.schema().as_arrow().names
+    assert names[0] == "price" and "latencies_ms" not in names
+    assert table.scan().count() == 600

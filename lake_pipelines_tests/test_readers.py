@@ -123,3 +123,17 @@ def test_ndjson_rejects_broken_and_unconvertible_records(local_store: ObjectStor
     assert "not a time" in by_line[3]
     assert by_line[4].startswith("invalid JSON")
     assert "freeze" in by_line[5]
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_headerless_csv_with_other_delimiters(local_store: ObjectStore, delimiter: str) -> None:
+    from dataclasses import replace
+
+    from lake_pipelines.datasets.spec import CsvDialect
+
+    spec = replace(SPEC, csv=CsvDialect(delimiter=delimiter, header=False, null_values=("", "-")))
+    cells = ["e1", "2026-11-01T10:00:00Z", "u1", "s1", "click", f'"a{delimiter}b"', "-", "", ""]
+    local_store.write_bytes("landing/h.csv", (delimiter.join(cells) + "\r\n").encode())
+    batches = list(read_file(local_store, "landing/h.csv", spec))
+    (row,) = [r for b in batches for r in b.table.to_pylist()]
+    assert row["event_id"] == "e1" and row["url"] == f"a{delimiter}b" and row["price"] is None
