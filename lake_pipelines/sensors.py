@@ -24,11 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3  # type: ignore[import-untyped]
 import dagster as dg
-from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
-from dagster_aws.s3 import S3Resource
-from dagster_aws.s3.sensor import get_objects
 
 from lake_pipelines.assets.common import partitions_for
 from lake_pipelines.datasets.spec import DatasetSpec
@@ -41,6 +37,8 @@ if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (
         UnresolvedAssetJobDefinition,
     )
+
+    from lake_pipelines.resources.s3_listing import LandingS3Resource
 
 LOOKBACK_SECONDS = 600
 MAX_FILES_PER_RUN = 500
@@ -232,37 +230,11 @@ def _batches(new: dict[str, list[str]], max_files: int) -> list[RunBatch]:
 # -- listings ------------------------------------------------------------------------------
 
 
-class LandingS3Resource(S3Resource):
-    """`S3Resource` that also honours the lake's S3 addressing style.
-
-    MinIO and most S3-compatible servers behind a host name want path-style requests, which
-    botocore does not choose by itself for a custom endpoint.
-    """
-
-    addressing_style: str = "auto"
-
-    def get_client(self) -> Any:
-        if self.addressing_style == "auto":
-            return super().get_client()
-        session = boto3.session.Session(profile_name=self.profile_name)
-        return session.client(
-            "s3",
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            use_ssl=self.use_ssl,
-            verify=self.verify,
-            aws_access_key_id=self.aws_access_key_id,
-            aws_secret_access_key=self.aws_secret_access_key,
-            aws_session_token=self.aws_session_token,
-            config=BotoConfig(
-                retries={"max_attempts": self.max_attempts, "mode": "standard"},
-                s3={"addressing_style": self.addressing_style},
-            ),
-        )
-
-
-def s3_resource_for(store: ObjectStore) -> LandingS3Resource:
+def s3_resource_for(store: ObjectStore) -> "LandingS3Resource":
     """An S3Resource configured from the same settings as the lake's object store."""
+    # dagster_aws costs ~2 s to import: only S3 listings pay for it, not every code load
+    from lake_pipelines.resources.s3_listing import LandingS3Resource
+
     return LandingS3Resource(
         endpoint_url=store.endpoint_url or None,
         region_name=store.region or None,
@@ -303,6 +275,8 @@ def _list_s3(store: ObjectStore, prefix: str, floor: int | None) -> list[LandedF
     key_prefix = posixpath.join(root, prefix.strip("/")) + "/" if root else prefix.strip("/") + "/"
     # get_objects keeps LastModified > since; LastModified has whole seconds.
     since = datetime.fromtimestamp(floor - 1, tz=UTC) if floor is not None else None
+    from dagster_aws.s3.sensor import get_objects
+
     objects = get_objects(
         bucket,
         prefix=key_prefix,

@@ -137,3 +137,24 @@ def test_headerless_csv_with_other_delimiters(local_store: ObjectStore, delimite
     batches = list(read_file(local_store, "landing/h.csv", spec))
     (row,) = [r for b in batches for r in b.table.to_pylist()]
     assert row["event_id"] == "e1" and row["url"] == f"a{delimiter}b" and row["price"] is None
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("1996-03-13", "1996-03-13T00:00:00+00:00"),  # date only: midnight UTC
+        ("2026-11-01 10:00:00", "2026-11-01T10:00:00+00:00"),  # naive: UTC
+        ("2026-11-01T10:00:00-02:00", "2026-11-01T12:00:00+00:00"),
+        ("2026-11-01T10:00:00.5+0130", "2026-11-01T08:30:00.500000+00:00"),
+        ("1762000000000", "2025-11-01T12:26:40+00:00"),  # epoch milliseconds
+    ],
+)
+def test_timestamp_forms(text: str, expected: str) -> None:
+    import pyarrow as pa
+
+    from lake_pipelines.lake.coerce import convert_column
+
+    out, bad = convert_column(
+        pa.array([text, "2026-11-01T00:00:00Z"]), pa.timestamp("us", tz="UTC")
+    )
+    assert bad == {} and out[0].as_py().isoformat() == expected

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-_ZONE = r"(Z|z|[+-]\d{2}(:?\d{2})?)$"
+# A zone only counts after a time of day: the "-13" of a date-only "1996-03-13" is no offset.
+_ZONE = r"\d{2}:\d{2}(:\d{2}([.,]\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _EPOCH = r"^-?\d{1,16}$"
 
 Converter = Callable[[pa.Array], pa.Array]
