@@ -210,3 +210,16 @@ def test_discard_value_mode_keeps_the_row(local_store: ObjectStore) -> None:
     assert report.rows_quarantined == 0 and report.rows_written == 2
     written = duckdb_hive(local_store.path(EVENTS.bronze_prefix), ["*"])
     assert "extra" not in written.column_names
+
+
+def test_a_column_of_the_wrong_type_quarantines_the_file_with_one_reason(
+    local_store: ObjectStore,
+) -> None:
+    local_store.write_bytes(f"landing/events/{DAY}/good.csv", GOOD_CSV.encode())
+    wrong = HEADER + "".join(_row(f"w{i}", price=f"EUR {i}") for i in range(5000))
+    local_store.write_bytes(f"landing/events/{DAY}/wrong.csv", wrong.encode())
+    report = ingest_day(local_store, EVENTS, DAY)
+    (file_reject,) = report.file_rejects
+    assert file_reject.source.endswith("wrong.csv")
+    assert "column 'price'" in file_reject.reason and "EUR" in file_reject.reason
+    assert report.rows_written == 5 and report.rows_quarantined == 0

@@ -107,6 +107,7 @@ def convert_column(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, dict[i
         return convert(arr), {}
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
         pass
+    _refuse_if_mostly_invalid(arr, convert, target)
     bad: dict[int, str] = {}
 
     def bisect(lo: int, hi: int) -> None:
@@ -126,6 +127,34 @@ def convert_column(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, dict[i
     mask[list(bad)] = True
     cleaned = pc.if_else(pa.array(mask), None, arr)
     return convert(cleaned), bad
+
+
+class MostlyInvalidColumn(ValueError):
+    """Most values of a column fail: the column has the wrong type, not a few bad rows."""
+
+    def __init__(self, target: pa.DataType, examples: list[str]) -> None:
+        self.examples = examples
+        super().__init__(f"most values do not convert to {target} (e.g. {examples!r})")
+
+
+SAMPLE = 64
+
+
+def _refuse_if_mostly_invalid(arr: pa.Array, convert: Converter, target: pa.DataType) -> None:
+    """Bisection costs O(k log n) casts for k bad values: fine for a few, an hour for a column
+    that fails everywhere. A sample of the non-null values tells the two apart first."""
+    valid = arr.filter(pc.is_valid(arr))
+    if len(valid) < 4 * SAMPLE:
+        return
+    picks = np.linspace(0, len(valid) - 1, SAMPLE).astype(np.int64)
+    failed = []
+    for i in picks:
+        try:
+            convert(valid.slice(int(i), 1))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
+            failed.append(str(valid[int(i)].as_py())[:40])
+    if len(failed) > SAMPLE // 2:
+        raise MostlyInvalidColumn(target, failed[:3])
 
 
 def _short(exc: BaseException) -> str:

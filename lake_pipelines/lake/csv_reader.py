@@ -18,7 +18,7 @@ import pyarrow.csv as pcsv
 from lake_pipelines.datasets.spec import CsvDialect, DatasetSpec
 from lake_pipelines.errors import SourceFileError
 from lake_pipelines.lake.batches import Batch, Reject, add_reason, nullable_schema, row_json
-from lake_pipelines.lake.coerce import convert_column
+from lake_pipelines.lake.coerce import MostlyInvalidColumn, convert_column
 
 BOM = b"\xef\xbb\xbf"
 
@@ -281,7 +281,10 @@ def _to_schema(
             columns.append(pa.nulls(table.num_rows, f.type))
             continue
         src = table.column(f.name).combine_chunks()
-        converted, failures = convert_column(src, f.type) if raw_text else (src, {})
+        try:
+            converted, failures = convert_column(src, f.type) if raw_text else (src, {})
+        except MostlyInvalidColumn as exc:
+            raise SourceFileError(key, f"column {f.name!r}: {exc}") from exc
         for i, reason in failures.items():
             value = src[i].as_py()
             add_reason(bad, i, f.name, f"{f.name}={value!r}: cannot convert to {f.type}: {reason}")
