@@ -284,3 +284,23 @@ def test_gold_orders_daily_sales_match_duckdb(lake, gold) -> None:
     got = gold["orders_daily_sales"]
     assert got.num_rows == DAYS * 3
     assert _keyed(got, ["day", "currency"]) == _keyed(expected, ["day", "currency"])
+
+
+def test_list_percentile_is_exact() -> None:
+    rng = np.random.default_rng(4)
+    values = np.round(rng.gamma(2, 20, 20_000), 2)
+    groups = rng.integers(0, 9, len(values))
+    prices = pa.array(np.where(rng.random(len(values)) < 0.1, np.nan, values), from_pandas=True)
+    data = pa.table({"g": groups, "p": prices})
+    ctx = make_session(SessionSettings(4))
+    ctx.register_record_batches("t", [data.to_batches(max_chunksize=1000)])
+    got = ctx.sql(
+        "SELECT g, list_percentile(array_agg(p) FILTER (WHERE p IS NOT NULL), 0.95) AS q "
+        "FROM t GROUP BY g"
+    ).to_pylist()
+    p = data.column("p").to_numpy(zero_copy_only=False)
+    for row in got:
+        mine = p[(groups == row["g"]) & ~np.isnan(p)]
+        assert row["q"] == float(np.quantile(mine, 0.95))  # exact, not approximately
+    empty = ctx.sql("SELECT list_percentile(array_agg(p) FILTER (WHERE p > 1e9), 0.5) AS q FROM t")
+    assert empty.to_pylist()[0]["q"] is None

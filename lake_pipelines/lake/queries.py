@@ -51,8 +51,8 @@ SELECT
     COUNT(DISTINCT user_id)                                     AS distinct_users,
     COUNT(DISTINCT session_id)                                  AS distinct_sessions,
     SUM(price)                                                  AS revenue,
-    exact_p50(price)                                            AS price_p50,
-    exact_p95(price)                                            AS price_p95
+    list_percentile(array_agg(price) FILTER (WHERE price IS NOT NULL), 0.5)  AS price_p50,
+    list_percentile(array_agg(price) FILTER (WHERE price IS NOT NULL), 0.95) AS price_p95
 FROM source
 WHERE ts >= {start} AND ts < {end}
 GROUP BY 1, 2
