@@ -8,13 +8,12 @@ import dagster as dg
 from pydantic import Field
 
 from lake_pipelines.assets.common import asset_key
+from lake_pipelines.assets.maintenance import MAINTENANCE_GROUP  # the weekly job's group
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.gold import gold_identifier, gold_tables_for
 from lake_pipelines.lake.iceberg_maintenance import expire_snapshots, remove_orphans
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
-
-MAINTENANCE_GROUP = "maintenance"  # the weekly maintenance job selects this group
 
 
 class SnapshotMaintenanceConfig(dg.Config):

@@ -163,10 +163,6 @@ class DatasetSpec:
         return [name for name, col in self.contract.columns.items() if col.unique]
 
     @property
-    def nested_columns(self) -> list[str]:
-        return [f.name for f in self.schema if pa.types.is_nested(f.type)]
-
-    @property
     def landing_prefix(self) -> str:
         return f"landing/{self.name}"
 

@@ -175,10 +175,6 @@ def partition_summary(table: Table, partition: str) -> dict[str, str] | None:
     return None
 
 
-def day_label(day: date) -> str:
-    return day.isoformat()
-
-
 # -- tags and time travel ------------------------------------------------------------------------
 
 DAY_TAG_MAX_AGE = 30 * 24 * 3600 * 1000  # ms; expiry removes older day tags, then their snapshots
@@ -186,14 +182,6 @@ DAY_TAG_MAX_AGE = 30 * 24 * 3600 * 1000  # ms; expiry removes older day tags, th
 
 def day_tag(day: date) -> str:
     return f"day-{day.isoformat()}"
-
-
-def tag_snapshot(table: Table, name: str, snapshot_id: int, max_age_ms: int | None) -> None:
-    """Point tag `name` at `snapshot_id` (moving it if it exists), in one metadata commit."""
-    manage = table.manage_snapshots()
-    if name in table.metadata.refs:
-        manage = manage.remove_tag(name)
-    manage.create_tag(snapshot_id, name, max_ref_age_ms=max_age_ms).commit()
 
 
 def resolve_snapshot(
