@@ -199,6 +199,48 @@ def test_parallel_commits_of_different_days_all_land(
         s.summary["lake.partition"] for s in table.snapshots() if s.summary.get("lake.partition")
     }
     assert partitions == set(days)
+    for day in days:  # every day's tag survived the retries and points at that day's data
+        tagged = table.snapshot_by_id(table.metadata.refs[f"day-{day}"].snapshot_id)
+        assert tagged.summary["lake.partition"] == day
+
+
+def test_a_commit_retried_after_a_concurrent_update_keeps_its_day_tag(
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+) -> None:
+    commit_day(local_store, local_catalog, EVENTS, START)
+    stale = local_catalog.load_table(EVENTS.table_name)  # loaded before the other run commits
+    commit_day(local_store, local_catalog, EVENTS, landed[1].day)
+    data = stale.scan(row_filter=day_filter(EVENTS, START)).to_arrow().slice(0, 7)
+    from lake_pipelines.lake.iceberg_tables import overwrite_partition
+
+    # main moved under `stale`: pyiceberg retries the commit, which drops ref updates
+    sid = overwrite_partition(
+        stale,
+        data,
+        day_filter(EVENTS, START),
+        {"partition": START.isoformat()},
+        tag=(day_tag(START), None),
+    )
+    table = local_catalog.load_table(EVENTS.table_name)
+    assert table.current_snapshot().snapshot_id == sid
+    assert table.metadata.refs[day_tag(START)].snapshot_id == sid
+    assert rows(read_as_of(table, tag=day_tag(START)), columns=COLUMNS) == sorted(
+        rows(data, columns=COLUMNS) + rows(landed[1].valid), key=lambda r: r["event_id"]
+    )
+    other = table.metadata.refs[day_tag(landed[1].day)].snapshot_id
+    assert table.snapshot_by_id(other).summary["lake.partition"] == landed[1].day.isoformat()
+
+
+def test_a_rerun_repoints_a_day_tag_that_was_left_behind(
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+) -> None:
+    first = commit_day(local_store, local_catalog, EVENTS, START)
+    table = local_catalog.load_table(EVENTS.table_name)
+    table.manage_snapshots().remove_tag(day_tag(START)).commit()  # as a crash would leave it
+    again = commit_day(local_store, local_catalog, EVENTS, START)
+    assert again.unchanged and again.snapshot_id == first.snapshot_id
+    table = local_catalog.load_table(EVENTS.table_name)
+    assert table.metadata.refs[day_tag(START)].snapshot_id == first.snapshot_id
 
 
 def test_two_writers_of_the_same_day_one_fails_cleanly(

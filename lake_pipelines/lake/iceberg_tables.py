@@ -9,6 +9,8 @@ wrote the same day in between.
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
@@ -133,6 +135,7 @@ def overwrite_partition(
     if evolution:
         props[f"{SUMMARY_PREFIX}evolution"] = evolution.describe()
     name = ".".join(table.name())
+    staged_id: int | None = None
     try:
         with table.transaction() as tx:
             if evolution:
@@ -143,13 +146,14 @@ def overwrite_partition(
             tx.overwrite(
                 conform(name, target, data), overwrite_filter=row_filter, snapshot_properties=props
             )
+            staged = tx.table_metadata.current_snapshot()
+            assert staged is not None
+            staged_id = staged.snapshot_id
             if tag is not None:
-                staged = tx.table_metadata.current_snapshot()
-                assert staged is not None
                 manage = ManageSnapshots(tx)
                 if tag[0] in tx.table_metadata.refs:
                     manage = manage.remove_tag(tag[0])
-                manage.create_tag(staged.snapshot_id, tag[0], max_ref_age_ms=tag[1]).commit()
+                manage.create_tag(staged_id, tag[0], max_ref_age_ms=tag[1]).commit()
     except CommitFailedException as exc:
         raise TableCommitError(name, f"commit failed after retries: {exc}") from exc
     except Exception as exc:
@@ -158,20 +162,55 @@ def overwrite_partition(
                 name, f"another run wrote the same partition concurrently; nothing written ({exc})"
             ) from exc
         raise
-    snapshot = table.current_snapshot()
-    assert snapshot is not None
-    return snapshot.snapshot_id
+    assert staged_id is not None
+    if tag is not None:
+        # When the commit had to be retried after a concurrent update, pyiceberg 0.12 rebuilds
+        # only the snapshot updates and drops every ref update (Transaction.
+        # _rebuild_snapshot_updates): the data lands, the tag does not. Re-point it here. The
+        # snapshot ids are stable across pyiceberg's retries, so `staged_id` is what landed.
+        point_tag(table, tag[0], staged_id, tag[1])
+    return staged_id
 
 
-def partition_summary(table: Table, partition: str) -> dict[str, str] | None:
-    """The ``lake.*`` summary of the latest snapshot that wrote `partition`, if any."""
+def point_tag(table: Table, name: str, snapshot_id: int, max_age_ms: int | None) -> bool:
+    """Make tag `name` point at `snapshot_id`, retrying on concurrent updates.
+
+    A no-op when it already does. Returns whether a commit was needed.
+
+    Raises:
+        TableCommitError: the tag could not be committed after the table's retry budget.
+    """
+    attempts = 1 + int(table.metadata.properties.get("commit.retry.num-retries", "10"))
+    for attempt in range(attempts):
+        ref = table.metadata.refs.get(name)
+        if ref is not None and ref.snapshot_id == snapshot_id:
+            return attempt > 0
+        try:
+            with table.manage_snapshots() as manage:
+                if ref is not None:
+                    manage.remove_tag(name)
+                manage.create_tag(snapshot_id, name, max_ref_age_ms=max_age_ms)
+            return True
+        except CommitFailedException as exc:
+            if attempt == attempts - 1:
+                raise TableCommitError(
+                    ".".join(table.name()), f"could not point tag {name!r}: {exc}"
+                ) from exc
+            time.sleep(min(0.1 * 2**attempt, 5.0) * (1 + random.random() / 10))
+            table.refresh()
+    return True
+
+
+def partition_summary(table: Table, partition: str) -> tuple[int, dict[str, str]] | None:
+    """The id and ``lake.*`` summary of the latest snapshot that wrote `partition`, if any."""
     for entry in reversed(table.history()):
         snap = table.snapshot_by_id(entry.snapshot_id)
         if snap is None or snap.summary is None:
             continue
         props = snap.summary.additional_properties
         if props.get(f"{SUMMARY_PREFIX}partition") == partition:
-            return {k: v for k, v in props.items() if k.startswith(SUMMARY_PREFIX)}
+            lake = {k: v for k, v in props.items() if k.startswith(SUMMARY_PREFIX)}
+            return snap.snapshot_id, lake
     return None
 
 

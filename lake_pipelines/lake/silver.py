@@ -23,6 +23,7 @@ from lake_pipelines.lake.iceberg_tables import (
     ensure_table,
     overwrite_partition,
     partition_summary,
+    point_tag,
 )
 from lake_pipelines.lake.parquet import file_schema
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
@@ -134,11 +135,13 @@ def commit_day(
     if (
         not evolution
         and previous is not None
-        and previous.get("lake.fingerprint") == summary["fingerprint"]
+        and previous[1].get("lake.fingerprint") == summary["fingerprint"]
         and table.scan(row_filter=flt).count() == data.num_rows
     ):
         # The same source files, bronze files and schema as the last commit of this day:
-        # the table already holds exactly this; a new snapshot would change nothing.
+        # the table already holds exactly this; a new snapshot would change nothing. The day
+        # tag is re-pointed if a crash or a concurrent retry left it behind.
+        point_tag(table, day_tag(day), previous[0], DAY_TAG_MAX_AGE)
         current = table.current_snapshot()
         assert current is not None
         return SilverReport(
