@@ -53,6 +53,40 @@ def test_csv_rejects_name_file_line_column_and_keep_the_rest(local_store: Object
     assert all(r.source == "landing/a.csv" for r in rejects)
 
 
+def test_nested_csv_cells_with_line_breaks_parse_and_a_smuggled_record_is_rejected(
+    local_store: ObjectStore,
+) -> None:
+    body = (
+        HEADER
+        + 'n1,2026-11-01T10:00:00Z,u1,s1,click,,,"{\n""browser"":\r\n""ff""}","[1,\n2]"\n'
+        # a cell closing its row's JSON object and opening another one
+        + 'n2,2026-11-01T10:00:00Z,u2,s2,click,,,,"[1]}\n{""c0"":null,""c1"":[2]"\n'
+        + 'n3,2026-11-01T10:00:00Z,u3,s3,click,,,"{""country"":""FR""}",[]\n'
+    )
+    good, rejects = _read(local_store, "landing/n.csv", body.encode())
+    assert [r["event_id"] for r in good] == ["n1", "n3"]
+    assert good[0]["properties"]["browser"] == "ff" and good[0]["latencies_ms"] == [1.0, 2.0]
+    assert good[1]["properties"]["country"] == "FR" and good[1]["latencies_ms"] == []
+    assert [(r.line, r.column) for r in rejects] == [(6, "latencies_ms")]  # n1 spans 2-5
+
+
+def test_an_ndjson_record_longer_than_a_parse_piece_still_loads(local_store: ObjectStore) -> None:
+    def rec(i: int, url: str = "") -> str:
+        return (
+            f'{{"event_id":"j{i}","ts":"2026-11-01T10:00:00Z","user_id":"u","session_id":"s",'
+            f'"event_type":"click","url":"{url}"}}\n'
+        )
+
+    big = "x" * (3 << 20)  # pyarrow's threaded reader cuts the block into 1 MiB pieces
+    body = (
+        "".join(rec(i) for i in range(50)) + rec(50, big) + "".join(rec(i) for i in range(51, 99))
+    )
+    good, rejects = _read(local_store, "landing/big.ndjson", body.encode(), 16 << 20)
+    assert not rejects
+    assert [r["event_id"] for r in good] == [f"j{i}" for i in range(99)]
+    assert len(good[50]["url"]) == len(big)
+
+
 def test_lines_stay_exact_across_blocks(local_store: ObjectStore) -> None:
     rows = [f"e{i},2026-11-01T10:00:00Z,u,s,click,,{i},,\n" for i in range(2000)]
     rows[1500] = "e1500,2026-11-01T10:00:00Z,u,s,click,,oops,,\n"

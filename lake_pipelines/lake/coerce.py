@@ -56,30 +56,42 @@ def _cast_bool(arr: pa.Array) -> pa.Array:
     return pc.if_else(pc.is_null(arr), None, truthy)
 
 
-def _parse_json_cells(arr: pa.Array, target: pa.DataType) -> pa.Array:
-    """Nested values arrive in CSV cells as JSON text; parse them all in one pyarrow call.
+def parse_json_cells(
+    cells: dict[str, pa.Array], types: dict[str, pa.DataType]
+) -> dict[str, pa.Array]:
+    """Nested values arrive in CSV cells as JSON text; parse columns of them in one pyarrow call.
 
-    The cells become one NDJSON document (``{"v": <cell>}`` per line) built by Arrow kernels,
-    with no Python work per row. Raw line breaks in a cell are only whitespace to JSON (a
-    string value cannot hold one unescaped), so they become spaces.
+    The cells become one NDJSON document (``{"c0": <cell>, "c1": <cell>}`` per row) built by
+    Arrow kernels, with no Python work per row, so all nested columns of a block cost one
+    parse. The document is a single pyarrow block, so a raw line break inside a cell is only
+    whitespace to the parser (``newlines_in_values``). Raises if any cell is not one JSON
+    value of its type; the caller then finds the bad cells column by column.
     """
-    if len(arr) == 0:
-        return pa.array([], target)
-    cells = pc.fill_null(arr, "null")
-    cells = pc.if_else(pc.equal(pc.utf8_trim_whitespace(cells), ""), "null", cells)
-    cells = pc.replace_substring_regex(cells, "[\r\n]", " ")
-    lines = pc.binary_join_element_wise('{"v":', cells, "}", "")
-    one_list = pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines)
+    names = list(cells)
+    n = len(cells[names[0]])
+    if n == 0:
+        return {name: pa.array([], types[name]) for name in names}
+    parts: list[object] = []
+    for i, name in enumerate(names):
+        col = pc.fill_null(cells[name], "null")
+        col = pc.if_else(pc.equal(pc.utf8_trim_whitespace(col), ""), "null", col)
+        parts += [f'{"," if i else "{"}"c{i}":', col]
+    lines = pc.binary_join_element_wise(*parts, "}", "")
+    one_list = pa.ListArray.from_arrays(pa.array([0, n], pa.int32()), lines)
     body = pc.binary_join(one_list, "\n")[0].as_buffer()
-    schema = pa.schema([pa.field("v", target)])
+    schema = pa.schema([pa.field(f"c{i}", types[name]) for i, name in enumerate(names)])
     table = pj.read_json(
         pa.BufferReader(body),
         read_options=pj.ReadOptions(block_size=max(body.size + 1, 1 << 20), use_threads=False),
-        parse_options=pj.ParseOptions(explicit_schema=schema, newlines_in_values=False),
+        parse_options=pj.ParseOptions(explicit_schema=schema, newlines_in_values=True),
     )
-    if table.num_rows != len(arr):
+    if table.num_rows != n or table.num_columns != len(names):
         raise pa.ArrowInvalid("not a single JSON value")
-    return table.column("v").combine_chunks()
+    return {name: table.column(f"c{i}").combine_chunks() for i, name in enumerate(names)}
+
+
+def _parse_json_cells(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    return parse_json_cells({"v": arr}, {"v": target})["v"]
 
 
 def converter_for(target: pa.DataType) -> Converter:

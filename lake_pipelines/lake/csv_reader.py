@@ -17,8 +17,15 @@ import pyarrow.csv as pcsv
 
 from lake_pipelines.datasets.spec import CsvDialect, DatasetSpec
 from lake_pipelines.errors import SourceFileError
-from lake_pipelines.lake.batches import Batch, Reject, add_reason, nullable_schema, row_json
-from lake_pipelines.lake.coerce import MostlyInvalidColumn, convert_column
+from lake_pipelines.lake.batches import (
+    Batch,
+    Reject,
+    add_reason,
+    nullable_schema,
+    ordered_map,
+    row_json,
+)
+from lake_pipelines.lake.coerce import MostlyInvalidColumn, convert_column, parse_json_cells
 
 BOM = b"\xef\xbb\xbf"
 
@@ -180,20 +187,27 @@ def read_csv(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[B
     if len(set(names)) != len(names):
         raise SourceFileError(key, f"duplicate column names in header: {names}", line=1)
 
-    pending = iter(blocks)
-    done = False
-    while not done:
-        try:
-            block = next(pending)
-        except StopIteration:
-            block, done = b"", True
-        data, carry = _split_complete(carry + block, dialect, final=done)
-        if not data.strip(b"\r\n"):
-            if done:
-                break
-            continue
-        yield _parse_csv_chunk(data, line, key, spec, names, unknown)
-        line += data.count(b"\n")
+    def chunks(carry: bytes, line: int) -> Iterator[tuple[bytes, int]]:
+        """Blocks cut at record boundaries, with the line each starts on."""
+        pending = iter(blocks)
+        done = False
+        while not done:
+            try:
+                block = next(pending)
+            except StopIteration:
+                block, done = b"", True
+            data, carry = _split_complete(carry + block, dialect, final=done)
+            if not data.strip(b"\r\n"):
+                if done:
+                    break
+                continue
+            yield data, line
+            line += data.count(b"\n")
+
+    # blocks are parsed and converted on all cores, handed on in file order
+    yield from ordered_map(
+        lambda c: _parse_csv_chunk(c[0], c[1], key, spec, names, unknown), chunks(carry, line)
+    )
 
 
 def _parse_csv_chunk(
@@ -275,10 +289,25 @@ def _to_schema(
             present = pc.invert(pc.is_null(table.column(col)))
             for i in np.flatnonzero(present.to_numpy(zero_copy_only=False)):
                 add_reason(bad, int(i), col, f"unknown column {col!r} (contract mode: freeze)")
+    # All nested columns of the block in one JSON parse; if some cell is bad, the loop below
+    # parses column by column and isolates it.
+    nested = [f for f in spec.schema if pa.types.is_nested(f.type) and f.name in table.column_names]
+    parsed: dict[str, pa.Array] = {}
+    if raw_text and len(nested) > 1:
+        try:
+            parsed = parse_json_cells(
+                {f.name: table.column(f.name).combine_chunks() for f in nested},
+                {f.name: f.type for f in nested},
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            parsed = {}
     columns = []
     for f in spec.schema:
         if f.name not in table.column_names:
             columns.append(pa.nulls(table.num_rows, f.type))
+            continue
+        if f.name in parsed:
+            columns.append(parsed[f.name])
             continue
         src = table.column(f.name).combine_chunks()
         try:

@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake_pipelines import __version__
@@ -123,11 +126,16 @@ class RollingParquetWriter:
         self.schema = file_schema(spec)
         self.options = writer_options(spec)
         self.files: list[WrittenFile] = []
-        self._buffer: list[pa.Table] = []
+        self._buffer: list[pa.Table] = []  # the caller's thread appends here
         self._buffered = 0
+        self._tail: list[pa.Table] = []  # rows short of a row group: the encoder's
         self._writer: pq.ParquetWriter | None = None
         self._sink: Any = None
         self._current: WrittenFile | None = None
+        # Sorting and encoding a row group runs on one background thread (Arrow releases the
+        # GIL) while the caller prepares the next rows; at most one group is in flight.
+        self._encoder: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -136,7 +144,26 @@ class RollingParquetWriter:
         self._buffer.append(table)
         self._buffered += table.nbytes
         if self._buffered >= self.row_group_bytes:
-            self._flush(final=False)
+            self._submit(final=False)
+
+    def _submit(self, final: bool) -> None:
+        """Hand the buffered rows to the encoder thread (after the group before them)."""
+        self._wait()
+        tables, self._buffer, self._buffered = self._buffer, [], 0
+        if self._encoder is None:
+            self._encoder = ThreadPoolExecutor(1, thread_name_prefix="lake-parquet")
+        self._pending = self._encoder.submit(self._flush, tables, final)
+
+    def _wait(self) -> None:
+        """Wait for the group in flight; its error, if any, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _shutdown(self) -> None:
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=True)
+            self._encoder = None
 
     def _fit(self, table: pa.Table) -> pa.Table:
         """Cast to the file schema; in ``evolve`` mode new columns start a new file.
@@ -154,7 +181,8 @@ class RollingParquetWriter:
                 return table.select(self.schema.names).cast(self.schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
-        self._flush()
+        self._submit(final=True)
+        self._wait()
         self._finish_file()
         fields = {f.name: f for f in self.schema}
         for f in table.schema:
@@ -179,15 +207,17 @@ class RollingParquetWriter:
         self._current = WrittenFile(key=key, rows=0, bytes=0, tmp_path=tmp)
         self.files.append(self._current)
 
-    def _flush(self, final: bool = True) -> None:
-        """Write buffered rows as row groups of about ``row_group_bytes`` each.
+    def _flush(self, tables: list[pa.Table], final: bool) -> None:
+        """Write the rows as row groups of about ``row_group_bytes`` each (encoder thread).
 
-        Unless ``final``, a tail smaller than a row group stays buffered for the next write.
+        Unless ``final``, a tail smaller than a row group stays for the next call.
         """
-        if not self._buffer:
+        tables = self._tail + tables
+        self._tail = []
+        if not tables:
             return
-        group = pa.concat_tables(self._buffer)
-        if self.spec.sort_by:
+        group = pa.concat_tables(tables)
+        if self.spec.sort_by and not is_sorted(group, self.spec.sort_by):
             group = group.sort_by([(c, "ascending") for c in self.spec.sort_by])
         per_row = max(group.nbytes / max(group.num_rows, 1), 1)
         rows_per_group = max(int(self.row_group_bytes / per_row), 1)
@@ -199,8 +229,7 @@ class RollingParquetWriter:
             self._write_group(group.slice(offset, size))
             offset += size
         rest = group.slice(offset)
-        self._buffer = [rest] if rest.num_rows else []
-        self._buffered = rest.nbytes if rest.num_rows else 0
+        self._tail = [rest] if rest.num_rows else []
 
     def _write_group(self, group: pa.Table) -> None:
         if self._writer is None:
@@ -220,12 +249,20 @@ class RollingParquetWriter:
             self._writer, self._sink, self._current = None, None, None
 
     def close(self) -> list[WrittenFile]:
-        self._flush()
+        try:
+            self._submit(final=True)
+            self._wait()
+        finally:
+            self._shutdown()
         self._finish_file()
         return self.files
 
     def abort(self) -> None:
         """Drop everything written so far (the staged files never become visible)."""
+        with contextlib.suppress(Exception):  # the rows are being thrown away anyway
+            self._wait()
+        self._shutdown()
+        self._buffer, self._tail = [], []
         if self._writer is not None:
             try:
                 self._writer.close()
@@ -246,6 +283,38 @@ class RollingParquetWriter:
             self.close()
         else:
             self.abort()
+
+
+def is_sorted(table: pa.Table, keys: Sequence[str]) -> bool:
+    """Whether `table` is already in ascending order of `keys` (nulls in a key: unknown).
+
+    One vectorised pass over neighbouring rows; landed data usually arrives in time order, and
+    then the sort before each row group is skipped.
+    """
+    n = table.num_rows
+    if n < 2:
+        return True
+    tied: pa.Array | None = None  # neighbours equal on every key so far
+    for k in keys:
+        col = table.column(k)
+        if col.null_count:
+            return False
+        if pa.types.is_nested(col.type):
+            return False
+        col = col.combine_chunks()
+        if pa.types.is_floating(col.type) and pc.any(pc.is_nan(col)).as_py():
+            return False
+        prev, nxt = col.slice(0, n - 1), col.slice(1)
+        descending = pc.greater(prev, nxt)
+        if tied is not None:
+            descending = pc.and_(tied, descending)
+        if pc.any(descending).as_py():
+            return False
+        equal = pc.equal(prev, nxt)
+        tied = equal if tied is None else pc.and_(tied, equal)
+        if not pc.any(tied).as_py():
+            return True
+    return True
 
 
 def commit_files(store: ObjectStore, files: list[WrittenFile]) -> None:

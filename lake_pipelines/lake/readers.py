@@ -17,7 +17,14 @@ import pyarrow as pa
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SourceFileError
-from lake_pipelines.lake.batches import Batch, Reject, add_reason, nullable_schema, row_json
+from lake_pipelines.lake.batches import (
+    Batch,
+    Reject,
+    add_reason,
+    nullable_schema,
+    read_ahead,
+    row_json,
+)
 from lake_pipelines.lake.csv_reader import read_csv
 from lake_pipelines.lake.json_reader import read_json
 from lake_pipelines.lake.storage import ObjectStore
@@ -69,9 +76,15 @@ def _blocks(store: ObjectStore, key: str, block_bytes: int) -> Iterator[bytes]:
 
 
 def read_file(
-    store: ObjectStore, key: str, spec: DatasetSpec, block_bytes: int = DEFAULT_BLOCK_BYTES
+    store: ObjectStore,
+    key: str,
+    spec: DatasetSpec,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    ahead: bool = True,
 ) -> Iterator[Batch]:
     """Stream a landed file as batches of `spec.schema`.
+
+    With `ahead`, a background thread reads and converts the next block meanwhile.
 
     Raises:
         SourceFileError: the file as a whole cannot be read (unknown type, broken compression,
@@ -79,10 +92,9 @@ def read_file(
     """
     fmt, _ = file_format(key)
     blocks = _blocks(store, key, block_bytes)
-    if fmt == "csv":
-        yield from read_csv(blocks, key, spec)
-    else:
-        yield from read_json(blocks, key, spec)
+    batches = read_csv(blocks, key, spec) if fmt == "csv" else read_json(blocks, key, spec)
+    # the next block is parsed and converted while the caller validates and writes this one
+    yield from read_ahead(batches) if ahead else batches
 
 
 __all__ = [

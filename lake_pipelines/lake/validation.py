@@ -6,21 +6,168 @@ they are quarantined, never silently dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pandera.errors as pe
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.readers import Batch, add_reason, row_json
 
+Mask = Callable[[pa.Array], pa.Array]
 
-def _contract_frame(table: pa.Table, spec: DatasetSpec):  # -> pandas.DataFrame
-    cols = [c for c in spec.contract.columns if c in table.column_names]
-    return table.select(cols).to_pandas(types_mapper=None)
+
+@dataclass(frozen=True)
+class ArrowCheck:
+    """A pandera built-in check, evaluated as one Arrow kernel instead of through pandas."""
+
+    column: str
+    label: str  # pandera's own text for it, e.g. ``in_range(0, 1000000)``
+    passes: Mask  # True where a value passes
+    ignore_na: bool
+
+
+@dataclass(frozen=True)
+class CompiledContract:
+    """A dataset's contract split into what Arrow evaluates and what is left to pandera."""
+
+    arrow: list[ArrowCheck]
+    required: list[str]  # contract columns declared non-nullable
+    pandera: Any  # a pandera DataFrameSchema for the rest, or None
+
+
+def _scalar(value: Any, type_: pa.DataType) -> pa.Scalar:
+    return pa.scalar(value, type=type_)
+
+
+def _arrow_mask(name: str, stats: dict[str, Any], type_: pa.DataType) -> Mask | None:
+    """The Arrow form of a pandera built-in check, or None when we do not have one."""
+    if name == "isin":
+        allowed = pa.array(list(stats["allowed_values"]), type=type_)
+        return lambda a: pc.is_in(a, value_set=allowed)
+    if name == "notin":
+        forbidden = pa.array(list(stats["forbidden_values"]), type=type_)
+        return lambda a: pc.invert(pc.is_in(a, value_set=forbidden))
+    if name == "in_range":
+        lo, hi = _scalar(stats["min_value"], type_), _scalar(stats["max_value"], type_)
+        low = pc.greater_equal if stats.get("include_min", True) else pc.greater
+        high = pc.less_equal if stats.get("include_max", True) else pc.less
+        return lambda a: pc.and_(low(a, lo), high(a, hi))
+    compare = {
+        "greater_than": (pc.greater, "min_value"),
+        "greater_than_or_equal_to": (pc.greater_equal, "min_value"),
+        "less_than": (pc.less, "max_value"),
+        "less_than_or_equal_to": (pc.less_equal, "max_value"),
+        "equal_to": (pc.equal, "value"),
+        "not_equal_to": (pc.not_equal, "value"),
+    }
+    if name in compare:
+        kernel, key = compare[name]
+        bound = _scalar(stats[key], type_)
+        return lambda a: kernel(a, bound)
+    if not (pa.types.is_string(type_) or pa.types.is_large_string(type_)):
+        return None
+    if name == "str_length":
+        exact, lo, hi = stats.get("exact_value"), stats.get("min_value"), stats.get("max_value")
+
+        def length_ok(a: pa.Array) -> pa.Array:
+            n = pc.utf8_length(a)
+            if exact is not None:
+                return pc.equal(n, exact)
+            ok = pc.greater_equal(n, lo) if lo is not None else pc.is_valid(n)
+            return pc.and_(ok, pc.less_equal(n, hi)) if hi is not None else ok
+
+        return length_ok
+    if name == "str_startswith":
+        return lambda a: pc.starts_with(a, stats["string"])
+    if name == "str_endswith":
+        return lambda a: pc.ends_with(a, stats["string"])
+    return None  # regexes (RE2 is not Python's re), custom checks: pandera runs them
+
+
+def compile_contract(spec: DatasetSpec) -> CompiledContract:
+    """Split the contract: built-in checks of plain columns run as Arrow kernels (no pandas
+    round trip), everything else (custom checks, regex columns, frame-wide checks) stays
+    with pandera. A column with one check we cannot translate goes to pandera whole."""
+    cached = _COMPILED.get(id(spec.contract))
+    if cached is not None and cached[0] is spec.contract:
+        return cached[1]
+    contract = spec.contract
+    types = {f.name: f.type for f in spec.schema}
+    arrow: list[ArrowCheck] = []
+    required: list[str] = []
+    translated: list[str] = []
+    for name, column in contract.columns.items():
+        if column.regex or name not in types:
+            continue
+        checks: list[ArrowCheck] = []
+        for check in column.checks:
+            mask = None
+            if not check.raise_warning and check.groupby is None and check.statistics:
+                try:
+                    mask = _arrow_mask(check.name, dict(check.statistics), types[name])
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, KeyError):
+                    mask = None
+            if mask is None:
+                break
+            checks.append(ArrowCheck(name, check.error or check.name, mask, check.ignore_na))
+        else:
+            arrow += checks
+            if not column.nullable:
+                required.append(name)
+            translated.append(name)
+    rest = contract.remove_columns(translated) if translated else contract
+    left = rest if (rest.columns or rest.checks) else None
+    compiled = CompiledContract(arrow, required, left)
+    _COMPILED[id(spec.contract)] = (spec.contract, compiled)
+    return compiled
+
+
+_COMPILED: dict[int, tuple[Any, CompiledContract]] = {}
+
+
+def _arrow_failures(table: pa.Table, compiled: CompiledContract, bad: dict) -> None:
+    for name in compiled.required:
+        if name in table.column_names:
+            for i in np.flatnonzero(pc.is_null(table.column(name)).to_numpy(zero_copy_only=False)):
+                add_reason(bad, int(i), name, f"{name}=None fails not_nullable")
+    for check in compiled.arrow:
+        if check.column not in table.column_names:
+            continue
+        values = table.column(check.column)
+        ok = check.passes(values)
+        ok = pc.fill_null(ok, check.ignore_na)
+        if pc.all(ok).as_py():
+            continue
+        for i in np.flatnonzero(pc.invert(ok).to_numpy(zero_copy_only=False)):
+            value = values[int(i)].as_py()
+            add_reason(bad, int(i), check.column, f"{check.column}={value!r} fails {check.label}")
+
+
+def _pandera_failures(table: pa.Table, schema: Any, bad: dict) -> None:
+    import pandera.errors as pe
+
+    cols = [c for c in schema.columns if c in table.column_names]
+    frame = table.select(cols).to_pandas(types_mapper=None)
+    try:
+        schema.validate(frame, lazy=True)
+    except pe.SchemaErrors as errors:
+        cases = errors.failure_cases
+        for _, case in cases.iterrows():
+            idx = case.get("index")
+            if idx is None or (isinstance(idx, float) and np.isnan(idx)):
+                continue
+            col = case.get("column")
+            if case.get("check") == "field_uniqueness":
+                continue  # judged over the whole day by UniqueTracker
+            add_reason(
+                bad, int(idx), col, f"{col}={case.get('failure_case')!r} fails {case.get('check')}"
+            )
 
 
 class UniqueTracker:
@@ -103,19 +250,8 @@ def validate(
         for i, (col, reason) in unique.duplicates(table).items():
             add_reason(bad, i, col, reason)
 
-    frame = _contract_frame(table, spec)
-    try:
-        spec.contract.validate(frame, lazy=True)
-    except pe.SchemaErrors as errors:
-        cases = errors.failure_cases
-        for _, case in cases.iterrows():
-            idx = case.get("index")
-            if idx is None or (isinstance(idx, float) and np.isnan(idx)):
-                continue
-            col = case.get("column")
-            if case.get("check") == "field_uniqueness":
-                continue  # judged over the whole day by UniqueTracker
-            add_reason(
-                bad, int(idx), col, f"{col}={case.get('failure_case')!r} fails {case.get('check')}"
-            )
+    compiled = compile_contract(spec)
+    _arrow_failures(table, compiled, bad)
+    if compiled.pandera is not None:
+        _pandera_failures(table, compiled.pandera, bad)
     return batch.drop(bad, source, lambda i: row_json(table, i))

@@ -1,0 +1,100 @@
+"""The pieces that overlap reading and writing: read-ahead, the sorted check, the encoder."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from datetime import date
+
+import pyarrow as pa
+import pytest
+
+from lake_pipelines.datasets import get_dataset
+from lake_pipelines.lake.batches import read_ahead
+from lake_pipelines.lake.parquet import RollingParquetWriter, is_sorted
+from lake_pipelines.lake.readers import read_file
+from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.sample_data import generate_events
+
+EVENTS = get_dataset("events")
+
+
+def test_read_ahead_keeps_order_and_raises_at_the_failing_item() -> None:
+    def items() -> Iterator[int]:
+        yield from range(5)
+        raise ValueError("block 5 is broken")
+
+    seen = []
+    with pytest.raises(ValueError, match="block 5 is broken"):
+        for x in read_ahead(items(), depth=2):
+            seen.append(x)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_closed_early_stops_the_producer_and_closes_the_source() -> None:
+    closed = threading.Event()
+    produced = []
+
+    def items() -> Iterator[int]:
+        try:
+            for i in range(1000):
+                produced.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    it = read_ahead(items(), depth=1)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert closed.is_set()
+    assert len(produced) <= 3 + 2  # the producer got at most one item and one slot ahead
+
+
+def _random_table(rnd: random.Random, n: int, nulls: bool) -> pa.Table:
+    ts = [rnd.randint(0, 5) for _ in range(n)]
+    user = [rnd.choice("abc") for _ in range(n)]
+    if nulls:
+        user[rnd.randrange(n)] = None
+    return pa.table({"ts": ts, "user_id": user, "x": list(range(n))})
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_is_sorted_agrees_with_sort_by(seed: int) -> None:
+    rnd = random.Random(seed)
+    keys = [("ts", "ascending"), ("user_id", "ascending")]
+    table = _random_table(rnd, rnd.randint(0, 30), nulls=seed % 5 == 0)
+    ordered = table.sort_by(keys)
+    if is_sorted(table, ["ts", "user_id"]):
+        assert table.equals(ordered)  # skipping the sort never changes the file
+    if table.column("user_id").null_count == 0:
+        assert is_sorted(ordered, ["ts", "user_id"])  # and a sorted table is recognised
+    assert is_sorted(ordered.slice(0, 1), ["ts", "user_id"])
+
+
+def test_an_encoder_failure_surfaces_in_the_caller_and_abort_leaves_nothing(
+    local_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = date(2026, 11, 1)
+    generate_events(local_store, day, days=1, rows_per_day=3000, seed=3, bad_rows=False)
+    key = local_store.list_files(f"landing/events/{day}")[0].key
+    table = pa.concat_tables([b.table for b in read_file(local_store, key, EVENTS)])
+    writer = RollingParquetWriter(local_store, EVENTS, "out", "x", row_group_bytes=1 << 14)
+    real = writer._write_group
+    calls = []
+
+    def flaky(group: pa.Table) -> None:  # runs on the encoder thread
+        calls.append(group.num_rows)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        real(group)
+
+    monkeypatch.setattr(writer, "_write_group", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        for i in range(0, table.num_rows, 100):
+            writer.write(table.slice(i, 100))
+        writer.close()
+    written = [f.tmp_path for f in writer.files]
+    assert written  # the first groups were written before the failure
+    writer.abort()
+    assert not any(local_store.arrow_fs.get_file_info(p).is_file for p in written)
