@@ -43,6 +43,20 @@ def test_definitions_load() -> None:
     assert job.partitions_def is not None
 
 
+def test_loading_the_code_location_leaves_slow_imports_to_the_runs_that_need_them() -> None:
+    # Dagster loads the code location in every run, sensor tick and UI reload: pandera (the
+    # contract), DataFusion sessions and the Iceberg catalog are imported on first use.
+    probe = (
+        "import sys, lake_pipelines.definitions; "
+        "print(sorted(m for m in ('pandera', 'pyiceberg.catalog', 'pyiceberg.catalog.sql', "
+        "'sqlalchemy', 'dagster_aws') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def _materialize(store: ObjectStore, db: Path, instance, **kwargs):
     return dg.materialize(
         build_all_assets(),

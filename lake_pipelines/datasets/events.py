@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pandera.pandas as pdr
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandera.pandas as pdr
 
 from lake_pipelines.datasets.spec import ColumnCodec, DatasetSpec
 
@@ -32,17 +36,23 @@ SCHEMA = pa.schema(
     ]
 )
 
-CONTRACT = pdr.DataFrameSchema(
-    {
-        "event_id": pdr.Column(str, nullable=False),
-        "user_id": pdr.Column(str, pdr.Check.str_length(min_value=1), nullable=False),
-        "session_id": pdr.Column(str, nullable=False),
-        "event_type": pdr.Column(str, pdr.Check.isin(EVENT_TYPES), nullable=False),
-        "price": pdr.Column(float, pdr.Check.in_range(0, 1_000_000), nullable=True),
-    },
-    strict=False,
-    coerce=False,
-)
+
+def contract() -> pdr.DataFrameSchema:
+    """The pandera contract (built when a run first validates: pandera is slow to import)."""
+    import pandera.pandas as pdr
+
+    return pdr.DataFrameSchema(
+        {
+            "event_id": pdr.Column(str, nullable=False),
+            "user_id": pdr.Column(str, pdr.Check.str_length(min_value=1), nullable=False),
+            "session_id": pdr.Column(str, nullable=False),
+            "event_type": pdr.Column(str, pdr.Check.isin(EVENT_TYPES), nullable=False),
+            "price": pdr.Column(float, pdr.Check.in_range(0, 1_000_000), nullable=True),
+        },
+        strict=False,
+        coerce=False,
+    )
+
 
 SPEC = DatasetSpec(
     name="events",
@@ -50,7 +60,7 @@ SPEC = DatasetSpec(
     schema=SCHEMA,
     timestamp_column="ts",
     start_date="2026-01-01",
-    contract=CONTRACT,
+    contract=contract,
     sort_by=("ts", "user_id"),
     codecs={
         # Low-cardinality strings: dictionary pages shrink them to a few bits a row.

@@ -6,11 +6,15 @@ from it, so adding a dataset never means copying asset code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Literal, Union
 
-import pandera.pandas as pdr
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandera.pandas as pdr
 
 Transform = Literal["identity", "year", "month", "day", "hour"]
 LandingFormat = Literal["csv", "ndjson"]
@@ -110,7 +114,9 @@ class DatasetSpec:
         schema: the Arrow schema rows are read into (nested struct and list columns allowed).
         timestamp_column: the event time; daily partitions are days of this column (UTC).
         start_date: the first daily partition (``YYYY-MM-DD``).
-        contract: a pandera schema over the scalar columns; failing rows are quarantined.
+        contract: a pandera schema over the scalar columns, or a function returning one
+            (so that pandera is imported when a run validates, not when Dagster loads the
+            code location); failing rows are quarantined.
         partitioning: Iceberg partition fields (default: day of the timestamp column).
         sort_by: sort order inside every file and of the Iceberg table.
         codecs: per-column Parquet settings that differ from the defaults.
@@ -126,7 +132,7 @@ class DatasetSpec:
     schema: pa.Schema
     timestamp_column: str
     start_date: str
-    contract: pdr.DataFrameSchema
+    contract: Union[pdr.DataFrameSchema, Callable[[], pdr.DataFrameSchema]]  # noqa: UP007
     partitioning: tuple[PartitionField, ...] = ()
     sort_by: tuple[str, ...] = ()
     codecs: dict[str, ColumnCodec] = field(default_factory=dict)
@@ -157,10 +163,16 @@ class DatasetSpec:
         """Fully qualified Iceberg identifier of the silver table."""
         return f"{self.namespace}.{self.name}"
 
+    @cached_property
+    def pandera_schema(self) -> pdr.DataFrameSchema:
+        """The contract as a pandera schema, built on first use."""
+        c = self.contract
+        return c if hasattr(c, "validate") else c()  # a schema is callable too
+
     @property
     def unique_columns(self) -> list[str]:
         """Columns the contract declares unique: enforced across the whole day."""
-        return [name for name, col in self.contract.columns.items() if col.unique]
+        return [name for name, col in self.pandera_schema.columns.items() if col.unique]
 
     @property
     def landing_prefix(self) -> str:

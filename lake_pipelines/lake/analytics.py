@@ -21,7 +21,6 @@ from urllib.parse import urlparse
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from datafusion import Accumulator, RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, udf
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
@@ -138,6 +137,8 @@ def register_iceberg(
                 ".".join(table.name()), "has delete files; read it with register_iceberg_provider"
             )
         paths.append(_path_in(store, task.file.file_path))
+    import pyarrow.dataset as ds  # imports pandas: only when a table is registered
+
     dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=store.arrow_fs)
     ctx.register_dataset(name, dataset)
     return len(paths)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
@@ -17,6 +17,9 @@ from lake_pipelines.lake.iceberg_tables import ensure_table, overwrite_partition
 from lake_pipelines.lake.queries import GOLD_TABLES, GoldTable
 from lake_pipelines.lake.silver import ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
+
+if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
+    from pyiceberg.catalog import Catalog
 
 
 @dataclass

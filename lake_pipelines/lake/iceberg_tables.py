@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
@@ -33,6 +32,8 @@ from pyiceberg.transforms import (
 from lake_pipelines.errors import LakeError, TableCommitError
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
     from lake_pipelines.lake.iceberg_evolution import Evolution
 
 TRANSFORMS: dict[str, type[Transform]] = {  # type: ignore[type-arg]

@@ -7,10 +7,10 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
@@ -27,6 +27,9 @@ from lake_pipelines.lake.iceberg_tables import (
 )
 from lake_pipelines.lake.parquet import file_schema
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
+
+if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
+    from pyiceberg.catalog import Catalog
 
 
 @dataclass

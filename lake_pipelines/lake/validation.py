@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -94,10 +93,10 @@ def compile_contract(spec: DatasetSpec) -> CompiledContract:
     """Split the contract: built-in checks of plain columns run as Arrow kernels (no pandas
     round trip), everything else (custom checks, regex columns, frame-wide checks) stays
     with pandera. A column with one check we cannot translate goes to pandera whole."""
-    cached = _COMPILED.get(id(spec.contract))
-    if cached is not None and cached[0] is spec.contract:
+    contract = spec.pandera_schema
+    cached = _COMPILED.get(id(contract))
+    if cached is not None and cached[0] is contract:
         return cached[1]
-    contract = spec.contract
     types = {f.name: f.type for f in spec.schema}
     arrow: list[ArrowCheck] = []
     required: list[str] = []
@@ -124,7 +123,7 @@ def compile_contract(spec: DatasetSpec) -> CompiledContract:
     rest = contract.remove_columns(translated) if translated else contract
     left = rest if (rest.columns or rest.checks) else None
     compiled = CompiledContract(arrow, required, left)
-    _COMPILED[id(spec.contract)] = (spec.contract, compiled)
+    _COMPILED[id(contract)] = (contract, compiled)
     return compiled
 
 
@@ -170,6 +169,12 @@ def _pandera_failures(table: pa.Table, schema: Any, bad: dict) -> None:
             )
 
 
+def pd_hash_array(values: np.ndarray) -> np.ndarray:
+    from pandas.util import hash_array  # pandas is slow to import; only unique columns need it
+
+    return hash_array(values)
+
+
 class UniqueTracker:
     """Remembers 64-bit hashes of the values seen in the unique columns of one partition.
 
@@ -194,7 +199,7 @@ class UniqueTracker:
         out: dict[int, tuple[str, str]] = {}
         for col in self.columns:
             values = table.column(col).to_numpy(zero_copy_only=False)
-            hashes = pd.util.hash_array(values.astype(object))
+            hashes = pd_hash_array(values.astype(object))
             earlier = np.zeros(len(hashes), dtype=bool)
             for block in self._seen[col]:
                 earlier |= np.isin(hashes, block, assume_unique=False)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-from datafusion import SessionContext
 from pydantic import Field
 
 from lake_pipelines import settings
-from lake_pipelines.lake.analytics import SessionSettings, make_session
 from lake_pipelines.lake.storage import ObjectStore
+
+if TYPE_CHECKING:  # imported on first use: only analytics runs need DataFusion
+    from datafusion import SessionContext
+
+    from lake_pipelines.lake.analytics import SessionSettings
 
 
 class DataFusionResource(dg.ConfigurableResource):
@@ -20,6 +25,8 @@ class DataFusionResource(dg.ConfigurableResource):
     spill_dir: str = Field(default="", description="spill directory; empty: OS temp dir")
 
     def session_settings(self) -> SessionSettings:
+        from lake_pipelines.lake.analytics import SessionSettings
+
         return SessionSettings(
             target_partitions=settings.as_int(
                 "df_target_partitions",
@@ -35,4 +42,6 @@ class DataFusionResource(dg.ConfigurableResource):
         )
 
     def session(self, *stores: ObjectStore) -> SessionContext:
+        from lake_pipelines.lake.analytics import make_session
+
         return make_session(self.session_settings(), stores)

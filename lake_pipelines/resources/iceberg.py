@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 from pydantic import Field
-from pyiceberg.catalog import Catalog, load_catalog
 
 from lake_pipelines import settings
 from lake_pipelines.errors import ConfigError
 from lake_pipelines.lake.storage import ObjectStore
+
+if TYPE_CHECKING:  # imported on first use: pyiceberg and SQLAlchemy take a while to import
+    from pyiceberg.catalog import Catalog
 
 
 class IcebergCatalogResource(dg.ConfigurableResource):
@@ -39,6 +43,8 @@ class IcebergCatalogResource(dg.ConfigurableResource):
         return props
 
     def load(self, store: ObjectStore) -> Catalog:
+        from pyiceberg.catalog import load_catalog
+
         name = settings.resolve("catalog_name", self.name)
         props = self.properties(store)
         try:
