@@ -17,9 +17,9 @@ from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.errors import LakeError
 from lake_pipelines.lake import quarantine
 from lake_pipelines.lake.bronze import bronze_dir, landing_dir
-from lake_pipelines.lake.gold import gold_identifier, gold_tables_for
 from lake_pipelines.lake.iceberg_maintenance import expire_snapshots, remove_orphans
 from lake_pipelines.lake.iceberg_tables import read_as_of
+from lake_pipelines.lake.queries import gold_identifier, gold_tables_for
 from lake_pipelines.lake.readers import LANDING_SUFFIXES
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource

@@ -12,8 +12,7 @@ from lake_pipelines.assets.common import (
     per_day_table,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.gold import commit_gold_day, gold_identifier, gold_tables_for
-from lake_pipelines.lake.queries import GoldTable
+from lake_pipelines.lake.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.resources import (
     DataFusionResource,
     IcebergCatalogResource,
@@ -55,6 +54,8 @@ def build_gold_asset(
         iceberg: IcebergCatalogResource,
         datafusion: DataFusionResource,
     ) -> dg.MaterializeResult:
+        from lake_pipelines.lake.gold import commit_gold_day  # pyiceberg: on first use
+
         store = object_store.get_store()
         catalog = iceberg.load(store)
         settings = datafusion.session_settings()

@@ -13,7 +13,6 @@ from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.compaction import CompactionReport, PartitionPlan
 from lake_pipelines.lake.compaction_hive import compact_hive, plan_hive
-from lake_pipelines.lake.compaction_iceberg import compact_iceberg, plan_iceberg
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 MAINTENANCE_GROUP = "maintenance"
@@ -190,6 +189,8 @@ def build_silver_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
     def silver_table_health(
         object_store: ObjectStoreResource, iceberg: IcebergCatalogResource
     ) -> dg.AssetCheckResult:
+        from lake_pipelines.lake.compaction_iceberg import plan_iceberg  # pyiceberg: on use
+
         catalog = iceberg.load(object_store.get_store())
         if not catalog.table_exists(spec.table_name):
             return dg.AssetCheckResult(passed=True, metadata={"partitions": 0})
@@ -258,6 +259,8 @@ def build_silver_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
         object_store: ObjectStoreResource,
         iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
+        from lake_pipelines.lake.compaction_iceberg import compact_iceberg  # pyiceberg: on use
+
         store = object_store.get_store()
         catalog = iceberg.load(store)
         if not catalog.table_exists(spec.table_name):

@@ -15,7 +15,6 @@ from lake_pipelines.assets.common import (
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.bronze import landing_dir
 from lake_pipelines.lake.readers import LANDING_SUFFIXES
-from lake_pipelines.lake.silver import commit_day
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 
@@ -56,6 +55,8 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
         reports = []
         for day in days_of(context):
             sources = store.list_files(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
+            from lake_pipelines.lake.silver import commit_day  # pyiceberg: on first use
+
             report = commit_day(store, catalog, spec, day, context.run.run_id, sources)
             context.log.info(
                 f"{spec.table_name} {day}: {report.rows_committed} rows, "

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import Accumulator, RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, udf
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression
-from pyiceberg.table import Table
 
 from lake_pipelines.errors import TableCommitError
 from lake_pipelines.lake.storage import ObjectStore
+
+if TYPE_CHECKING:  # pyiceberg is imported by the functions that take its tables
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.table import Table
 
 HIVE_PARTITION_COLUMNS = [("year", pa.int32()), ("month", pa.int32()), ("day", pa.int32())]
 
@@ -124,6 +127,8 @@ def register_iceberg(
             (our writers never make them; another engine may have).
     """
     _replace(ctx, name)
+    from pyiceberg.expressions import AlwaysTrue
+
     scan = table.scan(row_filter=row_filter or AlwaysTrue(), snapshot_id=snapshot_id)
     schema = (
         table.schemas()[table.snapshot_by_id(snapshot_id).schema_id]

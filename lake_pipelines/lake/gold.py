@@ -14,7 +14,7 @@ from lake_pipelines.lake.analytics import SessionSettings, make_session, registe
 from lake_pipelines.lake.bronze import day_bounds
 from lake_pipelines.lake.iceberg_evolution import plan_evolution
 from lake_pipelines.lake.iceberg_tables import ensure_table, overwrite_partition
-from lake_pipelines.lake.queries import GOLD_TABLES, GoldTable
+from lake_pipelines.lake.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.lake.silver import ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
 
@@ -33,17 +33,9 @@ class GoldReport:
     seconds: float
 
 
-def gold_identifier(spec: DatasetSpec, gold: GoldTable) -> str:
-    return f"{spec.namespace}.{gold.name}"
-
-
 def metrics_table_name(spec: DatasetSpec) -> str:
     """The events daily metrics table (the first gold table of a dataset)."""
     return gold_identifier(spec, gold_tables_for(spec)[0])
-
-
-def gold_tables_for(spec: DatasetSpec) -> list[GoldTable]:
-    return [g for g in GOLD_TABLES if g.dataset == spec.name]
 
 
 def commit_gold_day(

@@ -15,6 +15,7 @@ import pyarrow as pa
 from datafusion import SessionContext, col, lit
 from datafusion import functions as f
 
+from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.analytics import WEIGHTED_MEDIAN
 
 Compute = Callable[[SessionContext, date], pa.Table]
@@ -238,3 +239,13 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         sort_by=("day", "currency"),
     ),
 )
+
+
+def gold_tables_for(spec: DatasetSpec) -> list[GoldTable]:
+    """The gold tables declared for a dataset."""
+    return [g for g in GOLD_TABLES if g.dataset == spec.name]
+
+
+def gold_identifier(spec: DatasetSpec, gold: GoldTable) -> str:
+    """Fully qualified Iceberg identifier of a gold table."""
+    return f"{spec.namespace}.{gold.name}"
