@@ -22,6 +22,7 @@ from lake_pipelines.lake.analytics import (
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.gold import commit_gold_day, gold_identifier, gold_tables_for
 from lake_pipelines.lake.parquet import file_schema
+from lake_pipelines.lake.queries import percentile_sql
 from lake_pipelines.lake.silver import commit_day, day_filter
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events, generate_orders
@@ -286,21 +287,22 @@ def test_gold_orders_daily_sales_match_duckdb(lake, gold) -> None:
     assert _keyed(got, ["day", "currency"]) == _keyed(expected, ["day", "currency"])
 
 
-def test_list_percentile_is_exact() -> None:
+def test_percentile_sql_is_exact() -> None:
     rng = np.random.default_rng(4)
     values = np.round(rng.gamma(2, 20, 20_000), 2)
     groups = rng.integers(0, 9, len(values))
-    prices = pa.array(np.where(rng.random(len(values)) < 0.1, np.nan, values), from_pandas=True)
-    data = pa.table({"g": groups, "p": prices})
+    prices = np.where(rng.random(len(values)) < 0.1, np.nan, values)
+    nulls = rng.random(len(values)) < 0.05
+    data = pa.table({"g": groups, "p": pa.array(prices, mask=nulls)})
     ctx = make_session(SessionSettings(4))
     ctx.register_record_batches("t", [data.to_batches(max_chunksize=1000)])
-    got = ctx.sql(
-        "SELECT g, list_percentile(array_agg(p) FILTER (WHERE p IS NOT NULL), 0.95) AS q "
-        "FROM t GROUP BY g"
-    ).to_pylist()
-    p = data.column("p").to_numpy(zero_copy_only=False)
-    for row in got:
-        mine = p[(groups == row["g"]) & ~np.isnan(p)]
-        assert row["q"] == float(np.quantile(mine, 0.95))  # exact, not approximately
-    empty = ctx.sql("SELECT list_percentile(array_agg(p) FILTER (WHERE p > 1e9), 0.5) AS q FROM t")
-    assert empty.to_pylist()[0]["q"] is None
+    for q in (0.0, 0.5, 0.95, 1.0):
+        got = ctx.sql(f"SELECT g, {percentile_sql('p', q)} AS q FROM t GROUP BY g").to_pylist()
+        assert len(got) == 9
+        for row in got:
+            mine = prices[(groups == row["g"]) & ~np.isnan(prices) & ~nulls]
+            assert row["q"] == float(np.quantile(mine, q))  # exact, not approximately
+    empty = ctx.sql(f"SELECT {percentile_sql('p', 0.5)} AS q FROM t WHERE p > 1e9")
+    assert empty.to_pylist() == [{"q": None}]
+    ctx.register_record_batches("s", [pa.table({"p": [42.5]}).to_batches()])
+    assert ctx.sql(f"SELECT {percentile_sql('p', 0.95)} AS q FROM s").to_pylist() == [{"q": 42.5}]

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import Accumulator, RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, udf
@@ -82,7 +81,6 @@ def make_session(settings: SessionSettings, stores: tuple[ObjectStore, ...] = ()
             ctx.register_object_store(f"{scheme}://", obj, host)
     ctx.register_udf(EXTRACT_DOMAIN)
     ctx.register_udaf(WEIGHTED_MEDIAN)
-    ctx.register_udf(LIST_PERCENTILE)
     return ctx
 
 
@@ -178,37 +176,6 @@ def _extract_domain(urls: pa.Array) -> pa.Array:
 
 
 EXTRACT_DOMAIN = udf(_extract_domain, [pa.string()], pa.string(), "immutable", "extract_domain")
-
-
-def _list_percentile(lists: pa.Array, quantiles: pa.Array) -> pa.Array:
-    """Exact continuous percentile of each list (linear interpolation, as numpy and DuckDB's
-    ``quantile_cont``); nulls and NaN ignored, null for an empty list.
-
-    Used as ``list_percentile(array_agg(x), 0.95)``: the aggregation stays DataFusion's own,
-    only one call per group reaches Python. DataFusion 53's ``percentile_cont`` drifts in the
-    6th-8th significant digit (47.77397 where the answer is 47.774), which a revenue report
-    should not.
-    """
-    lists = lists.cast(pa.large_list(pa.float64()))
-    offsets = lists.offsets.to_numpy()
-    flat = lists.values.to_numpy(zero_copy_only=False)
-    qs = quantiles.to_numpy(zero_copy_only=False)
-    out: list[float | None] = []
-    for i in range(len(lists)):
-        segment = flat[offsets[i] : offsets[i + 1]]
-        segment = segment[~np.isnan(segment)]
-        valid = lists[i].is_valid and len(segment) > 0
-        out.append(float(np.quantile(segment, qs[i])) if valid else None)
-    return pa.array(out, pa.float64())
-
-
-LIST_PERCENTILE = udf(
-    _list_percentile,
-    [pa.large_list(pa.float64()), pa.float64()],
-    pa.float64(),
-    "immutable",
-    "list_percentile",
-)
 
 
 class _WeightedMedian(Accumulator):
