@@ -134,7 +134,8 @@ def compaction_case(s: Scale, inputs: Inputs, paths: Paths) -> Case:
     if "ours" in names:
         engines[0].note = (
             "`compact_hive(store, spec, force=True)`: plans bins, rewrites them sorted with the "
-            "dataset's Parquet settings, verifies row count and checksum, swaps via a journal"
+            "dataset's Parquet settings, checksums the rows read, proves each reached the "
+            "writer exactly once and checks the outputs' footers, swaps via a journal"
         )
     return Case(
         4,

@@ -29,12 +29,13 @@ from pyiceberg.catalog.sql import SqlCatalog
 
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.datasets.spec import CompactionPolicy
-from lake_pipelines.lake import compaction_hive
+from lake_pipelines.lake import compaction_checksum, compaction_hive, compaction_rewrite
 from lake_pipelines.lake.bronze import bronze_dir
 from lake_pipelines.lake.compaction import FileStat, plan_partition
+from lake_pipelines.lake.compaction_checksum import RowChecksum
 from lake_pipelines.lake.compaction_hive import JOURNAL_NAME, compact_hive, plan_hive
 from lake_pipelines.lake.compaction_iceberg import compact_iceberg
-from lake_pipelines.lake.compaction_rewrite import RowChecksum, conform, sorted_stream
+from lake_pipelines.lake.compaction_rewrite import conform, sorted_stream
 from lake_pipelines.lake.parquet import file_schema, writer_options
 from lake_pipelines.lake.silver import day_filter, ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
@@ -187,10 +188,7 @@ def test_row_checksum_is_a_multiset_checksum_over_nested_types() -> None:
     table = pa.Table.from_pylist(data, schema=schema)
 
     def checksum(*tables: pa.Table) -> str:
-        c = RowChecksum(rows_per_hash=2)
-        for t in tables:
-            c.update(t)
-        return c.value
+        return _checksum(tables, rows_per_hash=2)
 
     base = checksum(table)
     shuffled = table.take([3, 1, 0, 2])
@@ -202,6 +200,51 @@ def test_row_checksum_is_a_multiset_checksum_over_nested_types() -> None:
     assert checksum(pa.Table.from_pylist(changed, schema=schema)) != base
     changed[0]["tags"], changed[3]["items"] = ["p", "q"], [{"sku": None, "q": 2}, None]
     assert checksum(pa.Table.from_pylist(changed, schema=schema)) != base
+
+
+def _checksum(tables: tuple[pa.Table, ...], rows_per_hash: int) -> str:
+    c = RowChecksum(rows_per_hash=rows_per_hash)
+    for t in tables:
+        c.update(t)
+    return c.value
+
+
+def test_row_checksum_reads_strings_of_any_length_from_any_offset() -> None:
+    words = ["", "a", "abcdefgh", "abcdefghi", "abcdefgh\x00", "x" * 300, "é" * 9, None]
+    table = pa.table(
+        {
+            "s": pa.array(words * 3),
+            "b": pa.array([None if w is None else w.encode() for w in words] * 3),
+        }
+    )
+
+    def checksum(*tables: pa.Table) -> str:
+        return _checksum(tables, rows_per_hash=1)
+
+    base = checksum(table)
+    assert checksum(*(table.slice(i, 5) for i in range(0, len(table), 5))) == base
+    assert checksum(table.cast(pa.schema([("s", pa.large_string()), ("b", pa.binary())]))) == base
+    hashes = compaction_checksum.row_hashes(table.slice(0, len(words)))
+    assert len(set(hashes.tolist())) == len(words)  # every value hashes apart, "" from null
+    changed = table.set_column(0, "s", pa.array(["abcdefgj", *words[1:]] + words * 2))
+    assert checksum(changed) != base
+
+
+def test_sorted_stream_streams_inputs_in_order_without_spilling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(6)
+    whole = pa.concat_tables([events(rng, DAY, 300, 300 * i) for i in range(12)]).sort_by(ORDER)
+    parts = [whole.slice(300 * i, 300) for i in range(12)]  # landed in order, none overlapping
+
+    def no_spill(*_):
+        raise AssertionError("spilled")
+
+    monkeypatch.setattr(compaction_rewrite, "_spill", no_spill)
+    floors = [(t, t["ts"][0]) for t in parts]  # each part starts where the rest starts
+    chunks = list(sorted_stream(iter(floors), SPEC.sort_by, 60_000, str(tmp_path)))
+    assert len(chunks) > 2  # written out as it came, not held until the end
+    assert pa.concat_tables(chunks).equals(whole)
 
 
 def test_sorted_stream_spills_and_merges_into_one_sorted_sequence(tmp_path: Path) -> None:
@@ -280,17 +323,52 @@ def test_changed_rows_are_refused_and_the_partition_kept(
 ) -> None:
     original = land_tiny_files(local_store, DAY, 10, 3, seed=3)
     before = visible(local_store, DAY)
-    real = compaction_hive.checksum_files
+    real = compaction_rewrite.footer_rows
 
-    def lossy(store, paths, schema, partition):  # a writer that lost a row
-        c = real(store, paths, schema, partition)
-        c.rows -= 1
-        return c
+    def lossy(store, paths):  # a writer that lost a row
+        counts = real(store, paths)
+        return [counts[0] - 1, *counts[1:]]
 
-    monkeypatch.setattr(compaction_hive, "checksum_files", lossy)
+    monkeypatch.setattr(compaction_rewrite, "footer_rows", lossy)
     with pytest.raises(Exception, match="differ from rows read"):
         compact_hive(local_store, SPEC, **TUNING)
     assert visible(local_store, DAY) == before  # no temp file left, no input touched
+    assert rows(hive_rows(local_store)) == rows(original)
+
+    monkeypatch.setattr(compaction_rewrite, "footer_rows", real)
+    real_checksum = compaction_rewrite.checksum_files
+
+    def altered(store, paths, schema, partition):  # right count, a value changed on disk
+        c = real_checksum(store, paths, schema, partition)
+        c.update(conform(events(np.random.default_rng(1), DAY, 1), schema, partition))
+        c.rows -= 1
+        return c
+
+    monkeypatch.setattr(compaction_rewrite, "checksum_files", altered)
+    with pytest.raises(Exception, match="differ from rows read"):
+        compact_hive(local_store, SPEC, **TUNING, verify="content")
+    assert visible(local_store, DAY) == before
+    monkeypatch.setattr(compaction_rewrite, "checksum_files", real_checksum)
+    report = compact_hive(local_store, SPEC, **TUNING, verify="content")
+    assert [r.status for r in report.results] == ["compacted"]
+    assert rows(hive_rows(local_store)) == rows(original)
+
+
+def test_rows_lost_or_doubled_on_the_way_to_the_writer_are_refused(
+    local_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = land_tiny_files(local_store, DAY, 10, 3, seed=3)
+    before = visible(local_store, DAY)
+    real = compaction_rewrite.sorted_stream
+
+    def swapped(*args, **kwargs):  # the count stays right: one row lost, another doubled
+        out = pa.concat_tables(list(real(*args, **kwargs)))
+        yield pa.concat_tables([out.slice(0, out.num_rows - 1), out.slice(0, 1)])
+
+    monkeypatch.setattr(compaction_rewrite, "sorted_stream", swapped)
+    with pytest.raises(Exception, match="differ from rows read"):
+        compact_hive(local_store, SPEC, **TUNING)
+    assert visible(local_store, DAY) == before
     assert rows(hive_rows(local_store)) == rows(original)
 
 
@@ -310,13 +388,13 @@ def test_inputs_changed_meanwhile_skip_the_partition(
     if change.startswith("removed"):
         os.remove(local_store.path(victim))
     else:
-        real = compaction_hive.checksum_files
+        real = compaction_rewrite.footer_rows
 
         def verify_then_change(*args):
             reingest()
             return real(*args)
 
-        monkeypatch.setattr(compaction_hive, "checksum_files", verify_then_change)
+        monkeypatch.setattr(compaction_rewrite, "footer_rows", verify_then_change)
     result = compaction_hive.compact_hive_partition(local_store, SPEC, plan, **TUNING)
     current = rows(hive_rows(local_store))
     assert result.status == "skipped" and "changed" in result.reason

@@ -48,7 +48,7 @@ def test_loading_the_code_location_leaves_slow_imports_to_the_runs_that_need_the
     # contract), DataFusion sessions and the Iceberg catalog are imported on first use.
     probe = (
         "import sys, lake_pipelines.definitions; "
-        "print(sorted(m for m in ('pandera', 'pyiceberg', 'sqlalchemy', 'dagster_aws') "
+        "print(sorted(m for m in ('pandas', 'pandera', 'pyiceberg', 'sqlalchemy', 'dagster_aws') "
         "if m in sys.modules))"
     )
     out = subprocess.run(

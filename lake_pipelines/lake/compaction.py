@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from lake_pipelines.datasets.spec import CompactionPolicy
 from lake_pipelines.errors import LakeError
@@ -37,7 +37,9 @@ class FileStat:
     ``data_bytes`` is the compressed column data without the footer, when known: what the
     file adds to a merged file (a tiny file is mostly footer). ``version`` (ETag or
     modification time, when the store has one) tells a file replaced under the same name
-    from the one that was planned.
+    from the one that was planned. ``key_min``, when known, is the smallest value of the
+    dataset's first sort column in the file (footer statistics): it lets the rewrite stream
+    files whose key ranges do not overlap instead of sorting them together.
     """
 
     path: str
@@ -45,6 +47,7 @@ class FileStat:
     rows: int | None = None
     version: str | None = None
     data_bytes: int | None = None
+    key_min: Any = None
 
     @property
     def weight(self) -> int:

@@ -1,8 +1,9 @@
 """Compaction of the bronze Hive layer: small Parquet files of a day merged, crash-safely.
 
 For each flagged partition, each bin is rewritten (sorted, with the dataset's Parquet settings)
-into hidden temporary files; the rows read back from them must match the rows read from the
-inputs (count and checksum). Then a journal, ``_compaction.json``, is written next to the data,
+into hidden temporary files; every row read must reach the writer exactly once, and the files'
+footers must hold as many rows as were read (``verify="content"`` reads every row back and
+compares checksums too). Then a journal, ``_compaction.json``, is written next to the data,
 listing inputs and outputs, and the swap runs: outputs promoted, inputs deleted, journal
 deleted. A crash before the journal leaves the partition as it was (the temporary files are
 cleared on the next run); a crash after it is rolled forward by the next run
@@ -21,12 +22,13 @@ import json
 import posixpath
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake_pipelines.datasets.spec import CompactionPolicy, DatasetSpec
@@ -40,12 +42,13 @@ from lake_pipelines.lake.compaction import (
     plan_partition,
     planned_result,
 )
+from lake_pipelines.lake.compaction_checksum import RowChecksum
 from lake_pipelines.lake.compaction_rewrite import (
     SORT_MEMORY_BYTES,
-    RowChecksum,
-    checksum_files,
+    Verify,
     parquet_tables,
     rewrite,
+    verify_written,
 )
 from lake_pipelines.lake.parquet import (
     ROW_GROUP_BYTES,
@@ -63,17 +66,37 @@ def _version(entry: FileEntry) -> str | None:
     return entry.etag or (str(entry.mtime) if entry.mtime is not None else None)
 
 
-def _stat(store: ObjectStore, entry: FileEntry, footer: bool) -> FileStat:
-    """The file's size, and with `footer` its rows and compressed data bytes."""
+def _stat(store: ObjectStore, entry: FileEntry, footer: bool, sort_key: str | None) -> FileStat:
+    """The file's size, and with `footer` its rows, compressed data bytes and `sort_key` min."""
     if not footer:
         return FileStat(entry.key, entry.size, version=_version(entry))
     meta = pq.read_metadata(store.path(entry.key), filesystem=store.arrow_fs)
-    data = sum(
-        rg.column(c).total_compressed_size
-        for rg in (meta.row_group(i) for i in range(meta.num_row_groups))
-        for c in range(rg.num_columns)
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    data = sum(rg.column(c).total_compressed_size for rg in groups for c in range(rg.num_columns))
+    return FileStat(
+        entry.key, entry.size, meta.num_rows, _version(entry), data, _key_min(groups, sort_key)
     )
-    return FileStat(entry.key, entry.size, meta.num_rows, _version(entry), data)
+
+
+def _key_min(groups: list[pq.RowGroupMetaData], column: str | None) -> Any:
+    """The smallest `column` value over the row groups' statistics; None if any lacks them."""
+    lows = []
+    for rg in groups:
+        stats = next(
+            (
+                rg.column(c).statistics
+                for c in range(rg.num_columns)
+                if rg.column(c).path_in_schema == column
+            ),
+            None,
+        )
+        if stats is None or not stats.has_min_max:
+            return None
+        lows.append(stats.min)
+    try:
+        return min(lows) if lows else None
+    except TypeError:
+        return None
 
 
 def plan_hive(
@@ -95,11 +118,12 @@ def plan_hive(
     for entry in store.list_files(prefix, suffixes=(".parquet",)):
         by_dir[posixpath.dirname(entry.key)[len(prefix) + 1 :]].append(entry)
     plans = []
+    key = spec.sort_by[0] if spec.sort_by else None
     # Footer reads are small and latency-bound on an object store: a few at a time.
     with ThreadPoolExecutor(FOOTER_READERS) as pool:
         for partition in sorted(by_dir):
             stats = pool.map(
-                lambda e: _stat(store, e, with_rows and e.size < policy.small_file_bytes),
+                lambda e: _stat(store, e, with_rows and e.size < policy.small_file_bytes, key),
                 by_dir[partition],
             )
             plans.append(plan_partition("bronze", partition, list(stats), policy))
@@ -190,8 +214,12 @@ def compact_hive_partition(
     sort_memory_bytes: int = SORT_MEMORY_BYTES,
     row_group_bytes: int = ROW_GROUP_BYTES,
     spill_dir: str | None = None,
+    verify: Verify = "footers",
 ) -> PartitionResult:
     """Rewrite the plan's bins, verify the rows, then swap through a journal.
+
+    ``verify`` says how the written files are checked before the swap (`verify_written`):
+    from their footers (default) or by reading every row back (``content``).
 
     Returns a ``skipped`` result, with nothing changed, when an input was replaced or removed
     while the bins were being rewritten (e.g. the day was re-ingested meanwhile).
@@ -215,16 +243,10 @@ def compact_hive_partition(
         staged = None  # an input vanished while being read
     try:
         if staged is not None:
-            written = checksum_files(store, [f.tmp_path for f in staged], schema, plan.partition)
-            footer_rows = sum(f.rows for f in inputs if f.rows is not None)
-            if written != seen or (
-                all(f.rows is not None for f in inputs) and footer_rows != seen.rows
-            ):
-                raise CompactionError(
-                    plan.partition,
-                    f"rows written ({written.value}) differ from rows read ({seen.value}, "
-                    f"{footer_rows} in the footers); nothing was changed",
-                )
+            counts = [f.rows for f in inputs]
+            expected = None if None in counts else sum(c or 0 for c in counts)
+            paths = [f.tmp_path for f in staged]
+            verify_written(store, paths, staged, seen, expected, schema, plan.partition, verify)
         # Last look before the swap: a day re-ingested meanwhile wins over the compaction.
         changed = _changed(store, dir_key, inputs)
         if staged is None or changed:
@@ -269,13 +291,13 @@ def _rewrite_bins(
             writer = RollingParquetWriter(
                 store, spec, dir_key, stem, row_group_bytes, policy.target_file_bytes
             )
-            tables = (
-                t
-                for f in b.files
-                for t in parquet_tables(store, store.path(f.path), schema, plan.partition)
-            )
+            tables = _bin_tables(store, b.files, schema, plan.partition, spec.sort_by)
             try:
-                seen.merge(rewrite(tables, writer, spec.sort_by, sort_memory_bytes, spill_dir))
+                seen.merge(
+                    rewrite(
+                        tables, writer, spec.sort_by, sort_memory_bytes, spill_dir, plan.partition
+                    )
+                )
             except BaseException:
                 writer.abort()
                 raise
@@ -284,6 +306,44 @@ def _rewrite_bins(
         store.delete([store.key_of(f.tmp_path) for f in staged])
         raise
     return staged, seen
+
+
+def _bin_tables(
+    store: ObjectStore,
+    files: tuple[FileStat, ...],
+    schema: pa.Schema,
+    partition: str,
+    sort_by: tuple[str, ...],
+) -> Iterator[tuple[pa.Table, Any]]:
+    """A bin's rows, file by file, each with the floor of the rows still to come.
+
+    When every file's `FileStat.key_min` is known, files go in that order and the floor is
+    the current file's ``key_min``, so `sorted_stream` can write out what is below it
+    without waiting for the whole bin. The floors are checked against the rows as they come
+    (footer statistics are not taken on trust). Otherwise files go by path, without floors.
+    """
+    key = sort_by[0] if sort_by and sort_by[0] in schema.names else None
+    lows: list[Any] | None = None
+    order = list(files)
+    if key is not None and all(f.key_min is not None for f in files):
+        try:
+            order = sorted(files, key=lambda f: (f.key_min, f.path))
+            lows = [pa.scalar(f.key_min, type=schema.field(key).type) for f in order]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            order, lows = list(files), None
+    for i, f in enumerate(order):
+        for table in parquet_tables(store, store.path(f.path), schema, partition):
+            if lows is None or key is None:
+                yield table, None
+                continue
+            low = pc.min(table.column(key))
+            if low.is_valid and pc.less(low, lows[i]).as_py():
+                raise CompactionError(
+                    partition,
+                    f"{f.path} holds {key} {low} below its footer statistics' minimum "
+                    f"{lows[i]}; nothing was changed",
+                )
+            yield table, lows[i]
 
 
 def _journal(
@@ -321,6 +381,7 @@ def compact_hive(
     row_group_bytes: int = ROW_GROUP_BYTES,
     spill_dir: str | None = None,
     on_plan: Callable[[list[PartitionPlan]], None] | None = None,
+    verify: Verify = "footers",
 ) -> CompactionReport:
     """Recover interrupted swaps, plan every partition, compact the flagged ones.
 
@@ -330,6 +391,8 @@ def compact_hive(
         dry_run: plan and report only; nothing is recovered, written or deleted.
         force: compact every partition that has a bin, flagged or not.
         on_plan: called with every partition's plan before anything is rewritten.
+        verify: how written files are checked before the swap: ``footers`` (row counts) or
+            ``content`` (every row read back and checksummed).
     """
     started = time.perf_counter()
     policy = policy or spec.compaction
@@ -349,7 +412,7 @@ def compact_hive(
             continue
         report.results.append(
             compact_hive_partition(
-                store, spec, plan, policy, sort_memory_bytes, row_group_bytes, spill_dir
+                store, spec, plan, policy, sort_memory_bytes, row_group_bytes, spill_dir, verify
             )
         )
     report.seconds = time.perf_counter() - started

@@ -2,9 +2,11 @@
 
 The bins of a partition are read file by file through pyiceberg's reader (so row-level deletes
 and schema evolution apply), sorted with bounded memory and written with the dataset's Parquet
-settings and the table's field ids. When the rows read back equal the rows read, a single
-transaction deletes exactly the rewritten files and adds the new ones; its snapshot summary
-carries ``lake.operation=compaction``. Readers see the old files or the new ones, never both.
+settings and the table's field ids. When the written files hold the rows read (each row
+reached the writer once; footers and manifests agree on the count; ``verify="content"`` also
+reads them back and compares checksums), a single transaction deletes exactly the rewritten
+files and adds the new ones; its snapshot summary carries ``lake.operation=compaction``.
+Readers see the old files or the new ones, never both.
 
 Concurrency: the commit is scoped to the partition. pyiceberg retries it on a concurrent commit
 (``commit.retry.*`` table properties) and re-validates: appends to other partitions land and
@@ -58,12 +60,13 @@ from lake_pipelines.lake.compaction import (
     plan_partition,
     planned_result,
 )
+from lake_pipelines.lake.compaction_checksum import RowChecksum
 from lake_pipelines.lake.compaction_rewrite import (
     SORT_MEMORY_BYTES,
-    RowChecksum,
-    checksum_files,
+    Verify,
     conform,
     rewrite,
+    verify_written,
 )
 from lake_pipelines.lake.iceberg_tables import SUMMARY_PREFIX
 from lake_pipelines.lake.parquet import (
@@ -191,8 +194,11 @@ def compact_iceberg_partition(
     sort_memory_bytes: int = SORT_MEMORY_BYTES,
     row_group_bytes: int = ROW_GROUP_BYTES,
     spill_dir: str | None = None,
+    verify: Verify = "footers",
 ) -> PartitionResult:
     """Rewrite the plan's bins and replace their files in one commit.
+
+    ``verify`` says how the written files are checked before the commit (`verify_written`).
 
     Returns a ``skipped`` result (nothing changed, new files removed) when a concurrent commit
     wrote to the same partition or removed one of the files being rewritten.
@@ -227,20 +233,27 @@ def compact_iceberg_partition(
                 for batch in reader.to_record_batches([by_path[f.path]])
             )
             try:
-                seen.merge(rewrite(tables, writer, spec.sort_by, sort_memory_bytes, spill_dir))
+                seen.merge(
+                    rewrite(
+                        tables, writer, spec.sort_by, sort_memory_bytes, spill_dir, plan.partition
+                    )
+                )
             except BaseException:
                 writer.abort()
                 raise
             commit_files(store, writer.files)  # visible to no reader until the commit
             written.extend(writer.files)
-        out = checksum_files(store, [store.path(f.key) for f in written], schema, plan.partition)
-        expected = sum(t.file.record_count for t in rewritten)
-        if out != seen or expected != seen.rows:
-            raise CompactionError(
-                plan.partition,
-                f"rows written ({out.value}) differ from rows read ({seen.value}, {expected} "
-                "in the manifests); nothing was committed",
-            )
+        verify_written(
+            store,
+            [store.path(f.key) for f in written],
+            written,
+            seen,
+            sum(t.file.record_count for t in rewritten),
+            schema,
+            plan.partition,
+            verify,
+            "nothing was committed",
+        )
         data_files = [
             parquet_file_to_data_file(table.io, table.metadata, store.uri(f.key)) for f in written
         ]
@@ -305,6 +318,7 @@ def compact_iceberg(
     row_group_bytes: int = ROW_GROUP_BYTES,
     spill_dir: str | None = None,
     on_plan: Callable[[list[PartitionPlan]], None] | None = None,
+    verify: Verify = "footers",
 ) -> CompactionReport:
     """Plan every partition of `table` and compact the flagged ones, one commit each.
 
@@ -314,6 +328,8 @@ def compact_iceberg(
         dry_run: plan and report only.
         force: compact every partition that has a bin, flagged or not.
         on_plan: called with every partition's plan before anything is rewritten.
+        verify: how written files are checked before the commit: ``footers`` (row counts) or
+            ``content`` (every row read back and checksummed).
     """
     started = time.perf_counter()
     policy = policy or spec.compaction
@@ -342,6 +358,7 @@ def compact_iceberg(
                 sort_memory_bytes,
                 row_group_bytes,
                 spill_dir,
+                verify,
             )
         )
     report.seconds = time.perf_counter() - started

@@ -3,9 +3,13 @@
 `sorted_stream` is an external merge sort: rows are buffered up to ``memory_bytes``; if the
 bin fits, the buffer is sorted and written; otherwise each full buffer is sorted and spilled
 to a local Arrow IPC file (a *run*) and the runs are merged chunk by chunk. Memory stays near
-``memory_bytes`` plus one batch per run, never a whole partition. `RowChecksum` is an
-order-independent checksum of a multiset of rows (count and sum of 64-bit row hashes), so the
-rows going in and the rows read back from the written files can be compared exactly.
+``memory_bytes`` plus one batch per run, never a whole partition. Inputs already in order
+(the usual case: landed files each sorted, in time order) skip both the sort and the spill.
+
+`RowChecksum` is an order-independent checksum of a multiset of rows (count and sum of 64-bit
+row hashes, computed from the Arrow buffers). `rewrite` checksums the rows read and checks
+that each of them reaches the writer exactly once; `verify_written` checks the written files
+against them, from their footers or (``content``) by reading every row back.
 """
 
 from __future__ import annotations
@@ -14,120 +18,27 @@ import bisect
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lake_pipelines.lake.batches import read_ahead
 from lake_pipelines.lake.compaction import CompactionError
-from lake_pipelines.lake.parquet import RollingParquetWriter
+from lake_pipelines.lake.compaction_checksum import READ_BATCH_ROWS, RowChecksum
+from lake_pipelines.lake.parquet import RollingParquetWriter, WrittenFile, is_sorted
 from lake_pipelines.lake.storage import ObjectStore
 
 SORT_MEMORY_BYTES = 64 << 20  # rows buffered (uncompressed Arrow) before a sorted run spills
-READ_BATCH_ROWS = 64 * 1024
-_MASK = (1 << 64) - 1
-_NULL = np.uint64(0x9E3779B97F4A7C15)
-_PRIME = np.uint64(0x100000001B3)
-
-
-# -- checksums ----------------------------------------------------------------------------------
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads every input bit over the whole hash."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def _array_hash(arr: pa.Array) -> np.ndarray:
-    """A uint64 hash per value, nested types included (struct fields, list elements in order)."""
-    n = len(arr)
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if pa.types.is_struct(arr.type):
-        h = np.zeros(n, dtype=np.uint64)
-        for child in arr.flatten():
-            h = h * _PRIME + _array_hash(child)
-    elif pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
-        values = arr.flatten()
-        parents = pc.list_parent_indices(arr).to_numpy().astype(np.int64)
-        offsets = arr.offsets.to_numpy().astype(np.int64)
-        starts = offsets[:-1] - offsets[0]
-        position = np.arange(len(values), dtype=np.int64) - starts[parents]
-        element = _mix(_array_hash(values) + position.astype(np.uint64) * _PRIME)
-        h = np.zeros(n, dtype=np.uint64)
-        np.add.at(h, parents, element)
-        lengths = pc.list_value_length(arr).fill_null(0).to_numpy().astype(np.uint64)
-        h = h ^ _mix(lengths)
-    else:
-        values = arr.to_numpy(zero_copy_only=False)
-        h = pd.util.hash_array(values, categorize=False).astype(np.uint64)
-    valid = arr.is_valid().to_numpy(zero_copy_only=False)
-    return _mix(np.where(valid, h, _NULL))
-
-
-def row_hashes(data: pa.Table | pa.RecordBatch) -> np.ndarray:
-    """One uint64 hash per row over every column, in schema order."""
-    table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
-    h = np.zeros(table.num_rows, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for column in table.columns:
-            h = h * _PRIME + _array_hash(column.combine_chunks())
-        return _mix(h)
-
-
-class RowChecksum:
-    """Order-independent checksum of a multiset of rows: equal rows in, equal value out.
-
-    Small tables are hashed together once enough rows are pending (hashing has a fixed cost
-    per call that would dominate a bin of thousands of tiny files).
-    """
-
-    def __init__(self, rows_per_hash: int = READ_BATCH_ROWS) -> None:
-        self.rows = 0
-        self._sum = 0
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
-        self._rows_per_hash = rows_per_hash
-
-    def update(self, data: pa.Table | pa.RecordBatch) -> None:
-        if not data.num_rows:
-            return
-        table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        self.rows += table.num_rows
-        if self._pending_rows >= self._rows_per_hash:
-            self._hash_pending()
-
-    def _hash_pending(self) -> None:
-        if self._pending:
-            with np.errstate(over="ignore"):
-                hashes = row_hashes(pa.concat_tables(self._pending, promote_options="none"))
-                self._sum = (self._sum + int(hashes.sum(dtype=np.uint64))) & _MASK
-            self._pending, self._pending_rows = [], 0
-
-    def merge(self, other: RowChecksum) -> None:
-        other._hash_pending()
-        self._sum = (self._sum + other._sum) & _MASK
-        self.rows += other.rows
-
-    @property
-    def value(self) -> str:
-        self._hash_pending()
-        return f"{self.rows}:{self._sum:016x}"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, RowChecksum) and self.value == other.value
-
-    __hash__ = None  # type: ignore[assignment]
+HASH_ROWS = 256 * 1024  # rows hashed together: fewer, longer numpy calls
+PREFETCH = 8  # tables read ahead of the sort by the reader thread
+FOOTER_READERS = 8
+ROW_ID = "__lake_compaction_row"  # input row number, carried through the sort, never written
+Verify = Literal["footers", "content"]
 
 
 # -- schema -------------------------------------------------------------------------------------
@@ -143,6 +54,8 @@ def conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema, partition: str) 
         table.column(f.name) if f.name in table.column_names else pa.nulls(len(table), f.type)
         for f in schema
     ]
+    if all(c.type == f.type for c, f in zip(columns, schema, strict=True)):
+        return pa.Table.from_arrays(columns, schema=schema)  # nothing to cast (the usual case)
     try:
         return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
@@ -206,7 +119,6 @@ def _spill(table: pa.Table, path: str, batch_bytes: int) -> None:
 
 def _merge(runs: list[_Run], sort_by: Sequence[str]) -> Iterator[pa.Table]:
     """K-way merge: emit every row up to the smallest 'last key' of the runs' current chunks."""
-    order = [(c, "ascending") for c in sort_by]
     live = [r for r in runs if r.chunk is not None]
     while live:
         bound = min(_last_key(r.chunk, sort_by) for r in live if r.chunk is not None)
@@ -221,41 +133,70 @@ def _merge(runs: list[_Run], sort_by: Sequence[str]) -> Iterator[pa.Table]:
                 if run.chunk is None:
                     run.advance()
         live = [r for r in live if r.chunk is not None]
-        yield pa.concat_tables(pieces).sort_by(order)
+        yield _sort(pa.concat_tables(pieces), sort_by)
+
+
+def _sort(table: pa.Table, sort_by: Sequence[str]) -> pa.Table:
+    """`table` in ascending `sort_by` order; landed files usually are already (no `take`)."""
+    if is_sorted(table, sort_by):
+        return table
+    return table.sort_by([(c, "ascending") for c in sort_by])
 
 
 def sorted_stream(
-    tables: Iterable[pa.Table],
+    tables: Iterable[pa.Table | tuple[pa.Table, Any]],
     sort_by: Sequence[str],
     memory_bytes: int = SORT_MEMORY_BYTES,
     spill_dir: str | None = None,
-) -> Iterator[pa.Table]:
+) -> Generator[pa.Table, None, None]:
     """The rows of `tables` in ascending `sort_by` order, holding about `memory_bytes` at once.
 
-    Without `sort_by` the tables pass through unchanged. Spill files go to `spill_dir` (the
-    OS temporary directory by default) and are removed when the stream ends or is abandoned.
+    An item may come as ``(table, floor)``: no later item holds a ``sort_by[0]`` value below
+    ``floor`` (e.g. from Parquet footer statistics; None when unknown). Buffered rows under the
+    floor are then final and stream out before the input ends, so inputs whose key ranges do
+    not overlap (files landed in time order) pass through without spilling. Without `sort_by`
+    the tables pass through unchanged. Spill files go to `spill_dir` (the OS temporary
+    directory by default) and are removed when the stream ends or is abandoned.
     """
     if not sort_by:
-        yield from tables
+        for item in tables:
+            yield item[0] if isinstance(item, tuple) else item
         return
-    order = [(c, "ascending") for c in sort_by]
+    first = sort_by[0]
+    early = max(memory_bytes // 4, 1)  # buffered bytes worth a look for final rows
     buffer: list[pa.Table] = []
     buffered = 0
+    lowest: pa.Scalar | None = None  # smallest sort_by[0] in the buffer
     with tempfile.TemporaryDirectory(prefix="lake-compaction-", dir=spill_dir) as tmp:
         spilled: list[str] = []
-        for table in tables:
+        for item in tables:
+            table, floor = item if isinstance(item, tuple) else (item, None)
             if not table.num_rows:
                 continue
             buffer.append(table)
             buffered += table.nbytes
+            low = pc.min(table.column(first))
+            if low.is_valid and (lowest is None or pc.less(low, lowest).as_py()):
+                lowest = low
+            if floor is not None and not spilled and buffered >= early:
+                bound = pa.scalar(floor, type=table.schema.field(first).type)
+                if lowest is not None and pc.less(lowest, bound).as_py():
+                    rows = _sort(pa.concat_tables(buffer), sort_by)
+                    n = pc.sum(pc.less(rows.column(first), bound)).as_py() or 0
+                    yield rows.slice(0, n)
+                    rest = rows.slice(n)
+                    buffer, buffered = [rest], rest.nbytes
+                    lowest = pc.min(rest.column(first)) if rest.num_rows else None
+                    lowest = lowest if lowest is not None and lowest.is_valid else None
+                    early = buffered + max(memory_bytes // 4, 1)
             if buffered >= memory_bytes:
                 path = os.path.join(tmp, f"run-{len(spilled):05d}.arrow")
-                _spill(pa.concat_tables(buffer).sort_by(order), path, max(memory_bytes // 8, 1))
+                _spill(_sort(pa.concat_tables(buffer), sort_by), path, max(memory_bytes // 8, 1))
                 spilled.append(path)
-                buffer, buffered = [], 0
-        rest = pa.concat_tables(buffer).sort_by(order) if buffer else None
+                buffer, buffered, lowest = [], 0, None
+        rest = _sort(pa.concat_tables(buffer), sort_by) if buffer else None
         if not spilled:
-            if rest is not None:
+            if rest is not None and rest.num_rows:
                 yield rest
             return
         if rest is not None:
@@ -269,27 +210,76 @@ def sorted_stream(
 # -- the rewrite --------------------------------------------------------------------------------
 
 
+class _Ledger:
+    """Which input rows reached the writer; each must arrive exactly once.
+
+    Every row read is numbered; the numbers ride along through sort, spill and merge and are
+    ticked off as rows go to the writer. Exact, and far cheaper than hashing rows again.
+    """
+
+    def __init__(self) -> None:
+        self.ticks = np.zeros(0, dtype=bool)
+        self.handed = 0
+
+    def tick(self, ids: pa.ChunkedArray | pa.Array) -> None:
+        got = ids.to_numpy()
+        if not len(got):
+            return
+        top = int(got.max()) + 1
+        if top > len(self.ticks):
+            grown = np.zeros(max(top, 2 * len(self.ticks)), dtype=bool)
+            grown[: len(self.ticks)] = self.ticks
+            self.ticks = grown
+        self.ticks[got] = True
+        self.handed += len(got)
+
+    def check(self, rows: int, partition: str) -> None:
+        distinct = int(self.ticks[:rows].sum())
+        if self.handed != rows or distinct != rows:
+            raise CompactionError(
+                partition,
+                f"rows written differ from rows read: {rows} read, {self.handed} handed to the "
+                f"writer ({distinct} distinct); nothing was changed",
+            )
+
+
 def rewrite(
-    tables: Iterable[pa.Table],
+    tables: Iterable[pa.Table | tuple[pa.Table, Any]],
     writer: RollingParquetWriter,
     sort_by: Sequence[str],
     memory_bytes: int = SORT_MEMORY_BYTES,
     spill_dir: str | None = None,
+    partition: str = "",
 ) -> RowChecksum:
     """Stream `tables` sorted into `writer` and close it; return the checksum of the rows read.
 
-    The caller owns the writer: on an exception it must `abort()` it.
+    Items are tables, or ``(table, floor)`` as `sorted_stream` takes them; they are read on a
+    background thread while this one checksums and sorts them. Every row read must reach the
+    writer exactly once (see `_Ledger`), or `CompactionError` is raised. The caller owns the
+    writer: on an exception it must `abort()` it.
     """
-    seen = RowChecksum()
+    seen = RowChecksum(HASH_ROWS)
+    ledger = _Ledger()
 
-    def tap() -> Iterator[pa.Table]:
-        for table in tables:
+    def numbered() -> Generator[tuple[pa.Table, Any], None, None]:
+        for item in read_ahead(tables, depth=PREFETCH):
+            table, floor = item if isinstance(item, tuple) else (item, None)
+            first = seen.rows
             seen.update(table)
-            yield table
+            ids = pa.array(np.arange(first, seen.rows, dtype=np.int64))
+            yield table.append_column(ROW_ID, ids), floor
 
-    for chunk in sorted_stream(tap(), sort_by, memory_bytes, spill_dir):
-        writer.write(chunk)
+    rows = numbered()
+    chunks = sorted_stream(rows, sort_by, memory_bytes, spill_dir)
+    try:
+        for chunk in chunks:
+            ledger.tick(chunk.column(ROW_ID))
+            writer.write(chunk.drop_columns([ROW_ID]))
+    finally:  # now, not when a traceback lets go: the spill files, the reader thread
+        chunks.close()
+        rows.close()
     writer.close()
+    ledger.check(seen.rows, partition)
     return seen
 
 
@@ -298,7 +288,8 @@ def parquet_tables(
 ) -> Iterator[pa.Table]:
     """The rows of one Parquet file (a filesystem path in `store`), batch by batch, conformed."""
     with store.arrow_fs.open_input_file(path) as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS):
+        batches = pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False)
+        for batch in batches:
             yield conform(batch, schema, partition)
 
 
@@ -311,3 +302,47 @@ def checksum_files(
         for table in parquet_tables(store, path, schema, partition):
             total.update(table)
     return total
+
+
+def footer_rows(store: ObjectStore, paths: Sequence[str]) -> list[int]:
+    """The row count in each file's Parquet footer (small reads, a few at a time)."""
+
+    def rows(path: str) -> int:
+        return pq.read_metadata(path, filesystem=store.arrow_fs).num_rows
+
+    with ThreadPoolExecutor(FOOTER_READERS) as pool:
+        return list(pool.map(rows, paths))
+
+
+def verify_written(
+    store: ObjectStore,
+    paths: Sequence[str],
+    files: Sequence[WrittenFile],
+    seen: RowChecksum,
+    expected_rows: int | None,
+    schema: pa.Schema,
+    partition: str,
+    verify: Verify = "footers",
+    outcome: str = "nothing was changed",
+) -> None:
+    """Check the written files against the rows read; raise `CompactionError` if they differ.
+
+    ``footers``: every file is complete (its footer reads) and holds the rows the writer
+    counted into it, and those add up to the rows read and to `expected_rows` (the inputs'
+    footers or manifests). ``content`` also reads every row back and compares checksums.
+
+    Args:
+        paths: the written files as filesystem paths in `store`, in the order of `files`.
+    """
+    counts = footer_rows(store, paths)
+    written = f"{sum(counts)} rows in the footers"
+    ok = counts == [f.rows for f in files] and sum(counts) == seen.rows
+    if ok and verify == "content":
+        back = checksum_files(store, paths, schema, partition)
+        written, ok = back.value, back == seen
+    if not ok or (expected_rows is not None and expected_rows != seen.rows):
+        raise CompactionError(
+            partition,
+            f"rows written ({written}) differ from rows read ({seen.value}, "
+            f"{expected_rows} expected); {outcome}",
+        )
