@@ -278,8 +278,9 @@ class ObjectStore:
             name = posixpath.basename(path)
             if info.get("type") == "directory":
                 continue
+            key = self.key_of(path)
             # hidden anywhere below the prefix: `.x.tmp`, `_tmp/part.csv`, `_compaction.json`
-            relative = self.key_of(path)[len(prefix.strip("/")) :].strip("/")
+            relative = key[len(prefix.strip("/")) :].strip("/")
             if any(part.startswith((".", "_")) for part in relative.split("/")):
                 continue
             if suffixes and not name.endswith(suffixes):
@@ -288,7 +289,7 @@ class ObjectStore:
             mtime = info.get("mtime") or info.get("LastModified")
             entries.append(
                 FileEntry(
-                    key=self.key_of(path),
+                    key=key,
                     size=int(info.get("size") or 0),
                     etag=str(etag).strip('"') if etag else None,
                     mtime=mtime.timestamp() if hasattr(mtime, "timestamp") else mtime,
