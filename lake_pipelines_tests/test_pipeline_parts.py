@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -11,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from lake_pipelines.datasets import get_dataset
-from lake_pipelines.lake.batches import read_ahead
+from lake_pipelines.lake.batches import ordered_map, read_ahead
 from lake_pipelines.lake.parquet import RollingParquetWriter, is_sorted
 from lake_pipelines.lake.readers import read_file
 from lake_pipelines.lake.storage import ObjectStore
@@ -98,3 +100,23 @@ def test_an_encoder_failure_surfaces_in_the_caller_and_abort_leaves_nothing(
     assert written  # the first groups were written before the failure
     writer.abort()
     assert not any(local_store.arrow_fs.get_file_info(p).is_file for p in written)
+
+
+def test_a_forked_child_parses_on_its_own_pool() -> None:
+    assert list(ordered_map(lambda x: x * 2, range(5))) == [0, 2, 4, 6, 8]  # the parent's pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the inherited pool has no threads
+        os.close(read)
+        try:
+            out = list(ordered_map(lambda x: x + 1, range(5)))
+            os.write(write, repr(out).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    done = threading.Event()
+    threading.Thread(target=lambda: (os.waitpid(pid, 0), done.set()), daemon=True).start()
+    if not done.wait(60):
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the child hung on the inherited pool")
+    assert os.read(read, 100) == b"[1, 2, 3, 4, 5]"

@@ -94,17 +94,22 @@ def nullable_schema(schema: pa.Schema) -> pa.Schema:
 
 
 _END = object()
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
 _POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
+    """The parse pool, shared by every reader of the process.
+
+    A forked child inherits the pool object but none of its threads (work handed to it would
+    never run), so a process makes its own.
+    """
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None:
+        if _POOL is None or _POOL[0] != os.getpid():
             workers = max(2, min(4, os.cpu_count() or 2))
-            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="lake-parse")
-        return _POOL
+            _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="lake-parse"))
+        return _POOL[1]
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], in_flight: int = 2) -> Iterator[R]:
