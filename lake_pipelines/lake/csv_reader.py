@@ -173,7 +173,9 @@ class _CsvChunk:
         return lines[~ok]
 
 
-def read_csv(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[Batch]:
+def read_csv(
+    blocks: Iterator[bytes], key: str, spec: DatasetSpec, parallel: bool = True
+) -> Iterator[Batch]:
     dialect = spec.csv
     if dialect.header:
         names, carry = _header(blocks, key, dialect)
@@ -204,9 +206,12 @@ def read_csv(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[B
             yield data, line
             line += data.count(b"\n")
 
+    def parse(chunk: tuple[bytes, int]) -> Batch:
+        return _parse_csv_chunk(chunk[0], chunk[1], key, spec, names, unknown)
+
     # blocks are parsed and converted on all cores, handed on in file order
-    yield from ordered_map(
-        lambda c: _parse_csv_chunk(c[0], c[1], key, spec, names, unknown), chunks(carry, line)
+    yield from (
+        ordered_map(parse, chunks(carry, line)) if parallel else map(parse, chunks(carry, line))
     )
 
 

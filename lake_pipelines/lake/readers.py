@@ -38,7 +38,7 @@ FORMAT_SUFFIXES = {
     ".json": "json",  # NDJSON or one top-level array, told apart by the first byte
 }
 LANDING_SUFFIXES = tuple(f + c for f in FORMAT_SUFFIXES for c in ("", *COMPRESSION_SUFFIXES))
-DEFAULT_BLOCK_BYTES = 16 << 20
+DEFAULT_BLOCK_BYTES = 8 << 20  # in flight: ~2 blocks parsing, 1 validating (see README)
 
 
 def file_format(key: str) -> tuple[str, str | None]:
@@ -92,9 +92,12 @@ def read_file(
     """
     fmt, _ = file_format(key)
     blocks = _blocks(store, key, block_bytes)
-    batches = read_csv(blocks, key, spec) if fmt == "csv" else read_json(blocks, key, spec)
-    # the next block is parsed and converted while the caller validates and writes this one
-    yield from read_ahead(batches) if ahead else batches
+    if fmt == "csv":  # blocks are parsed on a pool while the caller works (`ordered_map`)
+        batches = read_csv(blocks, key, spec, parallel=ahead)
+    else:  # the next block is parsed (on pyarrow's threads) while the caller works
+        batches = read_json(blocks, key, spec)
+        batches = read_ahead(batches) if ahead else batches
+    yield from batches
 
 
 __all__ = [
