@@ -192,3 +192,25 @@ def test_timestamp_forms(text: str, expected: str) -> None:
         pa.array([text, "2026-11-01T00:00:00Z"]), pa.timestamp("us", tz="UTC")
     )
     assert bad == {} and out[0].as_py().isoformat() == expected
+
+
+@pytest.mark.parametrize(
+    "texts,expected",
+    [
+        (["1996-03-13", None, "1996-03-14"], ["1996-03-13T00:00:00+00:00", None, "1996-03-14T00:00:00+00:00"]),
+        (["2026-11-01 10:00:00", "2026-11-01T11:00:00"], ["2026-11-01T10:00:00+00:00", "2026-11-01T11:00:00+00:00"]),
+        (["2026-11-01T10:00:00Z", "2026-11-01T10:00:00+01:00"], ["2026-11-01T10:00:00+00:00", "2026-11-01T09:00:00+00:00"]),
+        # the first value picks the one-kernel attempt; the others still convert right
+        (["2026-11-01T10:00:00Z", "2026-11-01", "1762000000000"], ["2026-11-01T10:00:00+00:00", "2026-11-01T00:00:00+00:00", "2025-11-01T12:26:40+00:00"]),
+        (["2026-11-01", "2026-11-01T10:00:00-02:00", " 2026-11-01T10:00:00 "], ["2026-11-01T00:00:00+00:00", "2026-11-01T12:00:00+00:00", "2026-11-01T10:00:00+00:00"]),
+        (["1762000000000", "2026-11-01"], ["2025-11-01T12:26:40+00:00", "2026-11-01T00:00:00+00:00"]),
+    ],
+)  # fmt: skip
+def test_timestamp_columns_of_one_form_or_mixed(texts: list, expected: list) -> None:
+    import pyarrow as pa
+
+    from lake_pipelines.lake.coerce import convert_column
+
+    out, bad = convert_column(pa.array(texts, pa.string()), pa.timestamp("us", tz="UTC"))
+    assert bad == {}
+    assert [v.isoformat() if v is not None else None for v in out.to_pylist()] == expected

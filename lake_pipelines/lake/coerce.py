@@ -7,6 +7,7 @@ than one Python call per row.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -23,14 +24,23 @@ Converter = Callable[[pa.Array], pa.Array]
 
 def _cast_timestamp(arr: pa.Array, target: pa.TimestampType) -> pa.Array:
     """ISO-8601 with or without zone (naive means UTC), or integer epoch milliseconds."""
-    try:  # the common case, every value ISO-8601 with a zone: one kernel, no regex
-        return pc.cast(arr, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    # The common cases in one kernel, no regex: every value ISO-8601 with a zone, or every value
+    # naive (or a bare date; Arrow's naive parse refuses zones and epochs). A failing cast
+    # costs about as much as a regex pass, so the first value picks which one to try.
+    valid = arr.drop_null()
+    first = str(valid[0]) if len(valid) else ""
+    naive_type = pa.timestamp(target.unit)
+    attempts = [lambda: pc.cast(arr, target), lambda: pc.cast(pc.cast(arr, naive_type), target)]
+    if not re.search(_ZONE, first.strip()):
+        attempts.reverse()
+    if _looks_like_iso(first):
+        try:
+            return attempts[0]()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     arr = pc.utf8_trim_whitespace(arr)
     epoch = pc.match_substring_regex(arr, _EPOCH)
     zoned = pc.match_substring_regex(arr, _ZONE)
-    naive_type = pa.timestamp(target.unit)
     out = pa.nulls(len(arr), target)
     if pc.any(epoch).as_py():
         ms = pc.cast(pc.if_else(epoch, arr, None), pa.int64())
@@ -44,6 +54,11 @@ def _cast_timestamp(arr: pa.Array, target: pa.TimestampType) -> pa.Array:
         as_naive = pc.cast(pc.if_else(naive, arr, None), naive_type)
         out = pc.if_else(naive, pc.cast(as_naive, target), out)
     return out
+
+
+def _looks_like_iso(value: str) -> bool:
+    """A date first (``YYYY-MM-DD...``), not an epoch number or free text."""
+    return bool(re.match(r"\d{4}-\d{2}-\d{2}", value))
 
 
 def _cast_bool(arr: pa.Array) -> pa.Array:
