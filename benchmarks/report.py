@@ -216,6 +216,16 @@ def targets(results: dict[str, Any]) -> list[Verdict]:
                     ratio <= 2,
                 )
             )
+        floor = _rows_by_label(one).get("dagster asset materialize, an asset doing nothing")
+        if floor is not None and floor.time and bare.time and dag.time:
+            out.append(
+                Verdict(
+                    "(context) Dagster's floor: an asset doing nothing ≤ 2x bare `import dagster`",
+                    f"{floor.time / bare.time:.1f}x ({floor.time:.2f} s); our run is"
+                    f" {dag.time / floor.time:.2f}x that floor",
+                    floor.time / bare.time <= 2,
+                )
+            )
     back = _find(results, "7-backfill")
     if back is not None:
         rows = list(_rows_by_label(back).values())

@@ -270,6 +270,7 @@ def orchestration_cases(s: Scale, inputs: Inputs, paths: Paths) -> list[Case]:
         "--select",
         "lake/bronze/events",
     ]
+    floor = [dagster, "asset", "materialize", "-m", "benchmarks.dagster_floor", "--select", "floor"]
     one = days[len(days) // 2]
     bare_ingest = (
         "from datetime import date; from lake_pipelines.lake.storage import ObjectStore; "
@@ -288,6 +289,12 @@ def orchestration_cases(s: Scale, inputs: Inputs, paths: Paths) -> list[Case]:
         [
             Engine("python -c 'import dagster'", commands=[[python, "-c", "import dagster"]]),
             Engine("dagster asset materialize", commands=[[*base, "--partition", one]]),
+            Engine(
+                "dagster asset materialize, an asset doing nothing",
+                commands=[[*floor, "--partition", one]],
+                note="Dagster's floor: the CLI, instance, run and event log of any code location"
+                " (`benchmarks/dagster_floor.py`, in-process executor)",
+            ),
             Engine(
                 "ingest_day, no Dagster",
                 commands=[[python, "-c", bare_ingest]],
