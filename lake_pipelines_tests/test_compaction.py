@@ -29,13 +29,13 @@ from pyiceberg.catalog.sql import SqlCatalog
 
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.datasets.spec import CompactionPolicy
-from lake_pipelines.lake import compaction_checksum, compaction_hive, compaction_rewrite
+from lake_pipelines.lake import compaction_hive, compaction_rewrite, hashing
 from lake_pipelines.lake.bronze import bronze_dir
 from lake_pipelines.lake.compaction import FileStat, plan_partition
-from lake_pipelines.lake.compaction_checksum import RowChecksum
 from lake_pipelines.lake.compaction_hive import JOURNAL_NAME, compact_hive, plan_hive
 from lake_pipelines.lake.compaction_iceberg import compact_iceberg
 from lake_pipelines.lake.compaction_rewrite import conform, sorted_stream
+from lake_pipelines.lake.hashing import RowChecksum
 from lake_pipelines.lake.parquet import file_schema, writer_options
 from lake_pipelines.lake.silver import day_filter, ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
@@ -224,7 +224,7 @@ def test_row_checksum_reads_strings_of_any_length_from_any_offset() -> None:
     base = checksum(table)
     assert checksum(*(table.slice(i, 5) for i in range(0, len(table), 5))) == base
     assert checksum(table.cast(pa.schema([("s", pa.large_string()), ("b", pa.binary())]))) == base
-    hashes = compaction_checksum.row_hashes(table.slice(0, len(words)))
+    hashes = hashing.row_hashes(table.slice(0, len(words)))
     assert len(set(hashes.tolist())) == len(words)  # every value hashes apart, "" from null
     changed = table.set_column(0, "s", pa.array(["abcdefgj", *words[1:]] + words * 2))
     assert checksum(changed) != base

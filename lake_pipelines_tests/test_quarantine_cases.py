@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 from datetime import date
 
@@ -223,3 +224,68 @@ def test_a_column_of_the_wrong_type_quarantines_the_file_with_one_reason(
     assert file_reject.source.endswith("wrong.csv")
     assert "column 'price'" in file_reject.reason and "EUR" in file_reject.reason
     assert report.rows_written == 5 and report.rows_quarantined == 0
+
+
+def test_uniqueness_spans_the_day_and_forgets_a_file_rejected_whole(
+    local_store: ObjectStore,
+) -> None:
+    """Duplicates across files are rejected; a file rejected whole (after its first batch was
+    checked) leaves none of its keys behind, so a later file may carry them."""
+    from lake_pipelines.lake.json_reader import ARRAY_BATCH_RECORDS
+
+    prefix = f"{ORDERS.landing_prefix}/{DAY}"
+    local_store.write_bytes(f"{prefix}/a.json", json.dumps([_order("o1"), _order("o2")]).encode())
+    many = ",".join(json.dumps(_order(f"b{i}")) for i in range(ARRAY_BATCH_RECORDS + 10))
+    local_store.write_bytes(f"{prefix}/b.json", f"[{many}, {{broken".encode())
+    later = [_order("b5"), _order("o1"), _order("c1"), _order("b5")]
+    local_store.write_bytes(f"{prefix}/c.json", json.dumps(later).encode())
+
+    report = ingest_day(local_store, ORDERS, DAY)
+
+    (file_reject,) = report.file_rejects
+    assert file_reject.source.endswith("b.json")
+    q = quarantine.read(local_store, ORDERS.name, DAY).to_pylist()
+    dupes = sorted(
+        (r["source_file"].rsplit("/", 1)[-1], r["record"]) for r in q if r["kind"] == "row"
+    )
+    assert dupes == [("c.json", 2), ("c.json", 4)]  # o1 (from a.json) and the second b5
+    assert all(
+        "duplicate" in r["reason"] and r["column"] == "order_id" for r in q if r["kind"] == "row"
+    )
+    written = duckdb_hive(local_store.path(ORDERS.bronze_prefix), ["order_id"])
+    assert sorted(written.column("order_id").to_pylist()) == ["b5", "c1", "o1", "o2"]
+    assert report.rows_read == report.rows_written + report.rows_quarantined == 6
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_unique_tracker_agrees_with_a_set_over_many_batches(seed: int) -> None:
+    import random
+
+    import pyarrow as pa
+
+    from lake_pipelines.lake.validation import UniqueTracker
+
+    rng = random.Random(seed)
+    tracker = UniqueTracker(["k", "n"])
+    seen: dict[str, set] = {"k": set(), "n": set()}
+    for batch in range(200):
+        size = rng.randint(0, 300)
+        keys = [f"id-{rng.randrange(20_000)}" for _ in range(size)]
+        nums = [rng.randrange(50_000) for _ in range(size)]
+        table = pa.table({"k": pa.array(keys), "n": pa.array(nums, pa.int64())})
+        mark = tracker.mark()
+        before = {c: set(v) for c, v in seen.items()}
+        got = tracker.duplicates(table)
+        expected: dict[int, str] = {}
+        for col, values in (("k", keys), ("n", nums)):
+            for i, v in enumerate(values):
+                if v in seen[col]:
+                    expected.setdefault(i, col)
+                seen[col].add(v)
+        assert {i: c for i, (c, _) in got.items()} == expected, batch
+        if batch % 7 == 3:  # as if the file of this batch were rejected whole
+            tracker.rollback(mark)
+            seen = before
+        # a few sorted runs, not one per batch: each run at least twice the next newer one
+        runs = [len(r) for r in tracker._runs["k"]]
+        assert all(a > 2 * b for a, b in itertools.pairwise(runs)), runs

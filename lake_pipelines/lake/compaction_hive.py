@@ -42,7 +42,6 @@ from lake_pipelines.lake.compaction import (
     plan_partition,
     planned_result,
 )
-from lake_pipelines.lake.compaction_checksum import RowChecksum
 from lake_pipelines.lake.compaction_rewrite import (
     SORT_MEMORY_BYTES,
     Verify,
@@ -50,6 +49,7 @@ from lake_pipelines.lake.compaction_rewrite import (
     rewrite,
     verify_written,
 )
+from lake_pipelines.lake.hashing import RowChecksum
 from lake_pipelines.lake.parquet import (
     ROW_GROUP_BYTES,
     RollingParquetWriter,

@@ -60,7 +60,6 @@ from lake_pipelines.lake.compaction import (
     plan_partition,
     planned_result,
 )
-from lake_pipelines.lake.compaction_checksum import RowChecksum
 from lake_pipelines.lake.compaction_rewrite import (
     SORT_MEMORY_BYTES,
     Verify,
@@ -68,6 +67,7 @@ from lake_pipelines.lake.compaction_rewrite import (
     rewrite,
     verify_written,
 )
+from lake_pipelines.lake.hashing import RowChecksum
 from lake_pipelines.lake.iceberg_tables import SUMMARY_PREFIX
 from lake_pipelines.lake.parquet import (
     ROW_GROUP_BYTES,

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from lake_pipelines.lake.batches import read_ahead
 from lake_pipelines.lake.compaction import CompactionError
-from lake_pipelines.lake.compaction_checksum import READ_BATCH_ROWS, RowChecksum
+from lake_pipelines.lake.hashing import READ_BATCH_ROWS, RowChecksum
 from lake_pipelines.lake.parquet import RollingParquetWriter, WrittenFile, is_sorted
 from lake_pipelines.lake.storage import ObjectStore
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake.hashing import value_hashes
 from lake_pipelines.lake.readers import Batch, add_reason, row_json
 
 Mask = Callable[[pa.Array], pa.Array]
@@ -169,49 +170,61 @@ def _pandera_failures(table: pa.Table, schema: Any, bad: dict) -> None:
             )
 
 
-def pd_hash_array(values: np.ndarray) -> np.ndarray:
-    from pandas.util import hash_array  # pandas is slow to import; only unique columns need it
-
-    return hash_array(values)
-
-
 class UniqueTracker:
     """Remembers 64-bit hashes of the values seen in the unique columns of one partition.
 
     pandera sees one batch at a time; uniqueness is a property of the whole day, so it is
     kept here: the first occurrence of a value is kept, later ones are rejected. Memory is
-    8 bytes per row and column.
+    8 bytes per distinct value and column. The hashes sit in a few sorted runs, each at least
+    twice the size of the next newer one (two runs of similar size are merged), so there are
+    O(log n) runs and checking a batch costs O(batch · log n) whatever the day's size. Two
+    different values sharing a 64-bit hash (odds ~n²/2⁶⁵) would make the later row a reject.
     """
 
     def __init__(self, columns: list[str]) -> None:
         self.columns = columns
-        self._seen: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+        self._runs: dict[str, list[np.ndarray]] = {c: [] for c in columns}
 
-    def mark(self) -> dict[str, int]:
-        return {c: len(v) for c, v in self._seen.items()}
+    def mark(self) -> dict[str, list[np.ndarray]]:
+        """The state before a file (runs are never changed in place: a copy of the lists)."""
+        return {c: list(runs) for c, runs in self._runs.items()}
 
-    def rollback(self, mark: dict[str, int]) -> None:
+    def rollback(self, mark: dict[str, list[np.ndarray]]) -> None:
         """Forget what was seen since `mark` (the rows of a file that was rejected whole)."""
-        for c, n in mark.items():
-            del self._seen[c][n:]
+        self._runs = {c: list(runs) for c, runs in mark.items()}
+
+    def _seen(self, col: str, hashes: np.ndarray) -> np.ndarray:
+        seen = np.zeros(len(hashes), dtype=bool)
+        for run in self._runs[col]:
+            at = np.minimum(np.searchsorted(run, hashes), len(run) - 1)
+            seen |= run[at] == hashes
+        return seen
+
+    def _remember(self, col: str, new: np.ndarray) -> None:
+        runs = self._runs[col]
+        if len(new):
+            runs.append(new)
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+            newer = runs.pop()
+            runs.append(np.union1d(runs.pop(), newer))
 
     def duplicates(self, table: pa.Table) -> dict[int, tuple[str, str]]:
+        """Rows (by index in `table`) repeating a value seen earlier in the day or the batch."""
         out: dict[int, tuple[str, str]] = {}
         for col in self.columns:
-            values = table.column(col).to_numpy(zero_copy_only=False)
-            hashes = pd_hash_array(values.astype(object))
-            earlier = np.zeros(len(hashes), dtype=bool)
-            for block in self._seen[col]:
-                earlier |= np.isin(hashes, block, assume_unique=False)
-            _, first = np.unique(hashes, return_index=True)
-            within = np.ones(len(hashes), dtype=bool)
-            within[first] = False
-            for i in np.flatnonzero(earlier | within):
-                out.setdefault(
-                    int(i),
-                    (col, f"{col}={values[i]!r} is a duplicate of an earlier row of the day"),
-                )
-            self._seen[col].append(np.unique(hashes))
+            column = table.column(col).combine_chunks()
+            with np.errstate(over="ignore"):
+                hashes = value_hashes(column)
+            earlier = self._seen(col, hashes)
+            distinct, first = np.unique(hashes, return_index=True)
+            repeated = np.ones(len(hashes), dtype=bool)
+            repeated[first] = False
+            rows = np.flatnonzero(earlier | repeated)
+            shown = column.take(pa.array(rows, type=pa.int64())).to_pylist() if len(rows) else []
+            for i, value in zip(rows.tolist(), shown, strict=True):
+                reason = f"{col}={value!r} is a duplicate of an earlier row of the day"
+                out.setdefault(i, (col, reason))
+            self._remember(col, distinct[~earlier[first]])
         return out
 
 

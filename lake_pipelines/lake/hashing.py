@@ -1,9 +1,11 @@
-"""An order-independent checksum of a multiset of rows, computed from the Arrow buffers.
+"""64-bit hashes computed from the Arrow buffers, and an order-independent row checksum.
 
-`RowChecksum` keeps the count and the sum (mod 2**64) of one 64-bit hash per row; rows in any
-order give the same value, and a lost, doubled or changed row changes it (up to hash
-collisions). Fixed-width values are hashed from their bytes, strings and binaries 8 bytes at
-a time, lists and structs through their children; only other types fall back to pandas.
+`value_hashes` gives one hash per value of an array (the ingestion's day-wide uniqueness check
+uses it). `RowChecksum` keeps the count and the sum (mod 2**64) of one 64-bit hash per row;
+rows in any order give the same value, and a lost, doubled or changed row changes it (up to
+hash collisions); compaction proves with it that it rewrote exactly the rows it read.
+Fixed-width values are hashed from their bytes, strings and binaries 8 bytes at a time, lists
+and structs through their children; only other types fall back to pandas.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def _bytes_hash(arr: pa.Array) -> np.ndarray:
     return h
 
 
-def _array_hash(arr: pa.Array) -> np.ndarray:
+def value_hashes(arr: pa.Array) -> np.ndarray:
     """A uint64 hash per value, nested types included (struct fields, list elements in order).
 
     Computed from the Arrow buffers with numpy: fixed-width values by their bits, strings and
@@ -118,14 +120,14 @@ def _array_hash(arr: pa.Array) -> np.ndarray:
     if pa.types.is_struct(t):
         h = np.zeros(n, dtype=np.uint64)
         for child in arr.flatten():
-            h = h * _PRIME + _array_hash(child)
+            h = h * _PRIME + value_hashes(child)
     elif pa.types.is_list(t) or pa.types.is_large_list(t):
         values = arr.flatten()
         parents = pc.list_parent_indices(arr).to_numpy().astype(np.int64)
         offsets = arr.offsets.to_numpy().astype(np.int64)
         starts = offsets[:-1] - offsets[0]
         position = np.arange(len(values), dtype=np.int64) - starts[parents]
-        element = _mix(_array_hash(values) + position.astype(np.uint64) * _PRIME)
+        element = _mix(value_hashes(values) + position.astype(np.uint64) * _PRIME)
         # Elements come grouped by list: sum each list's run (np.add.at is far slower).
         counts = np.bincount(parents, minlength=n)
         nonempty = counts > 0
@@ -172,7 +174,7 @@ def row_hashes(data: pa.Table | pa.RecordBatch) -> np.ndarray:
     h = np.zeros(table.num_rows, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for column in table.columns:
-            h = h * _PRIME + _array_hash(column.combine_chunks())
+            h = h * _PRIME + value_hashes(column.combine_chunks())
         return _mix(h)
 
 
