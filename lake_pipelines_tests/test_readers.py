@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 
 import pytest
 import zstandard
@@ -214,3 +215,49 @@ def test_timestamp_columns_of_one_form_or_mixed(texts: list, expected: list) -> 
     out, bad = convert_column(pa.array(texts, pa.string()), pa.timestamp("us", tz="UTC"))
     assert bad == {}
     assert [v.isoformat() if v is not None else None for v in out.to_pylist()] == expected
+
+
+def test_non_utf8_ndjson_is_a_file_error_naming_the_line(local_store: ObjectStore) -> None:
+    good = b'{"event_id":"n1","ts":"2026-11-01T10:00:00Z","user_id":"u","session_id":"s","event_type":"click"}\n'
+    body = good * 3 + '{"event_id":"caf\xe9"}\n'.encode("latin-1") + good
+    local_store.write_bytes("landing/l.ndjson", body)
+    with pytest.raises(SourceFileError) as info:
+        list(read_file(local_store, "landing/l.ndjson", SPEC))
+    assert info.value.line == 4 and "UTF-8" in str(info.value)
+
+
+@pytest.mark.parametrize("block_bytes", [64, 257, 4096])
+def test_json_arrays_read_the_same_in_any_block_size(
+    local_store: ObjectStore, block_bytes: int
+) -> None:
+    """A block may end anywhere inside an element, a string of it included."""
+    orders = get_dataset("orders")
+    docs = [
+        {
+            "order_id": f"o{i}",
+            "ordered_at": "2026-11-05T10:00:00Z",
+            "customer_id": f"customer with a long name {i} " * (i % 5),
+            "status": "paid",
+            "currency": "EUR",
+            "total": i + 0.5,
+            "items": [
+                {"sku": f"sku-{i}-{j}", "quantity": j, "unit_price": 1.25} for j in range(i % 4)
+            ],
+        }
+        for i in range(200)
+    ]
+    local_store.write_bytes("landing/a.json", json.dumps(docs, indent=1).encode())
+    whole = list(read_file(local_store, "landing/a.json", orders, block_bytes=1 << 20))
+    pieces = list(read_file(local_store, "landing/a.json", orders, block_bytes=block_bytes))
+    rows = [r for b in pieces for r in b.table.to_pylist()]
+    assert rows == [r for b in whole for r in b.table.to_pylist()]
+    assert [r["order_id"] for r in rows] == [d["order_id"] for d in docs]
+    assert not [r for b in pieces for r in b.rejects]
+
+
+def test_a_broken_json_array_element_is_a_file_error(local_store: ObjectStore) -> None:
+    orders = get_dataset("orders")
+    body = b'[{"order_id": "o1"}, {"order_id": "o2", "status": "paid' + b" " * 5000 + b"]"
+    local_store.write_bytes("landing/b.json", body)
+    with pytest.raises(SourceFileError, match=r"landing/b\.json.*record 2"):
+        list(read_file(local_store, "landing/b.json", orders, block_bytes=256))

@@ -27,6 +27,7 @@ from lake_pipelines.lake.batches import Batch, Reject, nullable_schema
 
 BOM = b"\xef\xbb\xbf"
 ARRAY_BATCH_RECORDS = 20_000
+MAX_RECORD_CHARS = 64 << 20  # one element of a JSON array; bounds what a broken file costs
 _WS = b" \t\r\n"
 _decoder = json.JSONDecoder()
 
@@ -82,8 +83,21 @@ def _block_lines(data: bytes, first_line: int) -> np.ndarray:
     return first_line + np.flatnonzero(np.array(keep, dtype=bool))
 
 
+def _check_utf8(data: bytes, first_line: int, key: str) -> None:
+    """pyarrow's JSON reader lets invalid UTF-8 through into string columns: refuse it here,
+    naming the line (a file in another encoding is rejected whole, like a CSV one)."""
+    if data.isascii():
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + data.count(b"\n", 0, exc.start)
+        raise SourceFileError(key, "not valid UTF-8 text", line=line) from exc
+
+
 def _parse_ndjson_block(data: bytes, first_line: int, key: str, spec: DatasetSpec) -> Batch:
     """The whole block in one pyarrow call; only a block it refuses is split into lines."""
+    _check_utf8(data, first_line, key)
     try:
         table = _read_bytes(data, nullable_schema(spec.schema), _unexpected(spec), threaded=True)
         return Batch(table, [], lambda: _block_lines(data, first_line), False)
@@ -155,12 +169,16 @@ def _read_array(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterato
         try:
             value, end = _decoder.raw_decode(buf, pos)
         except json.JSONDecodeError as exc:
-            # An error at the end of the text may only mean the element goes on in the next
-            # block; one before it is a broken document.
-            if exc.pos >= len(buf) - 1 and refill():
+            # The element may go on in the next block (the error of a string cut by the block
+            # end points at the string's start, not at the end of the text): read on, up to
+            # MAX_RECORD_CHARS of one element; past that, or at the end of the file, it is
+            # broken.
+            if len(buf) - pos <= MAX_RECORD_CHARS and refill():
                 continue
+            too_long = len(buf) - pos > MAX_RECORD_CHARS
+            hint = f" (or longer than {MAX_RECORD_CHARS:,} characters)" if too_long else ""
             raise SourceFileError(
-                key, f"invalid JSON document at record {record + 1}: {exc.msg}"
+                key, f"invalid JSON document at record {record + 1}{hint}: {exc.msg}"
             ) from exc
         if end == len(buf) and refill():
             continue  # a number at the very end may go on in the next block
