@@ -122,3 +122,20 @@ def test_rerun_of_the_same_files_is_recognised(
     report = ingest_day(local_store, SPEC, day)
     third = commit_day(local_store, local_catalog, SPEC, day, "c", report.sources)
     assert not third.unchanged and third.rows_committed == two_days[0].valid.num_rows + 1
+
+
+def test_a_corrected_file_of_the_same_size_is_committed_again(
+    local_store: ObjectStore, local_catalog: SqlCatalog
+) -> None:
+    """Same names, same sizes, new content: silver must not take it for the last commit."""
+    day = date(2026, 11, 20)
+    header = "event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms\n"
+    key = f"landing/events/{day}/fix.csv"
+    for price in ("20.50", "30.50"):
+        local_store.write_bytes(key, f"{header}c1,{day}T10:00:00Z,u1,s1,click,,{price},,\n".encode())
+        report = ingest_day(local_store, SPEC, day)
+        committed = commit_day(local_store, local_catalog, SPEC, day, "r", report.sources)
+        table = local_catalog.load_table(SPEC.table_name)
+        prices = table.scan(row_filter=day_filter(SPEC, day)).to_arrow().column("price")
+        assert prices.to_pylist() == [float(price)]
+    assert not committed.unchanged

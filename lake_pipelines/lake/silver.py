@@ -55,7 +55,8 @@ def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Ta
 
 
 def _fingerprint(spec: DatasetSpec, summary: dict[str, object], schema: pa.Schema) -> str:
-    """What a day's commit was made from: sources (path, size, etag), bronze files, schema."""
+    """What a day's commit was made from: sources (path, size, etag), bronze files (key, size,
+    etag or mtime), schema."""
     basis = json.dumps(
         [summary["source-files"], summary["bronze-files"], str(schema), spec.partitioning],
         sort_keys=True,
@@ -123,7 +124,9 @@ def commit_day(
         "partition": day.isoformat(),
         "rows": str(data.num_rows),
         "source-files": [{"path": s.key, "size": s.size, "etag": s.etag} for s in (sources or [])],
-        "bronze-files": [[f.key, f.size] for f in files],
+        # mtime or ETag: a bronze file rewritten with the same name and size (a corrected
+        # value) must not pass for the one committed before
+        "bronze-files": [[f.key, f.size, f.etag or f.mtime] for f in files],
     }
     # evolve mode: the day's unknown columns join the schema the table must have
     wanted = pa.schema([*spec.schema, *(f for f in data.schema if f.name not in spec.schema.names)])
