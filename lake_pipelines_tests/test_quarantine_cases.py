@@ -289,3 +289,21 @@ def test_unique_tracker_agrees_with_a_set_over_many_batches(seed: int) -> None:
         # a few sorted runs, not one per batch: each run at least twice the next newer one
         runs = [len(r) for r in tracker._runs["k"]]
         assert all(a > 2 * b for a, b in itertools.pairwise(runs)), runs
+
+
+def test_files_rejected_whole_count_towards_the_quarantined_share(
+    local_store: ObjectStore,
+) -> None:
+    """An unreadable file has no rows to count; its bytes still make the day fail the check."""
+    local_store.write_bytes(f"landing/events/{DAY}/good.csv", GOOD_CSV.encode())
+    report = ingest_day(local_store, EVENTS, DAY)
+    assert report.quarantined_share == 0.0
+    big = gzip.compress(GOOD_CSV.encode() * 400)
+    local_store.write_bytes(f"landing/events/{DAY}/cut.csv.gz", big[: len(big) // 2])
+    report = ingest_day(local_store, EVENTS, DAY)
+    assert report.rows_quarantined == 0 and len(report.file_rejects) == 1
+    landed = len(GOOD_CSV) + len(big) // 2
+    assert report.quarantined_share == pytest.approx((len(big) // 2) / landed)
+    assert report.quarantined_share > EVENTS.quarantine_threshold
+    local_store.delete([f"landing/events/{DAY}/good.csv"])
+    assert ingest_day(local_store, EVENTS, DAY).quarantined_share == 1.0

@@ -132,7 +132,9 @@ def test_a_corrected_file_of_the_same_size_is_committed_again(
     header = "event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms\n"
     key = f"landing/events/{day}/fix.csv"
     for price in ("20.50", "30.50"):
-        local_store.write_bytes(key, f"{header}c1,{day}T10:00:00Z,u1,s1,click,,{price},,\n".encode())
+        local_store.write_bytes(
+            key, f"{header}c1,{day}T10:00:00Z,u1,s1,click,,{price},,\n".encode()
+        )
         report = ingest_day(local_store, SPEC, day)
         committed = commit_day(local_store, local_catalog, SPEC, day, "r", report.sources)
         table = local_catalog.load_table(SPEC.table_name)

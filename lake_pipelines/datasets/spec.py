@@ -122,8 +122,9 @@ class DatasetSpec:
         codecs: per-column Parquet settings that differ from the defaults.
         csv: CSV dialect of landed ``.csv`` files.
         namespace: Iceberg namespace of the dataset's tables.
-        quarantine_threshold: largest share of quarantined rows a partition may have before
-            the blocking contract check fails it.
+        quarantine_threshold: largest share of quarantined rows (or of landed bytes in files
+            rejected whole, whichever is larger) a partition may have before the blocking
+            contract check fails it.
         unknown_columns: what to do with columns/keys the schema does not know.
         compaction: small-file thresholds and target file size of the maintenance assets.
     """

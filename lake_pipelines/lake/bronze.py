@@ -52,8 +52,19 @@ class IngestReport:
         return sum(f.bytes for f in self.outputs)
 
     @property
+    def bytes_in_rejected_files(self) -> int:
+        rejected = {r.source for r in self.file_rejects}
+        return sum(s.size for s in self.sources if s.key in rejected)
+
+    @property
     def quarantined_share(self) -> float:
-        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+        """The larger of the share of rows quarantined and the share of the landed bytes in
+        files rejected whole (an unreadable file has no rows to count, yet its data is
+        missing from the day: a day whose every file is unreadable has a share of 1)."""
+        rows = self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+        landed = sum(s.size for s in self.sources)
+        files = self.bytes_in_rejected_files / landed if landed else 0.0
+        return max(rows, files)
 
 
 def landing_dir(spec: DatasetSpec, day: date) -> str:
