@@ -133,11 +133,12 @@ def test_health_checks_warn_and_the_compaction_assets_fix_it(
         assert "year=2026/month=11/day=3: 12 files, 12 small" in planned["plan"].value
         assert len(local_store.list_files(SPEC.bronze_prefix)) == 24  # nothing changed
 
-        done = dg.materialize(
+        done = dg.materialize(  # new files read back and checksummed before the swap
             [*layers, *compactions],
             selection=[BRONZE_COMPACTION, SILVER_COMPACTION],
             resources=resources,
             instance=instance,
+            run_config=dg.RunConfig({op: CompactionConfig(verify="content") for op in ops}),
         )
         assert done.success
         meta = {
@@ -146,6 +147,7 @@ def test_health_checks_warn_and_the_compaction_assets_fix_it(
             for m in [m.materialization]
         }
         bronze = meta[BRONZE_COMPACTION]
+        assert bronze["verify"].value == meta[SILVER_COMPACTION]["verify"].value == "content"
         assert bronze["partitions_touched"].value == 2
         assert bronze["files_before"].value == 24 and bronze["files_after"].value == 2
         assert bronze["rows"].value == bronze_rows.num_rows

@@ -4,6 +4,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -27,6 +28,14 @@ class CompactionConfig(dg.Config):
     dry_run: bool = Field(default=False, description="plan and report only; change nothing")
     force: bool = Field(
         default=False, description="compact every partition with small files to merge"
+    )
+    verify: Literal["footers", "content"] = Field(
+        default="footers",
+        description=(
+            "how new files are checked before the swap: 'footers' (complete files holding "
+            "exactly the rows read, each input row handed to the writer once) or 'content' "
+            "(also read every row back and compare checksums; about twice the work)"
+        ),
     )
 
 
@@ -215,7 +224,9 @@ def build_bronze_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
             f"Compaction of `{spec.bronze_prefix}`: in every day partition the table-health "
             "check flags, small Parquet files are merged (sorted, dataset codecs) toward "
             f"{spec.compaction.target_file_bytes >> 20} MiB files. New files are complete and "
-            "verified (row count and checksum) before a journaled swap removes the old ones; an "
+            "verified (complete files, every row read handed to the writer exactly once; config "
+            "`verify: content` also re-reads and checksums them) before a journaled swap "
+            "removes the old ones; an "
             "interrupted swap is finished by the next run."
         ),
     )
@@ -226,11 +237,18 @@ def build_bronze_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         store = object_store.get_store()
         report = compact_hive(
-            store, spec, dry_run=config.dry_run, force=config.force, on_plan=_log_plan(context)
+            store,
+            spec,
+            dry_run=config.dry_run,
+            force=config.force,
+            verify=config.verify,
+            on_plan=_log_plan(context),
         )
         for r in report.skipped:
             context.log.warning(f"skipped {r.partition}: {r.reason}")
-        return _result(report, {"dagster/uri": store.uri(spec.bronze_prefix)})
+        return _result(
+            report, {"dagster/uri": store.uri(spec.bronze_prefix), "verify": config.verify}
+        )
 
     return bronze_compaction
 
@@ -273,6 +291,7 @@ def build_silver_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
             spec,
             dry_run=config.dry_run,
             force=config.force,
+            verify=config.verify,
             run_id=context.run.run_id,
             on_plan=_log_plan(context),
         )
@@ -283,6 +302,7 @@ def build_silver_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
             report,
             {
                 "dagster/table_name": spec.table_name,
+                "verify": config.verify,
                 "snapshot_ids": {r.partition: str(r.snapshot_id) for r in report.compacted},
                 "snapshot_id": str(snapshot.snapshot_id) if snapshot else "",
             },
