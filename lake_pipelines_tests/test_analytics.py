@@ -12,6 +12,7 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from lake_pipelines.datasets import get_dataset
+from lake_pipelines.errors import LakeError
 from lake_pipelines.lake.analytics import (
     SessionSettings,
     make_session,
@@ -120,7 +121,14 @@ def test_time_travel_registration_reads_the_old_snapshot(lake, tmp_path: Path) -
     register_iceberg(ctx, "now", table, store)
     register_iceberg(ctx, "then", table, store, snapshot_id=before)
     register_iceberg_provider(ctx, "provider", table)
+    register_iceberg_provider(ctx, "provider_then", table, snapshot_id=before)
     then = ctx.sql("SELECT COUNT(*) AS n FROM then").to_pylist()[0]["n"]
+    q = "SELECT * FROM {} ORDER BY order_id"
+    assert ctx.sql(q.format("provider_then")).to_arrow_table().to_pylist() == (
+        ctx.sql(q.format("then")).to_arrow_table().to_pylist()
+    )
+    with pytest.raises(LakeError, match="no snapshot 12345"):
+        register_iceberg_provider(ctx, "nothing", table, snapshot_id=12345)
     now = ctx.sql("SELECT COUNT(*) AS n FROM now").to_pylist()[0]["n"]
     provider = ctx.sql("SELECT COUNT(*) AS n FROM provider").to_pylist()[0]["n"]
     assert then == count_before

@@ -7,7 +7,8 @@ Two ways to see an Iceberg table:
   surviving data files as a dataset; DataFusion then pushes projection and predicates into
   that scan. This is what the gold assets use, and what EXPLAIN proves in the tests.
 * `register_iceberg_provider` registers pyiceberg-core's table provider (the whole table at
-  its current snapshot), which also follows field-id based schema evolution such as renames.
+  its current snapshot, or as of a past one through the metadata log), which also follows
+  field-id based schema evolution such as renames.
 
 Hive Parquet is registered as a listing table with typed ``year/month/day`` columns.
 """
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import Accumulator, RuntimeEnvBuilder, SessionConfig, SessionContext, udaf, udf
 
-from lake_pipelines.errors import TableCommitError
+from lake_pipelines.errors import LakeError, TableCommitError
 from lake_pipelines.lake.storage import ObjectStore
 
 if TYPE_CHECKING:  # pyiceberg is imported by the functions that take its tables
@@ -157,10 +158,56 @@ def _path_in(store: ObjectStore, uri: str) -> str:
     return path
 
 
-def register_iceberg_provider(ctx: SessionContext, name: str, table: Table) -> None:
-    """Register pyiceberg-core's provider: the whole table at its current snapshot."""
+def register_iceberg_provider(
+    ctx: SessionContext, name: str, table: Table, snapshot_id: int | None = None
+) -> None:
+    """Register pyiceberg-core's provider: the whole table at its current snapshot, or as of
+    `snapshot_id` (time travel).
+
+    The provider reads the snapshot a metadata file calls current, so a past snapshot is
+    registered from the table's metadata log: the first metadata file written once that
+    snapshot was committed and still naming it current.
+
+    Raises:
+        LakeError: no metadata file of the log has `snapshot_id` as its current snapshot (it
+            was an intermediate snapshot of a commit, or its metadata file was removed); read
+            it with `register_iceberg(..., snapshot_id=...)`, which plans any snapshot.
+    """
     _replace(ctx, name)
-    ctx.register_table(name, table)
+    if snapshot_id is None or snapshot_id == table.metadata.current_snapshot_id:
+        ctx.register_table(name, table)
+        return
+    from pyiceberg_core.datafusion import IcebergDataFusionTable
+
+    location = metadata_file_of(table, snapshot_id)
+    provider = IcebergDataFusionTable(
+        identifier=table.name(), metadata_location=location, file_io_properties=table.io.properties
+    )
+    ctx.register_table(name, provider)
+
+
+def metadata_file_of(table: Table, snapshot_id: int) -> str:
+    """The first metadata file of `table`'s log whose current snapshot is `snapshot_id`."""
+    from pyiceberg.serializers import FromInputFile
+
+    snapshot = table.snapshot_by_id(snapshot_id)
+    if snapshot is None:
+        raise LakeError(f"{'.'.join(table.name())} has no snapshot {snapshot_id}")
+    # A metadata file names the snapshot current only if written at or after its commit.
+    for entry in sorted(table.metadata.metadata_log, key=lambda e: e.timestamp_ms):
+        if entry.timestamp_ms < snapshot.timestamp_ms:
+            continue
+        try:
+            meta = FromInputFile.table_metadata(table.io.new_input(entry.metadata_file))
+        except (OSError, FileNotFoundError):
+            continue  # removed by metadata retention
+        if meta.current_snapshot_id == snapshot_id:
+            return entry.metadata_file
+    raise LakeError(
+        f"snapshot {snapshot_id} of {'.'.join(table.name())} was never the current snapshot of "
+        "a metadata file still on record (an intermediate snapshot of a commit, or retained "
+        "metadata was removed); register it with register_iceberg(..., snapshot_id=...)"
+    )
 
 
 # -- our functions ----------------------------------------------------------------------------
