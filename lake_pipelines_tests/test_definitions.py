@@ -92,6 +92,22 @@ def test_one_partition_end_to_end_and_rerun(local_store: ObjectStore, tmp_path: 
         assert meta["dagster/partition_row_count"].value == days[1].valid.num_rows
         assert meta["rows_quarantined"].value == days[1].bad_rows
         assert meta["files_quarantined"].value == 1  # the truncated file of the last day
+        layers = {
+            "silver": (
+                result.asset_materializations_for_node("lake__silver__events"),
+                SPEC.table_name,
+            ),
+            "gold": (
+                result.asset_materializations_for_node("lake__gold__events_daily_metrics"),
+                metrics_table_name(SPEC),
+            ),
+        }
+        for layer, (layer_mats, name) in layers.items():
+            layer_meta = layer_mats[0].metadata
+            files = sql_catalog(local_store, db).load_table(name).inspect.data_files().to_pylist()
+            assert layer_meta["files"].value == len(files) > 0, layer
+            assert layer_meta["bytes"].value == sum(f["file_size_in_bytes"] for f in files), layer
+            assert layer_meta["rows_quarantined"].value == days[1].bad_rows, layer
     bronze = duckdb_hive(local_store.path(SPEC.bronze_prefix), COLUMNS)
     assert rows(bronze) == rows(days[1].valid)
     catalog = sql_catalog(local_store, db)

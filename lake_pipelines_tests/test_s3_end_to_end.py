@@ -303,7 +303,9 @@ def test_iceberg_properties_ask_rust_reader_for_path_style(
 
 
 def test_datafusion_reads_the_s3_lake_through_its_own_object_store(lakes: Lakes) -> None:
-    """Hive listing table and pyiceberg-core's provider, both through DataFusion's S3 store."""
+    """The Hive listing table through DataFusion's own S3 store (registered for the bucket);
+    pyiceberg-core's provider reads the Iceberg files with its own S3 client, configured from
+    the table's FileIO properties."""
     from lake_pipelines.lake.analytics import (
         SessionSettings,
         make_session,

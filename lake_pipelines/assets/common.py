@@ -10,6 +10,7 @@ import dagster as dg
 import pyarrow as pa
 
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake.storage import ObjectStore
 
 ROW_ACCOUNTING_CHECK = "row_accounting"
 CONTRACT_CHECK = "contract"
@@ -58,3 +59,16 @@ def per_day_table(rows: list[dict[str, object]]) -> dg.TableMetadataValue:
 
 def throughput(nbytes: int, seconds: float) -> float:
     return round(nbytes / (1 << 20) / seconds, 2) if seconds > 0 else 0.0
+
+
+def rows_quarantined(store: ObjectStore, spec: DatasetSpec, days: Sequence[date]) -> int:
+    """Rows of `days` held back in bronze's quarantine (so in no table downstream)."""
+    import pyarrow.compute as pc
+
+    from lake_pipelines.lake import quarantine
+
+    total = 0
+    for day in days:
+        kinds = quarantine.read(store, spec.name, day).column("kind")
+        total += pc.sum(pc.equal(kinds, "row")).as_py() or 0
+    return total

@@ -10,6 +10,7 @@ from lake_pipelines.assets.common import (
     days_of,
     partitions_for,
     per_day_table,
+    rows_quarantined,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.queries import GoldTable, gold_identifier, gold_tables_for
@@ -69,6 +70,10 @@ def build_gold_asset(
             "dagster/table_name": identifier,
             "dagster/column_schema": column_schema(gold.schema),
             "source_files_scanned": sum(r.source_files for r in reports),
+            "files": sum(r.files for r in reports),  # data files holding the days
+            "bytes": sum(r.bytes for r in reports),
+            # rows of these days quarantined in bronze, so in no aggregate
+            "rows_quarantined": rows_quarantined(store, spec, [r.day for r in reports]),
             "seconds": round(sum(r.seconds for r in reports), 3),
         }
         if len(reports) == 1:
@@ -76,7 +81,10 @@ def build_gold_asset(
             metadata["source_snapshot_id"] = str(reports[0].source_snapshot_id)
         else:
             metadata["per_day"] = per_day_table(
-                [{"day": r.day.isoformat(), "rows": r.rows} for r in reports]
+                [
+                    {"day": r.day.isoformat(), "rows": r.rows, "files": r.files, "bytes": r.bytes}
+                    for r in reports
+                ]
             )
         return dg.MaterializeResult(metadata=metadata)
 

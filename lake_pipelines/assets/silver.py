@@ -11,6 +11,7 @@ from lake_pipelines.assets.common import (
     days_of,
     partitions_for,
     per_day_table,
+    rows_quarantined,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.bronze import landing_dir
@@ -74,6 +75,9 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
             "snapshot_id": str(reports[-1].snapshot_id) if reports else "",
             # days whose source and bronze files were already committed as they are
             "days_unchanged": sum(r.unchanged for r in reports),
+            "files": sum(r.files for r in reports),  # data files holding the days
+            "bytes": sum(r.bytes for r in reports),
+            "rows_quarantined": rows_quarantined(store, spec, [r.day for r in reports]),
             "seconds": round(sum(r.seconds for r in reports), 3),
         }
         if len(reports) == 1:
@@ -84,6 +88,8 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
                     {
                         "day": r.day.isoformat(),
                         "rows": r.rows_committed,
+                        "files": r.files,
+                        "bytes": r.bytes,
                         "snapshot": str(r.snapshot_id),
                     }
                     for r in reports

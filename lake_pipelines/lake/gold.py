@@ -13,7 +13,7 @@ from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.analytics import SessionSettings, make_session, register_iceberg
 from lake_pipelines.lake.bronze import day_bounds
 from lake_pipelines.lake.iceberg_evolution import plan_evolution
-from lake_pipelines.lake.iceberg_tables import ensure_table, overwrite_partition
+from lake_pipelines.lake.iceberg_tables import ensure_table, files_of, overwrite_partition
 from lake_pipelines.lake.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.lake.silver import ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
@@ -31,6 +31,8 @@ class GoldReport:
     source_files: int
     snapshot_id: int
     seconds: float
+    files: int = 0  # data files holding the day after the commit
+    bytes: int = 0
 
 
 def metrics_table_name(spec: DatasetSpec) -> str:
@@ -76,6 +78,7 @@ def commit_gold_day(
         },
         evolution,
     )
+    day_files, day_bytes = files_of(table, EqualTo("day", day.isoformat()), snapshot_id)
     return GoldReport(
         gold_identifier(spec, gold),
         day,
@@ -84,6 +87,8 @@ def commit_gold_day(
         files,
         snapshot_id,
         time.perf_counter() - started,
+        files=day_files,
+        bytes=day_bytes,
     )
 
 

@@ -220,6 +220,12 @@ def partition_summary(table: Table, partition: str) -> tuple[int, dict[str, str]
 DAY_TAG_MAX_AGE = 30 * 24 * 3600 * 1000  # ms; expiry removes older day tags, then their snapshots
 
 
+def files_of(table: Table, row_filter: BooleanExpression, snapshot_id: int) -> tuple[int, int]:
+    """(data files, bytes) that hold rows matching `row_filter` at `snapshot_id`."""
+    tasks = list(table.scan(row_filter=row_filter, snapshot_id=snapshot_id).plan_files())
+    return len(tasks), sum(t.file.file_size_in_bytes for t in tasks)
+
+
 def day_tag(day: date) -> str:
     return f"day-{day.isoformat()}"
 

@@ -21,6 +21,7 @@ from lake_pipelines.lake.iceberg_tables import (
     DAY_TAG_MAX_AGE,
     day_tag,
     ensure_table,
+    files_of,
     overwrite_partition,
     partition_summary,
     point_tag,
@@ -42,6 +43,8 @@ class SilverReport:
     snapshot_id: int
     seconds: float
     unchanged: bool = False  # the same inputs were already committed: no new snapshot
+    files: int = 0  # data files holding the day after the commit
+    bytes: int = 0
 
 
 def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Table
@@ -150,6 +153,7 @@ def commit_day(
         point_tag(table, day_tag(day), previous[0], DAY_TAG_MAX_AGE)
         current = table.current_snapshot()
         assert current is not None
+        files, size = files_of(table, flt, current.snapshot_id)
         return SilverReport(
             spec.name,
             day,
@@ -159,6 +163,8 @@ def commit_day(
             current.snapshot_id,
             time.perf_counter() - started,
             unchanged=True,
+            files=files,
+            bytes=size,
         )
     snapshot_id = overwrite_partition(
         table, data, flt, summary, evolution, tag=(day_tag(day), DAY_TAG_MAX_AGE)
@@ -166,6 +172,7 @@ def commit_day(
     committed = table.scan(row_filter=flt, snapshot_id=snapshot_id).count()
     if committed != data.num_rows:
         raise RowAccountingError(f"{spec.table_name} {day}", data.num_rows, committed, 0)
+    files, size = files_of(table, flt, snapshot_id)
     return SilverReport(
         spec.name,
         day,
@@ -174,4 +181,6 @@ def commit_day(
         committed,
         snapshot_id,
         time.perf_counter() - started,
+        files=files,
+        bytes=size,
     )
