@@ -307,3 +307,20 @@ def test_files_rejected_whole_count_towards_the_quarantined_share(
     assert report.quarantined_share > EVENTS.quarantine_threshold
     local_store.delete([f"landing/events/{DAY}/good.csv"])
     assert ingest_day(local_store, EVENTS, DAY).quarantined_share == 1.0
+
+
+def test_a_rejected_row_claims_no_key(local_store: ObjectStore) -> None:
+    """The first o1 breaks the contract; the valid o1 after it is the day's o1."""
+    prefix = f"{ORDERS.landing_prefix}/{DAY}"
+    docs = [_order("o1", status="lost-in-space"), _order("o2"), _order("o1")]
+    local_store.write_bytes(f"{prefix}/a.json", json.dumps(docs).encode())
+    local_store.write_bytes(f"{prefix}/b.json", json.dumps([_order("o1")]).encode())
+    report = ingest_day(local_store, ORDERS, DAY)
+    q = quarantine.read(local_store, ORDERS.name, DAY).to_pylist()
+    got = sorted((r["source_file"].rsplit("/", 1)[-1], r["record"], r["column"]) for r in q)
+    assert got == [("a.json", 1, "status"), ("b.json", 1, "order_id")]
+    written = duckdb_hive(local_store.path(ORDERS.bronze_prefix), ["order_id", "status"])
+    assert sorted(written.to_pylist(), key=str) == sorted(
+        [{"order_id": "o1", "status": "paid"}, {"order_id": "o2", "status": "paid"}], key=str
+    )
+    assert report.rows_read == report.rows_written + report.rows_quarantined == 4

@@ -264,12 +264,16 @@ def validate(
             for i in np.flatnonzero(nulls):
                 add_reason(bad, int(i), f.name, f"{f.name} is null but required")
 
-    if unique is not None:
-        for i, (col, reason) in unique.duplicates(table).items():
-            add_reason(bad, i, col, reason)
-
     compiled = compile_contract(spec)
     _arrow_failures(table, compiled, bad)
     if compiled.pandera is not None:
         _pandera_failures(table, compiled.pandera, bad)
+
+    if unique is not None:  # last: a row rejected for another reason claims no key
+        rows = np.arange(table.num_rows)
+        if bad:
+            rows = np.setdiff1d(rows, np.fromiter(bad, dtype=np.int64, count=len(bad)))
+        candidates = table if len(rows) == table.num_rows else table.take(pa.array(rows))
+        for j, (col, reason) in unique.duplicates(candidates).items():
+            add_reason(bad, int(rows[j]), col, reason)
     return batch.drop(bad, source, lambda i: row_json(table, i))
