@@ -314,3 +314,55 @@ def test_percentile_sql_is_exact() -> None:
     assert empty.to_pylist() == [{"q": None}]
     ctx.register_record_batches("s", [pa.table({"p": [42.5]}).to_batches()])
     assert ctx.sql(f"SELECT {percentile_sql('p', 0.95)} AS q FROM s").to_pylist() == [{"q": 42.5}]
+
+
+def test_active_users_window_is_exactly_the_seven_days_ending_with_the_day() -> None:
+    """u_old (day D-7) and u_next (D+1) are outside; u_edge (first instant of D-6) is in."""
+    from datetime import UTC, datetime, timedelta
+
+    import dagster as dg
+
+    from lake_pipelines.assets import build_all_assets
+    from lake_pipelines.lake.queries import active_users_7d
+
+    day = date(2026, 11, 10)
+
+    def at(d: date, hour: int = 0) -> datetime:
+        return datetime(d.year, d.month, d.day, hour, tzinfo=UTC)
+
+    events = [
+        ("u_old", at(day - timedelta(days=7), 23)),
+        ("u_edge", at(day - timedelta(days=6))),
+        ("u_mid", at(day - timedelta(days=3), 12)),
+        ("u_day", at(day, 8)),
+        ("u_mid", at(day, 9)),
+        ("u_next", at(day + timedelta(days=1))),
+    ]
+    ctx = make_session(SessionSettings(2))
+    ctx.register_record_batches(
+        "source",
+        [
+            pa.table(
+                {
+                    "user_id": [u for u, _ in events],
+                    "ts": pa.array([t for _, t in events], pa.timestamp("us", "UTC")),
+                }
+            ).to_batches()
+        ],
+    )
+    (row,) = active_users_7d(ctx, day).to_pylist()
+    assert row == {
+        "day": day,
+        "active_users_7d": 3,  # u_edge, u_mid, u_day
+        "active_users_1d": 2,  # u_day, u_mid
+        "days_with_data": 3,
+    }
+    # and Dagster asks for the same seven silver days
+    (asset,) = [
+        a
+        for a in build_all_assets()
+        if a.key == dg.AssetKey(["lake", "gold", "events_active_users_7d"])
+    ]
+    mapping = asset.get_partition_mapping(dg.AssetKey(["lake", "silver", "events"]))
+    assert isinstance(mapping, dg.TimeWindowPartitionMapping)
+    assert (mapping.start_offset, mapping.end_offset) == (-6, 0)
