@@ -84,23 +84,28 @@ def case_table(case: dict[str, Any]) -> str:
     """A markdown table of one case."""
     work = case["timing"] == "work"
     head = "| engine | time s | x fastest speed | process wall s | CPU s | peak RSS MiB |"
-    head += " rows/s | input MiB/s | files out | runs |\n"
-    head += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    head += " x lowest RSS | rows/s | input MiB/s | files out | runs |\n"
+    head += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     lines = []
-    for r in summarise(case):
+    rows = summarise(case)
+    lowest = min((r.rss for r in rows if r.rss), default=None)
+    for r in rows:
         speed = (
             "-"
             if r.speed is None
             else ("**1.00** (fastest)" if r.speed >= 0.9999 else f"{r.speed:.2f}x")
         )
+        memory = "-" if not (r.rss and lowest) else f"{r.rss / lowest:.2f}x"
         label = r.label + (f" ⚠ {r.issue}" if r.issue else "")
         lines.append(
             f"| {label} | {_f(r.time, '.2f')} | {speed} | {_f(r.wall, '.2f')} | "
-            f"{_f(r.cpu, '.1f')} | {_f(r.rss, ',.0f')} | {_rate(r.rows_per_s)} | "
+            f"{_f(r.cpu, '.1f')} | {_f(r.rss, ',.0f')} | {memory} | {_rate(r.rows_per_s)} | "
             f"{_f(r.mib_per_s, '.1f')} | {'-' if r.files is None else r.files} | {r.runs} |"
         )
     for label, reason in case.get("unavailable", {}).items():
-        lines.append(f"| {label}: not available ({reason}) | - | - | - | - | - | - | - | - | 0 |")
+        lines.append(
+            f"| {label}: not available ({reason}) | - | - | - | - | - | - | - | - | - | 0 |"
+        )
     what = (
         "time = median in-process seconds of the task itself (after imports); process wall "
         "includes interpreter start-up and imports"
@@ -108,6 +113,10 @@ def case_table(case: dict[str, Any]) -> str:
         else "time = median wall seconds of the whole process(es), start-up included"
     )
     notes = [f"{r.label}: {r.note}" for r in summarise(case) if r.note]
+    what += (
+        "; x fastest speed = fastest time / this time (for the same input, also the ratio of "
+        "MiB/s); x lowest RSS = this peak RSS / the lowest of the table"
+    )
     tail = f"\n_{what}. Input: {case['rows']:,} rows"
     if case["input_bytes"]:
         tail += f", {case['input_bytes'] / MIB:,.0f} MiB"
