@@ -49,7 +49,7 @@ def _count_by_day(table: pa.Table, column: str) -> dict[str, int]:
 
 
 def _row(*cells: object) -> str:
-    widths = (10, 12, 11, 5, 11, 11, 9)
+    widths = (10, 12, 11, 5, 16, 14, 9, 9)
     first = f"  {cells[0]!s:<{widths[0]}}"
     return first + "".join(f" {c!s:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True))
 
@@ -81,10 +81,17 @@ def summary(store: ObjectStore, catalog_resource: IcebergCatalogResource) -> str
         lines.append(f"dataset {spec.name}")
         lines.append(
             _row(
-                "day", "landed files", "bronze rows", "files", "quarantined", "silver", "gold rows"
+                "day",
+                "landed files",
+                "bronze rows",
+                "files",
+                "quarantined rows",
+                "rejected files",
+                "silver",
+                "gold rows",
             )
         )
-        totals = [0, 0, 0, 0, 0, 0]
+        totals = [0, 0, 0, 0, 0, 0, 0]
         for day in days:
             landed = len(store.list_files(landing_dir(spec, day), suffixes=LANDING_SUFFIXES))
             files = store.list_files(bronze_dir(spec, day), suffixes=(".parquet",))
@@ -92,11 +99,13 @@ def summary(store: ObjectStore, catalog_resource: IcebergCatalogResource) -> str
                 pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
                 for f in files
             )
-            q = quarantine.read(store, spec.name, day).num_rows
+            kinds = quarantine.read(store, spec.name, day).column("kind").to_pylist()
+            q_rows, q_files = kinds.count("row"), kinds.count("file")
             s, g = silver_counts.get(day.isoformat(), 0), gold_counts.get(day.isoformat(), 0)
-            for i, v in enumerate((landed, rows, len(files), q, s, g)):
+            values = (landed, rows, len(files), q_rows, q_files, s, g)
+            for i, v in enumerate(values):
                 totals[i] += v
-            lines.append(_row(day.isoformat(), landed, rows, len(files), q, s, g))
+            lines.append(_row(day.isoformat(), *values))
         lines.append(_row("total", *totals))
         lines.append(f"  landing:    {store.uri(spec.landing_prefix)}")
         lines.append(f"  bronze:     {store.uri(spec.bronze_prefix)}  (Hive: year=/month=/day=)")
