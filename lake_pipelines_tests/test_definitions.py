@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from lake_pipelines.assets import build_all_assets
 from lake_pipelines.checks import CONTRACT_CHECK, ROW_ACCOUNTING_CHECK
@@ -167,9 +168,12 @@ def test_contract_check_blocks_downstream(local_store: ObjectStore, tmp_path: Pa
     assert not sql_catalog(local_store, tmp_path / "c.db").table_exists(SPEC.table_name)
 
 
-def _cli(args: list[str], lake: Path, home: Path) -> subprocess.CompletedProcess:
+def _cli(
+    args: list[str], lake: Path, home: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "LAKE_HOME": str(lake), "DAGSTER_HOME": str(home)}
     env.pop("LAKE_STORE_URL", None)
+    env.update(extra_env or {})
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return subprocess.run(
@@ -191,11 +195,15 @@ def _cli(args: list[str], lake: Path, home: Path) -> subprocess.CompletedProcess
 
 
 def test_cli_materializes_one_partition(tmp_path: Path) -> None:
-    lake = tmp_path / "lake"
+    """The lake and the catalog come from LAKE_STORE_URL / LAKE_CATALOG_URI (dg.EnvVar
+    fields of the resources), not from the LAKE_HOME default."""
+    lake, unused = tmp_path / "lake", tmp_path / "default-home"
     store = ObjectStore(str(lake))
     days = generate_events(store, START, days=1, rows_per_day=400, seed=2)
-    done = _cli(["--select", "*", "--partition", "2026-11-01"], lake, tmp_path / "dagster")
+    env = {"LAKE_STORE_URL": store.url, "LAKE_CATALOG_URI": f"sqlite:///{lake}/catalog.db"}
+    done = _cli(["--select", "*", "--partition", "2026-11-01"], unused, tmp_path / "dagster", env)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert not unused.exists()
     catalog = sql_catalog(store, lake / "catalog.db")
     silver = catalog.load_table(SPEC.table_name).scan().to_arrow()
     assert rows(silver, columns=COLUMNS) == rows(days[0].valid)
@@ -216,3 +224,23 @@ def test_cli_partition_range_is_one_run(tmp_path: Path) -> None:
     assert rows(bronze) == sorted(
         [r for d in days for r in rows(d.valid)], key=lambda r: r["event_id"]
     )
+
+
+def test_resource_fields_come_from_set_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lake_pipelines.definitions import build_definitions
+    from lake_pipelines.settings import ENV
+
+    monkeypatch.setenv("LAKE_STORE_URL", "s3://bucket/lake")
+    monkeypatch.setenv("LAKE_DF_BATCH_SIZE", "4096")
+    monkeypatch.delenv("LAKE_CATALOG_URI", raising=False)
+    resources = build_definitions().resources
+    url, batch = resources["object_store"].url, resources["datafusion"].batch_size
+    assert isinstance(url, dg.EnvVar) and url.env_var_name == "LAKE_STORE_URL"
+    assert isinstance(batch, dg.EnvVar) and batch.env_var_name == "LAKE_DF_BATCH_SIZE"
+    assert resources["iceberg"].uri == ""  # unset: the embedded default when a run starts
+    from lake_pipelines.definitions import _FIELDS_FROM_ENV
+
+    known = {var for var, _ in ENV.values()}
+    assert {v for fields in _FIELDS_FROM_ENV.values() for v in fields.values()} == known
