@@ -133,6 +133,7 @@ def test_parquet_is_written_on_purpose(local_store: ObjectStore, landed) -> None
     }
     assert columns["ts"].compression == "ZSTD"
     assert columns["ts"].statistics is not None and columns["ts"].statistics.has_min_max
+    assert all(c.has_column_index and c.has_offset_index for c in columns.values())  # page index
     assert "RLE_DICTIONARY" in columns["event_type"].encodings
     assert "RLE_DICTIONARY" in columns["properties.browser"].encodings
     assert "RLE_DICTIONARY" not in columns["event_id"].encodings
@@ -141,6 +142,11 @@ def test_parquet_is_written_on_purpose(local_store: ObjectStore, landed) -> None
     for i in range(meta.num_row_groups):
         ts = pq.ParquetFile(path).read_row_group(i, columns=["ts"]).column("ts").to_pylist()
         assert ts == sorted(ts)
+    # sized by bytes: half the bytes, about half the rows per group
+    big = meta.row_group(0).num_rows
+    report = ingest_day(local_store, SPEC, DAY, row_group_bytes=8 << 10)
+    small = pq.read_metadata(local_store.path(report.outputs[0].key)).row_group(0).num_rows
+    assert 1.7 < big / small < 2.3, (small, big)
 
 
 def test_hidden_and_temporary_landing_files_are_not_ingested(local_store: ObjectStore) -> None:
