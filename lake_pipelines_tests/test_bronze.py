@@ -179,3 +179,26 @@ def test_stale_staging_files_are_cleared_but_young_ones_kept(
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     ingest_day(local_store, SPEC, DAY)
     assert not os.path.exists(old) and os.path.exists(young)
+
+
+def test_a_column_encoding_from_the_spec_is_used(local_store: ObjectStore, landed) -> None:
+    from dataclasses import replace
+
+    from lake_pipelines.datasets.spec import ColumnCodec
+    from lake_pipelines.errors import ConfigError
+
+    codecs = {
+        **SPEC.codecs,
+        "ts": ColumnCodec(encoding="DELTA_BINARY_PACKED"),
+        "price": ColumnCodec(encoding="BYTE_STREAM_SPLIT"),
+    }
+    report = ingest_day(local_store, replace(SPEC, codecs=codecs), DAY)
+    meta = pq.read_metadata(local_store.path(report.outputs[0].key)).row_group(0)
+    encodings = {
+        meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)
+    }
+    assert "DELTA_BINARY_PACKED" in encodings["ts"] and "RLE_DICTIONARY" not in encodings["ts"]
+    assert "BYTE_STREAM_SPLIT" in encodings["price"]
+    assert "RLE_DICTIONARY" in encodings["event_type"]  # the others as before
+    with pytest.raises(ConfigError, match="either"):
+        ColumnCodec(encoding="PLAIN", dictionary=True)

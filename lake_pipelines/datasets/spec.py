@@ -23,12 +23,27 @@ UnknownColumns = Literal["evolve", "freeze", "discard_value"]
 
 @dataclass(frozen=True)
 class ColumnCodec:
-    """Parquet settings of one column; None means 'the writer default'."""
+    """Parquet settings of one column; None means 'the writer default'.
+
+    `encoding` (e.g. ``DELTA_BINARY_PACKED``, ``BYTE_STREAM_SPLIT``) replaces dictionary
+    encoding for the column; asking for both is an error.
+    """
 
     compression: str | None = None
     compression_level: int | None = None
     encoding: str | None = None
     dictionary: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.encoding and self.dictionary:
+            from lake_pipelines.errors import ConfigError
+
+            raise ConfigError(
+                "ColumnCodec.encoding",
+                self.encoding,
+                "with dictionary=True: a column is either dictionary-encoded or uses the given "
+                "encoding; drop one of the two",
+            )
 
 
 @dataclass(frozen=True)

@@ -64,12 +64,12 @@ def writer_options(spec: DatasetSpec, schema: pa.Schema | None = None) -> dict[s
             level = codec.compression_level if codec and codec.compression_level else None
             if compression[leaf] in ("zstd", "gzip", "brotli"):
                 levels[leaf] = level or DEFAULT_LEVEL
-            # Dictionary encoding is on unless the spec says no: pyarrow falls back to plain
-            # pages by itself when a dictionary grows too big.
-            if codec is None or codec.dictionary is not False:
-                dictionary.append(leaf)
-            if codec and codec.encoding and (codec.dictionary is False):
+            # Dictionary encoding is on unless the spec says no or names another encoding:
+            # pyarrow falls back to plain pages by itself when a dictionary grows too big.
+            if codec and codec.encoding:
                 encodings[leaf] = codec.encoding
+            elif codec is None or codec.dictionary is not False:
+                dictionary.append(leaf)
     opts: dict[str, Any] = {
         "compression": compression,
         "use_dictionary": dictionary,
