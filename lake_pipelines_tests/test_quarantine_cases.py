@@ -324,3 +324,31 @@ def test_a_rejected_row_claims_no_key(local_store: ObjectStore) -> None:
         [{"order_id": "o1", "status": "paid"}, {"order_id": "o2", "status": "paid"}], key=str
     )
     assert report.rows_read == report.rows_written + report.rows_quarantined == 4
+
+
+def test_raw_is_the_landed_text_of_the_rejected_row(local_store: ObjectStore) -> None:
+    """Conversion and contract rejects carry the row as it was landed (CSV records with a
+    quoted line break included), not a re-rendering of the parsed values."""
+    bad_ts = _row("r1", ts="yesterday-ish").rstrip("\n")
+    bad_type = _row("r2", event_type="teleport").rstrip("\n")
+    multi = _row("r3", event_type="teleport", url='"https://x/a\nb"').rstrip("\n")
+    body = HEADER + "\n".join([bad_ts, _row("ok1").rstrip("\n"), bad_type, multi]) + "\n"
+    local_store.write_bytes(f"landing/events/{DAY}/raw.csv", body.encode())
+    ndjson_bad = (
+        '{"event_id": "r4", "ts": "2026-11-05T10:00:00Z", "user_id": "u",'
+        ' "session_id": "s", "event_type": "teleport"}'
+    )
+    ndjson = '{"event_id": "ok2", "ts": "2026-11-05T11:00:00Z", "user_id": "u", "session_id": "s", "event_type": "click"}'
+    local_store.write_bytes(
+        f"landing/events/{DAY}/raw.ndjson", f"{ndjson}\n\n{ndjson_bad}\n".encode()
+    )
+    report = ingest_day(local_store, EVENTS, DAY)
+    assert report.rows_written == 2 and report.rows_quarantined == 4
+    q = quarantine.read(local_store, EVENTS.name, DAY).to_pylist()
+    raw = {(r["source_file"].rsplit("/", 1)[-1], r["line"]): r["raw"] for r in q}
+    assert raw == {
+        ("raw.csv", 2): bad_ts,
+        ("raw.csv", 4): bad_type,
+        ("raw.csv", 5): multi,
+        ("raw.ndjson", 3): ndjson_bad,
+    }

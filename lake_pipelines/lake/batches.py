@@ -36,13 +36,15 @@ class Batch:
     """Converted rows of one block, plus the block's rejects.
 
     ``row_lines`` works out, on demand, the source line of every row of ``table`` (only
-    needed when some of them are rejected later).
+    needed when some of them are rejected later); ``row_text`` gives a row's source text as
+    it was landed (the quarantine's ``raw``), also only when asked.
     """
 
     table: pa.Table
     rejects: list[Reject] = field(default_factory=list)
     row_lines: Callable[[], np.ndarray] | None = None
     numbers_are_records: bool = False
+    row_text: Callable[[int], str] | None = None
 
     @property
     def rows_read(self) -> int:
@@ -55,20 +57,29 @@ class Batch:
         if not bad:
             return self
         lines = self.row_lines() if self.row_lines is not None else None
+        text = self.row_text or raw
         rejects = list(self.rejects)
         for i in sorted(bad):
             col, reason = bad[i]
             n = int(lines[i]) if lines is not None and i < len(lines) else None
             if self.numbers_are_records:
-                rejects.append(Reject(source, None, col, reason, raw(i), record=n))
+                rejects.append(Reject(source, None, col, reason, text(i)[:2000], record=n))
             else:
-                rejects.append(Reject(source, n, col, reason, raw(i)))
+                rejects.append(Reject(source, n, col, reason, text(i)[:2000]))
         keep = np.ones(self.table.num_rows, dtype=bool)
         keep[list(bad)] = False
-        parent = self.row_lines
+        parent, parent_text = self.row_lines, self.row_text
         kept_lines = (lambda: parent()[keep]) if parent is not None else None
+        kept_text = None
+        if parent_text is not None:
+            kept_rows = np.flatnonzero(keep)
+            kept_text = lambda j: parent_text(int(kept_rows[j]))  # noqa: E731
         return Batch(
-            self.table.filter(pa.array(keep)), rejects, kept_lines, self.numbers_are_records
+            self.table.filter(pa.array(keep)),
+            rejects,
+            kept_lines,
+            self.numbers_are_records,
+            kept_text,
         )
 
 

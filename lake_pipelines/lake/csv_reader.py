@@ -141,6 +141,7 @@ class _CsvChunk:
     def __init__(self, data: bytes, first_line: int, dialect: CsvDialect, ncols: int) -> None:
         self.data, self.first_line, self.dialect, self.ncols = data, first_line, dialect, ncols
         self._map: tuple[np.ndarray, np.ndarray] | None = None
+        self._spans: tuple[np.ndarray, np.ndarray] | None = None  # good records' byte ranges
 
     def _records(self) -> tuple[np.ndarray, np.ndarray]:
         """(start line of every non-empty record, whether its field count is right)."""
@@ -162,7 +163,16 @@ class _CsvChunk:
             # reduceat over an empty trailing slice repeats the element; empty records are blank.
             ok = (dcount + 1) == self.ncols
             self._map = (lines[nonblank], ok[nonblank])
+            good = ok & nonblank
+            self._spans = (starts[good], np.asarray(ends, dtype=np.int64)[good])
         return self._map
+
+    def good_row_text(self, i: int) -> str:
+        """The landed text of the i-th well-formed record (a quoted value may span lines)."""
+        self._records()
+        assert self._spans is not None
+        start, end = self._spans[0][i], self._spans[1][i]
+        return self.data[start:end].decode("utf-8", errors="replace").rstrip("\r")
 
     def good_row_lines(self) -> np.ndarray:
         lines, ok = self._records()
@@ -255,8 +265,10 @@ def _parse_csv_chunk(
             rejects.append(
                 Reject(key, ln, None, f"expected {len(names)} fields, found {got}", text[:2000])
             )
-    batch = _to_schema(table, key, spec, unknown, chunk.good_row_lines, raw_text=True)
-    return Batch(batch.table, rejects + batch.rejects, batch.row_lines)
+    batch = _to_schema(
+        table, key, spec, unknown, chunk.good_row_lines, raw_text=True, row_text=chunk.good_row_text
+    )
+    return Batch(batch.table, rejects + batch.rejects, batch.row_lines, row_text=batch.row_text)
 
 
 def _count_fields(text: str, dialect: CsvDialect) -> int:
@@ -286,6 +298,7 @@ def _to_schema(
     unknown: list[str],
     row_lines: Callable[[], np.ndarray],
     raw_text: bool,
+    row_text: Callable[[int], str] | None = None,
 ) -> Batch:
     """Convert string columns to the spec's types; failing rows become rejects."""
     bad: dict[int, tuple[str | None, str]] = {}
@@ -328,4 +341,5 @@ def _to_schema(
         # kept as text; silver adds them to the table (the Iceberg schema evolves)
         for col in unknown:
             out = out.append_column(pa.field(col, pa.string()), table.column(col))
-    return Batch(out, [], row_lines).drop(bad, key, lambda i: row_json(table, i))
+    batch = Batch(out, [], row_lines, row_text=row_text)
+    return batch.drop(bad, key, lambda i: row_json(table, i))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -73,14 +73,32 @@ def _read_ndjson(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterat
         line += data.count(b"\n")
 
 
-def _block_lines(data: bytes, first_line: int) -> np.ndarray:
-    """Line numbers of the non-blank lines of a block (only worked out when needed)."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(buf == 10)
-    starts = np.concatenate([[0], ends + 1])
-    stops = np.concatenate([ends, [len(buf)]])
-    keep = [bool(data[a:b].strip()) for a, b in zip(starts, stops, strict=True)]
-    return first_line + np.flatnonzero(np.array(keep, dtype=bool))
+class _NdjsonBlock:
+    """Where each record (non-blank line) of a block is: its line number and its text."""
+
+    def __init__(self, data: bytes, first_line: int) -> None:
+        self.data, self.first_line = data, first_line
+        self._spans: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _records(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._spans is None:
+            buf = np.frombuffer(self.data, dtype=np.uint8)
+            ends = np.flatnonzero(buf == 10)
+            starts = np.concatenate([[0], ends + 1])
+            stops = np.concatenate([ends, [len(buf)]])
+            keep = np.array(
+                [bool(self.data[a:b].strip()) for a, b in zip(starts, stops, strict=True)],
+                dtype=bool,
+            )
+            self._spans = (np.flatnonzero(keep), starts[keep], stops[keep])
+        return self._spans
+
+    def lines(self) -> np.ndarray:
+        return self.first_line + self._records()[0]
+
+    def text(self, i: int) -> str:
+        _, starts, stops = self._records()
+        return self.data[starts[i] : stops[i]].decode("utf-8", errors="replace").rstrip("\r")
 
 
 def _check_utf8(data: bytes, first_line: int, key: str) -> None:
@@ -100,7 +118,8 @@ def _parse_ndjson_block(data: bytes, first_line: int, key: str, spec: DatasetSpe
     _check_utf8(data, first_line, key)
     try:
         table = _read_bytes(data, nullable_schema(spec.schema), _unexpected(spec), threaded=True)
-        return Batch(table, [], lambda: _block_lines(data, first_line), False)
+        block = _NdjsonBlock(data, first_line)
+        return Batch(table, [], block.lines, False, block.text)
     except pa.ArrowInvalid:
         pass
     lines = data.split(b"\n")
@@ -221,8 +240,16 @@ def parse_records(
     """Convert JSON records (one per item of `lines`; `numbers` their line/record numbers)."""
     schema = nullable_schema(spec.schema)
     unexpected = _unexpected(spec)
+
+    def text_of(indexes: list[int] | None) -> Callable[[int], str]:
+        def text(j: int) -> str:
+            return lines[j if indexes is None else indexes[j]].decode("utf-8", errors="replace")
+
+        return text
+
     try:
-        return Batch(_read(lines, schema, unexpected), [], lambda: numbers, records)
+        table = _read(lines, schema, unexpected)
+        return Batch(table, [], lambda: numbers, records, text_of(None))
     except pa.ArrowInvalid:
         pass
     rejects: list[Reject] = []
@@ -273,7 +300,7 @@ def parse_records(
     )
     good_numbers = numbers[np.array(good, dtype=np.int64)] if good else np.array([], np.int64)
     rejects.sort(key=lambda r: r.line or r.record or 0)
-    return Batch(table, rejects, lambda: good_numbers, records)
+    return Batch(table, rejects, lambda: good_numbers, records, text_of(good))
 
 
 def _repair(value: dict[str, Any], spec: DatasetSpec) -> tuple[dict[str, Any], tuple | None]:
