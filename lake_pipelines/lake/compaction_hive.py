@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake_pipelines.datasets.spec import CompactionPolicy, DatasetSpec
+from lake_pipelines.lake.batches import ordered_map
 from lake_pipelines.lake.compaction import (
     OUTPUT_PREFIX,
     CompactionError,
@@ -59,6 +60,10 @@ from lake_pipelines.lake.parquet import (
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
 
 JOURNAL_NAME = "_compaction.json"
+# Files up to this size are read whole, PARALLEL_READS at a time (opening a tiny file costs
+# about a millisecond, mostly waiting); bigger ones stream batch by batch, one at a time.
+PARALLEL_READ_BYTES = 4 << 20
+PARALLEL_READS = 4
 FOOTER_READERS = 8
 
 
@@ -331,8 +336,21 @@ def _bin_tables(
             lows = [pa.scalar(f.key_min, type=schema.field(key).type) for f in order]
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
             order, lows = list(files), None
-    for i, f in enumerate(order):
-        for table in parquet_tables(store, store.path(f.path), schema, partition):
+
+    def read_small(f: FileStat) -> list[pa.Table] | None:
+        """A small file whole (on the shared pool, several at a time); None: stream it."""
+        if f.size > PARALLEL_READ_BYTES:
+            return None
+        return list(parquet_tables(store, store.path(f.path), schema, partition))
+
+    read = ordered_map(read_small, order, in_flight=PARALLEL_READS)
+    for i, (f, whole) in enumerate(zip(order, read, strict=True)):
+        tables = (
+            whole
+            if whole is not None
+            else parquet_tables(store, store.path(f.path), schema, partition)
+        )
+        for table in tables:
             if lows is None or key is None:
                 yield table, None
                 continue
