@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import date
@@ -244,3 +245,11 @@ def test_resource_fields_come_from_set_environment_variables(
 
     known = {var for var, _ in ENV.values()}
     assert {v for fields in _FIELDS_FROM_ENV.values() for v in fields.values()} == known
+
+
+def test_env_example_lists_every_setting_and_secret() -> None:
+    from lake_pipelines.settings import ENV, SECRETS
+
+    text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))
+    assert {var for var, _ in ENV.values()} | set(SECRETS.values()) <= listed
