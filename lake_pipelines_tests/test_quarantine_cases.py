@@ -352,3 +352,18 @@ def test_raw_is_the_landed_text_of_the_rejected_row(local_store: ObjectStore) ->
         ("raw.csv", 5): multi,
         ("raw.ndjson", 3): ndjson_bad,
     }
+
+
+def test_two_json_objects_on_one_line_do_not_break_rejects(local_store: ObjectStore) -> None:
+    """pyarrow reads both objects of the line; our line map then cannot place rows, so a
+    contract reject after them goes to quarantine without a line instead of failing the day."""
+    doc = (
+        '{"event_id":"%s","ts":"2026-11-05T10:00:00Z","user_id":"u","session_id":"s",'
+        '"event_type":"%s"}'
+    )
+    body = doc % ("j1", "click") + doc % ("j2", "click") + "\n" + doc % ("j3", "teleport") + "\n"
+    local_store.write_bytes(f"landing/events/{DAY}/two.ndjson", body.encode())
+    report = ingest_day(local_store, EVENTS, DAY)
+    assert report.rows_read == 3 and report.rows_written == 2 and report.rows_quarantined == 1
+    (q,) = quarantine.read(local_store, EVENTS.name, DAY).to_pylist()
+    assert q["column"] == "event_type" and '"j3"' in q["raw"] and q["line"] in (None, 2)

@@ -261,3 +261,23 @@ def test_a_broken_json_array_element_is_a_file_error(local_store: ObjectStore) -
     local_store.write_bytes("landing/b.json", body)
     with pytest.raises(SourceFileError, match=r"landing/b\.json.*record 2"):
         list(read_file(local_store, "landing/b.json", orders, block_bytes=256))
+
+
+def test_a_csv_record_our_scan_cannot_place_still_loads_and_rejects_cleanly(
+    local_store: ObjectStore,
+) -> None:
+    """A stray quote inside an unquoted value: our record scan and pyarrow disagree. Rows
+    still load, rejects keep their column, reason and a rendering of the row; only the line
+    (unknown) is left out rather than guessed."""
+    body = (
+        HEADER
+        + 'e1,2026-11-01T10:00:00Z,u1,s1,click,5" screen,1.5,,\n'
+        + "e2,2026-11-01T10:00:00Z,u2,s2,click,x,abc,,\n"
+        + 'e3,2026-11-01T10:00:00Z,u3,s3,click,10" tv,1.5,,\n'
+        + "e4,2026-11-01T10:00:00Z,u4,s4,click,x,zzz,,\n"
+    )
+    good, rejects = _read(local_store, "landing/q.csv", body.encode())
+    assert [r["event_id"] for r in good] == ["e1", "e3"]
+    assert [r.column for r in rejects] == ["price", "price"]
+    assert sorted(("e2" in r.raw, "e4" in r.raw) for r in rejects) == [(False, True), (True, False)]
+    assert all(r.line in (None, 3, 5) for r in rejects)

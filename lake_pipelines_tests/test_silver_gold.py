@@ -141,3 +141,7 @@ def test_a_corrected_file_of_the_same_size_is_committed_again(
         prices = table.scan(row_filter=day_filter(SPEC, day)).to_arrow().column("price")
         assert prices.to_pylist() == [float(price)]
     assert not committed.unchanged
+    # the same file ingested again: bronze rewrites the same bytes (new mtime), silver knows it
+    report = ingest_day(local_store, SPEC, day)
+    again = commit_day(local_store, local_catalog, SPEC, day, "r", report.sources)
+    assert again.unchanged and again.snapshot_id == committed.snapshot_id

@@ -44,7 +44,7 @@ class Batch:
     rejects: list[Reject] = field(default_factory=list)
     row_lines: Callable[[], np.ndarray] | None = None
     numbers_are_records: bool = False
-    row_text: Callable[[int], str] | None = None
+    row_text: Callable[[int], str | None] | None = None
 
     @property
     def rows_read(self) -> int:
@@ -57,19 +57,31 @@ class Batch:
         if not bad:
             return self
         lines = self.row_lines() if self.row_lines is not None else None
-        text = self.row_text or raw
+        if lines is not None and len(lines) != self.table.num_rows:
+            lines = None  # the mapping to source lines is unknown for this block
+
+        def text(i: int) -> str:
+            landed = self.row_text(i) if self.row_text is not None else None
+            return (landed if landed is not None else raw(i))[:2000]
+
         rejects = list(self.rejects)
         for i in sorted(bad):
             col, reason = bad[i]
-            n = int(lines[i]) if lines is not None and i < len(lines) else None
+            n = int(lines[i]) if lines is not None else None
             if self.numbers_are_records:
-                rejects.append(Reject(source, None, col, reason, text(i)[:2000], record=n))
+                rejects.append(Reject(source, None, col, reason, text(i), record=n))
             else:
-                rejects.append(Reject(source, n, col, reason, text(i)[:2000]))
+                rejects.append(Reject(source, n, col, reason, text(i)))
         keep = np.ones(self.table.num_rows, dtype=bool)
         keep[list(bad)] = False
         parent, parent_text = self.row_lines, self.row_text
-        kept_lines = (lambda: parent()[keep]) if parent is not None else None
+
+        def lines_of_kept() -> np.ndarray:
+            assert parent is not None
+            got = parent()
+            return got[keep] if len(got) == len(keep) else np.zeros(0, dtype=np.int64)
+
+        kept_lines = lines_of_kept if parent is not None else None
         kept_text = None
         if parent_text is not None:
             kept_rows = np.flatnonzero(keep)

@@ -59,7 +59,7 @@ def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Ta
 
 def _fingerprint(spec: DatasetSpec, summary: dict[str, object], schema: pa.Schema) -> str:
     """What a day's commit was made from: sources (path, size, etag), bronze files (key, size,
-    etag or mtime), schema."""
+    content hash), schema."""
     basis = json.dumps(
         [summary["source-files"], summary["bronze-files"], str(schema), spec.partitioning],
         sort_keys=True,
@@ -68,18 +68,25 @@ def _fingerprint(spec: DatasetSpec, summary: dict[str, object], schema: pa.Schem
     return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
-def read_bronze(store: ObjectStore, spec: DatasetSpec, keys: list[str]) -> pa.Table:
+def read_bronze(
+    store: ObjectStore, spec: DatasetSpec, keys: list[str], digests: dict[str, str] | None = None
+) -> pa.Table:
     """Bronze files as the spec's current schema: columns renamed by a `SchemaChange` since
     the file was written are read under their new name, columns added since read as null.
 
     In ``evolve`` mode, columns the spec does not know (kept by ingestion) come along too,
-    after the spec's columns.
+    after the spec's columns. `digests`, if given, receives a hash of each file's bytes (bronze
+    writes the same bytes for the same rows, so a re-run that changed nothing keeps them).
     """
     target = file_schema(spec)
     renames = {c.column: c.to for c in spec.schema_changes if c.kind == "rename"}
     tables = []
     for key in keys:
-        table = pq.read_table(store.path(key), filesystem=store.arrow_fs)
+        with store.arrow_fs.open_input_file(store.path(key)) as f:
+            raw = f.read_buffer()
+        if digests is not None:
+            digests[key] = hashlib.blake2b(memoryview(raw), digest_size=16).hexdigest()
+        table = pq.read_table(pa.BufferReader(raw))
         table = table.rename_columns([renames.get(n, n) for n in table.column_names])
         for f in target:
             if f.name not in table.column_names:
@@ -118,7 +125,8 @@ def commit_day(
     started = time.perf_counter()
     table = ensure_silver_table(catalog, spec)
     files = store.list_files(bronze_dir(spec, day), suffixes=(".parquet",))
-    data = read_bronze(store, spec, [f.key for f in files])
+    digests: dict[str, str] = {}
+    data = read_bronze(store, spec, [f.key for f in files], digests)
     if spec.sort_by:
         data = data.sort_by([(c, "ascending") for c in spec.sort_by])
     flt = day_filter(spec, day)
@@ -127,9 +135,10 @@ def commit_day(
         "partition": day.isoformat(),
         "rows": str(data.num_rows),
         "source-files": [{"path": s.key, "size": s.size, "etag": s.etag} for s in (sources or [])],
-        # mtime or ETag: a bronze file rewritten with the same name and size (a corrected
-        # value) must not pass for the one committed before
-        "bronze-files": [[f.key, f.size, f.etag or f.mtime] for f in files],
+        # with a hash of the bytes: a bronze file rewritten with the same name and size (a
+        # corrected value) must not pass for the one committed before, while a re-run of the
+        # same inputs (same bytes, new mtime) still does
+        "bronze-files": [[f.key, f.size, digests[f.key]] for f in files],
     }
     # evolve mode: the day's unknown columns join the schema the table must have
     wanted = pa.schema([*spec.schema, *(f for f in data.schema if f.name not in spec.schema.names)])
