@@ -202,3 +202,5 @@ def test_a_column_encoding_from_the_spec_is_used(local_store: ObjectStore, lande
     assert "RLE_DICTIONARY" in encodings["event_type"]  # the others as before
     with pytest.raises(ConfigError, match="either"):
         ColumnCodec(encoding="PLAIN", dictionary=True)
+    with pytest.raises(ConfigError, match="dictionary=True instead"):
+        ColumnCodec(encoding="RLE_DICTIONARY")

@@ -21,6 +21,19 @@ LandingFormat = Literal["csv", "ndjson"]
 UnknownColumns = Literal["evolve", "freeze", "discard_value"]
 
 
+# Column encodings pyarrow's writer takes by name (dictionary encoding is `dictionary=True`).
+PARQUET_ENCODINGS = frozenset(
+    {
+        "PLAIN",
+        "RLE",
+        "DELTA_BINARY_PACKED",
+        "DELTA_LENGTH_BYTE_ARRAY",
+        "DELTA_BYTE_ARRAY",
+        "BYTE_STREAM_SPLIT",
+    }
+)
+
+
 @dataclass(frozen=True)
 class ColumnCodec:
     """Parquet settings of one column; None means 'the writer default'.
@@ -35,9 +48,16 @@ class ColumnCodec:
     dictionary: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.encoding and self.dictionary:
-            from lake_pipelines.errors import ConfigError
+        from lake_pipelines.errors import ConfigError
 
+        if self.encoding and self.encoding not in PARQUET_ENCODINGS:
+            raise ConfigError(
+                "ColumnCodec.encoding",
+                self.encoding,
+                f"not one of {sorted(PARQUET_ENCODINGS)} (for dictionary encoding, say "
+                "dictionary=True instead)",
+            )
+        if self.encoding and self.dictionary:
             raise ConfigError(
                 "ColumnCodec.encoding",
                 self.encoding,

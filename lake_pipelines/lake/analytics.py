@@ -173,13 +173,14 @@ def register_iceberg_provider(
             was an intermediate snapshot of a commit, or its metadata file was removed); read
             it with `register_iceberg(..., snapshot_id=...)`, which plans any snapshot.
     """
-    _replace(ctx, name)
     if snapshot_id is None or snapshot_id == table.metadata.current_snapshot_id:
+        _replace(ctx, name)
         ctx.register_table(name, table)
         return
     from pyiceberg_core.datafusion import IcebergDataFusionTable
 
-    location = metadata_file_of(table, snapshot_id)
+    location = metadata_file_of(table, snapshot_id)  # may raise: keep `name` as it was
+    _replace(ctx, name)
     provider = IcebergDataFusionTable(
         identifier=table.name(), metadata_location=location, file_io_properties=table.io.properties
     )
