@@ -99,8 +99,7 @@ def summary(store: ObjectStore, catalog_resource: IcebergCatalogResource) -> str
                 pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
                 for f in files
             )
-            kinds = quarantine.read(store, spec.name, day).column("kind").to_pylist()
-            q_rows, q_files = kinds.count("row"), kinds.count("file")
+            q_rows, q_files = quarantine.counts(store, spec.name, day)
             s, g = silver_counts.get(day.isoformat(), 0), gold_counts.get(day.isoformat(), 0)
             values = (landed, rows, len(files), q_rows, q_files, s, g)
             for i, v in enumerate(values):

@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 
+from lake_pipelines import settings
 from lake_pipelines.assets import build_all_assets
 from lake_pipelines.assets.maintenance import build_maintenance
 from lake_pipelines.assets.snapshot_maintenance import build_all_snapshot_maintenance
@@ -16,28 +17,32 @@ from lake_pipelines.resources import (
     ObjectStoreResource,
 )
 
-# resource field → the environment variable behind it (settings.ENV names them all)
-_FIELDS_FROM_ENV = {
+# resource field → the setting behind it (settings.ENV names its environment variable)
+_FIELD_SETTINGS = {
     "object_store": {
-        "url": "LAKE_STORE_URL",
-        "endpoint_url": "LAKE_S3_ENDPOINT_URL",
-        "region": "LAKE_S3_REGION",
-        "allow_http": "LAKE_S3_ALLOW_HTTP",
-        "addressing_style": "LAKE_S3_ADDRESSING_STYLE",
-        "max_attempts": "LAKE_S3_MAX_ATTEMPTS",
+        "url": "store_url",
+        "endpoint_url": "s3_endpoint_url",
+        "region": "s3_region",
+        "allow_http": "s3_allow_http",
+        "addressing_style": "s3_addressing_style",
+        "max_attempts": "s3_max_attempts",
     },
     "iceberg": {
-        "name": "LAKE_CATALOG_NAME",
-        "type": "LAKE_CATALOG_TYPE",
-        "uri": "LAKE_CATALOG_URI",
-        "warehouse": "LAKE_WAREHOUSE",
+        "name": "catalog_name",
+        "type": "catalog_type",
+        "uri": "catalog_uri",
+        "warehouse": "warehouse",
     },
     "datafusion": {
-        "target_partitions": "LAKE_DF_TARGET_PARTITIONS",
-        "batch_size": "LAKE_DF_BATCH_SIZE",
-        "memory_limit": "LAKE_DF_MEMORY_LIMIT",
-        "spill_dir": "LAKE_DF_SPILL_DIR",
+        "target_partitions": "df_target_partitions",
+        "batch_size": "df_batch_size",
+        "memory_limit": "df_memory_limit",
+        "spill_dir": "df_spill_dir",
     },
+}
+_FIELDS_FROM_ENV = {
+    resource: {f: settings.ENV[setting][0] for f, setting in fields.items()}
+    for resource, fields in _FIELD_SETTINGS.items()
 }
 
 

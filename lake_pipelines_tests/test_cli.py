@@ -61,7 +61,7 @@ def test_summary_counts_each_layer_from_the_lake(small_lake, capsys) -> None:
             row_filter=f"ts >= '{day}T00:00:00+00:00' AND ts < '{day}T23:59:59.999999+00:00'"
         )
         assert silver_rows == day_rows.count() == d.valid.num_rows
-    assert sum(d.bad_files for d in days) == 1  # the sample's truncated file is counted as a file
+    assert sum(d.bad_files for d in days) == 1  # the sample lands one truncated file: counted above
 
 
 def test_history_and_scans_as_of_a_tag_or_snapshot(small_lake, capsys) -> None:

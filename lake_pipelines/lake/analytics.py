@@ -200,7 +200,7 @@ def metadata_file_of(table: Table, snapshot_id: int) -> str:
             continue
         try:
             meta = FromInputFile.table_metadata(table.io.new_input(entry.metadata_file))
-        except (OSError, FileNotFoundError):
+        except OSError:
             continue  # removed by metadata retention
         if meta.current_snapshot_id == snapshot_id:
             return entry.metadata_file

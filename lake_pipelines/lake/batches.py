@@ -37,14 +37,16 @@ class Batch:
 
     ``row_lines`` works out, on demand, the source line of every row of ``table`` (only
     needed when some of them are rejected later); ``row_text`` gives a row's source text as
-    it was landed (the quarantine's ``raw``), also only when asked.
+    it was landed (the quarantine's ``raw``), also only when asked. Both come from the same
+    scan of the source: when that scan does not find one record per row (pyarrow and our
+    scan can disagree about odd input), `drop` trusts neither.
     """
 
     table: pa.Table
     rejects: list[Reject] = field(default_factory=list)
     row_lines: Callable[[], np.ndarray] | None = None
     numbers_are_records: bool = False
-    row_text: Callable[[int], str | None] | None = None
+    row_text: Callable[[int], str] | None = None
 
     @property
     def rows_read(self) -> int:
@@ -58,11 +60,11 @@ class Batch:
             return self
         lines = self.row_lines() if self.row_lines is not None else None
         if lines is not None and len(lines) != self.table.num_rows:
-            lines = None  # the mapping to source lines is unknown for this block
+            lines = None  # the scan did not place the rows: lines and text are unknown
+        landed = self.row_text if lines is not None else None
 
         def text(i: int) -> str:
-            landed = self.row_text(i) if self.row_text is not None else None
-            return (landed if landed is not None else raw(i))[:2000]
+            return (landed(i) if landed is not None else raw(i))[:2000]
 
         rejects = list(self.rejects)
         for i in sorted(bad):

@@ -142,7 +142,6 @@ class _CsvChunk:
         self.data, self.first_line, self.dialect, self.ncols = data, first_line, dialect, ncols
         self._map: tuple[np.ndarray, np.ndarray] | None = None
         self._spans: tuple[np.ndarray, np.ndarray] | None = None  # good records' byte ranges
-        self.rows: int | None = None  # rows pyarrow parsed: the mapping must have as many
 
     def _records(self) -> tuple[np.ndarray, np.ndarray]:
         """(start line of every non-empty record, whether its field count is right)."""
@@ -168,24 +167,18 @@ class _CsvChunk:
             self._spans = (starts[good], np.asarray(ends, dtype=np.int64)[good])
         return self._map
 
-    def good_row_text(self, i: int) -> str | None:
-        """The landed text of the i-th well-formed record (a quoted value may span lines);
-        None when the scan and pyarrow disagree about the records."""
-        if not self._aligned():
-            return None
+    def good_row_text(self, i: int) -> str:
+        """The landed text of the i-th well-formed record (a quoted value may span lines)."""
+        self._records()
         assert self._spans is not None
         start, end = self._spans[0][i], self._spans[1][i]
         return self.data[start:end].decode("utf-8", errors="replace").rstrip("\r")
 
-    def _aligned(self) -> bool:
-        """Whether our scan found the records pyarrow parsed (a stray quote inside an
-        unquoted value, say, can make the two disagree: then lines and text are unknown)."""
-        _, ok = self._records()
-        return self.rows is None or int(ok.sum()) == self.rows
-
     def good_row_lines(self) -> np.ndarray:
+        """Lines of the well-formed records; pyarrow may see other records than this scan
+        (a stray quote inside an unquoted value, say), which `Batch.drop` notices."""
         lines, ok = self._records()
-        return lines[ok] if self._aligned() else np.zeros(0, dtype=np.int64)
+        return lines[ok]
 
     def bad_row_lines(self) -> np.ndarray:
         lines, ok = self._records()
@@ -266,7 +259,6 @@ def _parse_csv_chunk(
             raise SourceFileError(key, "not valid UTF-8 text", line=first_bad) from exc
         raise SourceFileError(key, f"cannot parse as CSV: {exc}", line=line) from exc
 
-    chunk.rows = table.num_rows
     rejects: list[Reject] = []
     if invalid:
         bad_lines = chunk.bad_row_lines()
@@ -309,7 +301,7 @@ def _to_schema(
     unknown: list[str],
     row_lines: Callable[[], np.ndarray],
     raw_text: bool,
-    row_text: Callable[[int], str | None] | None = None,
+    row_text: Callable[[int], str] | None = None,
 ) -> Batch:
     """Convert string columns to the spec's types; failing rows become rejects."""
     bad: dict[int, tuple[str | None, str]] = {}

@@ -76,8 +76,8 @@ def _read_ndjson(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterat
 class _NdjsonBlock:
     """Where each record (non-blank line) of a block is: its line number and its text."""
 
-    def __init__(self, data: bytes, first_line: int, rows: int) -> None:
-        self.data, self.first_line, self.rows = data, first_line, rows
+    def __init__(self, data: bytes, first_line: int) -> None:
+        self.data, self.first_line = data, first_line
         self._spans: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _records(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,20 +93,12 @@ class _NdjsonBlock:
             self._spans = (np.flatnonzero(keep), starts[keep], stops[keep])
         return self._spans
 
-    def _aligned(self) -> bool:
-        """One record per non-blank line, as pyarrow parsed them? (Two objects on one line,
-        or a lone carriage return between records, break that: lines and text are then
-        unknown.)"""
-        return len(self._records()[0]) == self.rows
-
     def lines(self) -> np.ndarray:
-        if not self._aligned():
-            return np.zeros(0, dtype=np.int64)
+        """Two objects on one line, or a lone carriage return between records, give pyarrow
+        more rows than lines here; `Batch.drop` notices and trusts neither lines nor text."""
         return self.first_line + self._records()[0]
 
-    def text(self, i: int) -> str | None:
-        if not self._aligned():
-            return None
+    def text(self, i: int) -> str:
         _, starts, stops = self._records()
         return self.data[starts[i] : stops[i]].decode("utf-8", errors="replace").rstrip("\r")
 
@@ -128,7 +120,7 @@ def _parse_ndjson_block(data: bytes, first_line: int, key: str, spec: DatasetSpe
     _check_utf8(data, first_line, key)
     try:
         table = _read_bytes(data, nullable_schema(spec.schema), _unexpected(spec), threaded=True)
-        block = _NdjsonBlock(data, first_line, table.num_rows)
+        block = _NdjsonBlock(data, first_line)
         return Batch(table, [], block.lines, False, block.text)
     except pa.ArrowInvalid:
         pass

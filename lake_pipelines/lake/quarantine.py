@@ -84,3 +84,9 @@ def read(store: ObjectStore, dataset: str, day: date) -> pa.Table:
     if not store.exists(key):
         return QUARANTINE_SCHEMA.empty_table()
     return pq.read_table(io.BytesIO(store.read_bytes(key)), schema=QUARANTINE_SCHEMA)
+
+
+def counts(store: ObjectStore, dataset: str, day: date) -> tuple[int, int]:
+    """(rows, files) the day's quarantine holds."""
+    kinds = read(store, dataset, day).column("kind").to_pylist()
+    return kinds.count("row"), kinds.count("file")

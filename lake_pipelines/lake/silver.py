@@ -162,7 +162,7 @@ def commit_day(
         point_tag(table, day_tag(day), previous[0], DAY_TAG_MAX_AGE)
         current = table.current_snapshot()
         assert current is not None
-        files, size = files_of(table, flt, current.snapshot_id)
+        day_files, day_bytes = files_of(table, flt, current.snapshot_id)
         return SilverReport(
             spec.name,
             day,
@@ -172,8 +172,8 @@ def commit_day(
             current.snapshot_id,
             time.perf_counter() - started,
             unchanged=True,
-            files=files,
-            bytes=size,
+            files=day_files,
+            bytes=day_bytes,
         )
     snapshot_id = overwrite_partition(
         table, data, flt, summary, evolution, tag=(day_tag(day), DAY_TAG_MAX_AGE)
@@ -181,7 +181,7 @@ def commit_day(
     committed = table.scan(row_filter=flt, snapshot_id=snapshot_id).count()
     if committed != data.num_rows:
         raise RowAccountingError(f"{spec.table_name} {day}", data.num_rows, committed, 0)
-    files, size = files_of(table, flt, snapshot_id)
+    day_files, day_bytes = files_of(table, flt, snapshot_id)
     return SilverReport(
         spec.name,
         day,
@@ -190,6 +190,6 @@ def commit_day(
         committed,
         snapshot_id,
         time.perf_counter() - started,
-        files=files,
-        bytes=size,
+        files=day_files,
+        bytes=day_bytes,
     )
