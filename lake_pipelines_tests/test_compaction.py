@@ -777,9 +777,9 @@ def die(*_a, **_k):
 if args["point"] == "write":  # once the first output row group is written
     write_group = parquet.RollingParquetWriter._write_group
 
-    def write_then_die(self, group):
-        write_group(self, group)
-        self._sink.flush()
+    def write_then_die(self, lane, group):
+        write_group(self, lane, group)
+        lane.sink.flush()
         die()
 
     parquet.RollingParquetWriter._write_group = write_then_die

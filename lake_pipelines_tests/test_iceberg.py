@@ -376,6 +376,7 @@ def test_drop_and_move_changes_apply_once(
     changed = replace(
         EVENTS,
         schema=pa.schema([f for f in EVENTS.schema if f.name != "latencies_ms"]),
+        codecs={k: v for k, v in EVENTS.codecs.items() if k != "latencies_ms"},
         schema_changes=(
             SchemaChange("drop-latencies", "drop", "latencies_ms"),
             SchemaChange("price-first", "move_first", "price"),

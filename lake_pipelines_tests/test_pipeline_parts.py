@@ -74,22 +74,25 @@ def test_is_sorted_agrees_with_sort_by(seed: int) -> None:
     assert is_sorted(ordered.slice(0, 1), ["ts", "user_id"])
 
 
+@pytest.mark.parametrize("encoders", [1, 2])
 def test_an_encoder_failure_surfaces_in_the_caller_and_abort_leaves_nothing(
-    local_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+    local_store: ObjectStore, monkeypatch: pytest.MonkeyPatch, encoders: int
 ) -> None:
     day = date(2026, 11, 1)
     generate_events(local_store, day, days=1, rows_per_day=3000, seed=3, bad_rows=False)
     key = local_store.list_files(f"landing/events/{day}")[0].key
     table = pa.concat_tables([b.table for b in read_file(local_store, key, EVENTS)])
-    writer = RollingParquetWriter(local_store, EVENTS, "out", "x", row_group_bytes=1 << 14)
+    writer = RollingParquetWriter(
+        local_store, EVENTS, "out", "x", row_group_bytes=1 << 14, encoders=encoders
+    )
     real = writer._write_group
     calls = []
 
-    def flaky(group: pa.Table) -> None:  # runs on the encoder thread
+    def flaky(lane: object, group: pa.Table) -> None:  # runs on an encoder thread
         calls.append(group.num_rows)
         if len(calls) == 3:
             raise OSError("disk full")
-        real(group)
+        real(lane, group)
 
     monkeypatch.setattr(writer, "_write_group", flaky)
     with pytest.raises(OSError, match="disk full"):

@@ -22,7 +22,7 @@ from benchmarks.schemas import LINEITEM
 from lake_pipelines.datasets.events import SPEC
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake import coerce
-from lake_pipelines.lake.bronze import ingest_day, landing_dir
+from lake_pipelines.lake.bronze import ENCODERS, ingest_day, landing_dir
 from lake_pipelines.lake.parquet import RollingParquetWriter, commit_files
 from lake_pipelines.lake.readers import read_file
 from lake_pipelines.lake.storage import ObjectStore
@@ -101,7 +101,7 @@ def _lineitem(inputs: list[str], out: str) -> dict[str, int]:
         os.makedirs(store.path("landing"), exist_ok=True)
         if not os.path.lexists(store.path(key)):
             os.symlink(path, store.path(key))
-        writer = RollingParquetWriter(store, spec, "bronze/lineitem", "part")
+        writer = RollingParquetWriter(store, spec, "bronze/lineitem", "part", encoders=ENCODERS)
         with writer:
             for batch in read_file(store, key, spec):
                 totals["rows_read"] += batch.rows_read

@@ -26,6 +26,10 @@ from lake_pipelines.lake.readers import DEFAULT_BLOCK_BYTES, LANDING_SUFFIXES, R
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
 from lake_pipelines.lake.validation import UniqueTracker, validate
 
+# Row groups encoded at once (a file each): Parquet encoding is the single busiest step of a
+# conversion, and pyarrow encodes a row group on one core.
+ENCODERS = 2
+
 
 @dataclass
 class IngestReport:
@@ -136,7 +140,13 @@ def ingest_day(
     try:
         for src in report.sources:
             writer = RollingParquetWriter(
-                store, spec, out_dir, _stem(src.key), row_group_bytes, target_file_bytes
+                store,
+                spec,
+                out_dir,
+                _stem(src.key),
+                row_group_bytes,
+                target_file_bytes,
+                encoders=ENCODERS,
             )
             read = 0
             rejects: list[Reject] = []
