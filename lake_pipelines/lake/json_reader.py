@@ -23,7 +23,7 @@ import pyarrow.json as pj
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SourceFileError
-from lake_pipelines.lake.batches import Batch, Reject, nullable_schema
+from lake_pipelines.lake.batches import Batch, Reject, nullable_schema, ordered_map, read_ahead
 
 BOM = b"\xef\xbb\xbf"
 ARRAY_BATCH_RECORDS = 20_000
@@ -32,8 +32,14 @@ _WS = b" \t\r\n"
 _decoder = json.JSONDecoder()
 
 
-def read_json(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[Batch]:
-    """NDJSON or a top-level JSON array, told apart by the first non-blank byte."""
+def read_json(
+    blocks: Iterator[bytes], key: str, spec: DatasetSpec, parallel: bool = True
+) -> Iterator[Batch]:
+    """NDJSON or a top-level JSON array, told apart by the first non-blank byte.
+
+    With `parallel`, NDJSON blocks are parsed on the shared pool (`ordered_map`), and an
+    array's records are decoded one batch ahead on a background thread (`read_ahead`).
+    """
     first = b""
     for block in blocks:
         first += block
@@ -45,9 +51,10 @@ def read_json(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[
         return
     chained = _chain(first, blocks)
     if first.lstrip(_WS).startswith(b"["):
-        yield from _read_array(chained, key, spec)
+        records = _read_array(chained, key, spec)
+        yield from read_ahead(records) if parallel else records
     else:
-        yield from _read_ndjson(chained, key, spec)
+        yield from _read_ndjson(chained, key, spec, parallel)
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -55,22 +62,31 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def _read_ndjson(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[Batch]:
-    carry = b""
-    line = 1
-    for block in _iter_with_end(blocks):
-        if block is None:
-            data, carry = carry, b""
-        else:
-            data = carry + block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            data, carry = data[: cut + 1], data[cut + 1 :]
-        if data.strip():
-            yield _parse_ndjson_block(data, line, key, spec)
-        line += data.count(b"\n")
+def _read_ndjson(
+    blocks: Iterator[bytes], key: str, spec: DatasetSpec, parallel: bool
+) -> Iterator[Batch]:
+    def pieces() -> Iterator[tuple[bytes, int]]:
+        """Blocks cut after their last line break, with the line each starts on."""
+        carry = b""
+        line = 1
+        for block in _iter_with_end(blocks):
+            if block is None:
+                data, carry = carry, b""
+            else:
+                data = carry + block
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    carry = data
+                    continue
+                data, carry = data[: cut + 1], data[cut + 1 :]
+            if data.strip():
+                yield data, line
+            line += data.count(b"\n")
+
+    def parse(piece: tuple[bytes, int]) -> Batch:
+        return _parse_ndjson_block(piece[0], piece[1], key, spec)
+
+    yield from ordered_map(parse, pieces()) if parallel else map(parse, pieces())
 
 
 class _NdjsonBlock:
@@ -119,7 +135,7 @@ def _parse_ndjson_block(data: bytes, first_line: int, key: str, spec: DatasetSpe
     """The whole block in one pyarrow call; only a block it refuses is split into lines."""
     _check_utf8(data, first_line, key)
     try:
-        table = _read_bytes(data, nullable_schema(spec.schema), _unexpected(spec), threaded=True)
+        table = _read_bytes(data, nullable_schema(spec.schema), _unexpected(spec), pieces=True)
         block = _NdjsonBlock(data, first_line)
         return Batch(table, [], block.lines, False, block.text)
     except pa.ArrowInvalid:
@@ -223,15 +239,15 @@ def _read(lines: list[bytes], schema: pa.Schema, unexpected: str) -> pa.Table:
     return _read_bytes(b"\n".join(lines) + b"\n", schema, unexpected)
 
 
-def _read_bytes(
-    data: bytes, schema: pa.Schema, unexpected: str, threaded: bool = False
-) -> pa.Table:
-    """`threaded`: 1 MiB pieces parsed on pyarrow's threads (in order); a record longer than
-    a piece fails there, and the caller's fallback reads the block as one piece."""
-    block = 1 << 20 if threaded else max(len(data) + 1, 1 << 20)
+def _read_bytes(data: bytes, schema: pa.Schema, unexpected: str, pieces: bool = False) -> pa.Table:
+    """One thread: a block is already one of those in flight on our pool (pyarrow's own
+    threads on top cost a third more CPU). With `pieces`, pyarrow parses 1 MiB at a time,
+    which is cheaper than one large piece; a record longer than a piece fails there, and the
+    caller's fallback reads the block as one piece."""
+    block = 1 << 20 if pieces else max(len(data) + 1, 1 << 20)
     return pj.read_json(
         io.BytesIO(data),
-        read_options=pj.ReadOptions(block_size=block, use_threads=threaded),
+        read_options=pj.ReadOptions(block_size=block, use_threads=False),
         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected),
     )
 

@@ -22,7 +22,6 @@ from lake_pipelines.lake.batches import (
     Reject,
     add_reason,
     nullable_schema,
-    read_ahead,
     row_json,
 )
 from lake_pipelines.lake.csv_reader import read_csv
@@ -92,12 +91,11 @@ def read_file(
     """
     fmt, _ = file_format(key)
     blocks = _blocks(store, key, block_bytes)
-    if fmt == "csv":  # blocks are parsed on a pool while the caller works (`ordered_map`)
-        batches = read_csv(blocks, key, spec, parallel=ahead)
-    else:  # the next block is parsed (on pyarrow's threads) while the caller works
-        batches = read_json(blocks, key, spec)
-        batches = read_ahead(batches) if ahead else batches
-    yield from batches
+    # blocks are parsed on a pool while the caller works (`ordered_map`)
+    if fmt == "csv":
+        yield from read_csv(blocks, key, spec, parallel=ahead)
+    else:
+        yield from read_json(blocks, key, spec, parallel=ahead)
 
 
 __all__ = [
