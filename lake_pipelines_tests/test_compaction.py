@@ -162,6 +162,22 @@ def test_planner_bins_small_files_and_leaves_healthy_partitions_alone() -> None:
     assert not {"p/0", "p/1"} & {f.path for b in pinned.bins for f in b.files}
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", ["UTC", None])
+def test_footer_minimum_of_a_timestamp_equals_pyarrows_own(
+    tmp_path: Path, unit: str, tz: str | None
+) -> None:
+    """The planner decodes ms/us timestamp minimums itself (pyarrow's is slow): same values,
+    before and after the epoch, with and without a zone."""
+    values = [1_793_491_200_085_199, -1_234_567, 0, 86_399_999_999]
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"t": pa.array(values, pa.timestamp(unit, tz=tz))}), path)
+    stats = pq.read_metadata(path).row_group(0).column(0).statistics
+    ours = compaction_hive._stats_min(stats)
+    assert ours == stats.min and type(ours) is type(stats.min)
+    assert (ours.tzinfo is None) == (tz is None)
+
+
 def test_row_checksum_is_a_multiset_checksum_over_nested_types() -> None:
     schema = pa.schema(
         [
