@@ -315,6 +315,34 @@ def test_thousands_of_tiny_files_compact_to_the_target_layout(local_store: Objec
     assert compact_hive(local_store, SPEC).results == []  # converged: a re-run does nothing
 
 
+def test_rows_below_their_files_footer_minimum_stop_the_compaction(
+    local_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Footer minimums order the files and let sorted rows stream out early; they are not
+    taken on trust: a file whose rows start below its footer's minimum stops the run (here the
+    footers are made to claim an hour later than the rows)."""
+    day = date(2026, 11, 1)
+    land_tiny_files(local_store, day, 40, 3, seed=5)
+    before = visible(local_store, day)
+    real = compaction_hive._stats_min
+    monkeypatch.setattr(
+        compaction_hive, "_stats_min", lambda stats: real(stats) + timedelta(hours=1)
+    )
+    with pytest.raises(compaction_hive.CompactionError, match="below its footer statistics"):
+        compact_hive(local_store, SPEC, **TUNING)
+    assert visible(local_store, day) == before
+
+
+def test_small_files_are_read_in_runs_and_big_ones_alone() -> None:
+    small, big = compaction_hive.PARALLEL_READ_BYTES, compaction_hive.PARALLEL_READ_BYTES + 1
+    budget = compaction_hive.GROUP_BYTES
+    sizes = [budget // 3] * 4 + [big] + [10, 10] + [big, big] + [small]
+    files = [FileStat(f"p/{i}", size) for i, size in enumerate(sizes)]
+    groups = compaction_hive._read_groups(files)
+    assert groups == [[0, 1, 2], [3], [4], [5, 6], [7], [8], [9]]
+    assert sorted(i for g in groups for i in g) == list(range(len(files)))  # each file once
+
+
 def test_healthy_partitions_and_big_files_are_left_alone(local_store: ObjectStore) -> None:
     busy, quiet = date(2026, 11, 1), date(2026, 11, 2)
     land_tiny_files(local_store, busy, 8, 3, seed=1)

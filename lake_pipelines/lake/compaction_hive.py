@@ -47,6 +47,7 @@ from lake_pipelines.lake.compaction_rewrite import (
     SORT_MEMORY_BYTES,
     Verify,
     parquet_tables,
+    read_parquet_file,
     rewrite,
     verify_written,
 )
@@ -64,6 +65,7 @@ JOURNAL_NAME = "_compaction.json"
 # about a millisecond, mostly waiting); bigger ones stream batch by batch, one at a time.
 PARALLEL_READ_BYTES = 4 << 20
 PARALLEL_READS = 4
+GROUP_BYTES = 2 << 20  # small files read as one table, up to this many bytes on disk
 FOOTER_READERS = 8
 
 
@@ -338,8 +340,9 @@ def _bin_tables(
     schema: pa.Schema,
     partition: str,
     sort_by: tuple[str, ...],
-) -> Iterator[tuple[pa.Table, Any]]:
-    """A bin's rows, file by file, each with the floor of the rows still to come.
+) -> Iterator[tuple[pa.Table, Any] | tuple[pa.Table, Any, RowChecksum]]:
+    """A bin's rows, file by file, each with the floor of the rows still to come (and for
+    runs of small files read as one, their checksum).
 
     When every file's `FileStat.key_min` is known, files go in that order and the floor is
     the current file's ``key_min``, so `sorted_stream` can write out what is below it
@@ -356,31 +359,66 @@ def _bin_tables(
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
             order, lows = list(files), None
 
-    def read_small(f: FileStat) -> list[pa.Table] | None:
-        """A small file whole (on the shared pool, several at a time); None: stream it."""
-        if f.size > PARALLEL_READ_BYTES:
-            return None
-        return list(parquet_tables(store, store.path(f.path), schema, partition))
+    def check_floor(f: FileStat, table: pa.Table, low: Any) -> None:
+        if low is None or key is None:
+            return
+        found = pc.min(table.column(key))
+        if found.is_valid and pc.less(found, low).as_py():
+            raise CompactionError(
+                partition,
+                f"{f.path} holds {key} {found} below its footer statistics' minimum "
+                f"{low}; nothing was changed",
+            )
 
-    read = ordered_map(read_small, order, in_flight=PARALLEL_READS)
-    for i, (f, whole) in enumerate(zip(order, read, strict=True)):
-        tables = (
-            whole
-            if whole is not None
-            else parquet_tables(store, store.path(f.path), schema, partition)
-        )
-        for table in tables:
-            if lows is None or key is None:
-                yield table, None
-                continue
-            low = pc.min(table.column(key))
-            if low.is_valid and pc.less(low, lows[i]).as_py():
-                raise CompactionError(
-                    partition,
-                    f"{f.path} holds {key} {low} below its footer statistics' minimum "
-                    f"{lows[i]}; nothing was changed",
-                )
-            yield table, lows[i]
+    def read_group(group: list[int]) -> tuple[pa.Table, RowChecksum] | None:
+        """Small files whole, as one table with its checksum (on the shared pool); None: one
+        big file, to be streamed.
+
+        Handing a run of tiny files over as one table, already checksummed, keeps the
+        per-file cost (a few Arrow calls in Python) and the hashing off the thread that
+        sorts, and puts both cores on them."""
+        if len(group) == 1 and order[group[0]].size > PARALLEL_READ_BYTES:
+            return None
+        tables = []
+        for i in group:
+            f = order[i]
+            table = read_parquet_file(store, store.path(f.path), schema, partition)
+            check_floor(f, table, lows[i] if lows is not None else None)
+            tables.append(table)
+        whole = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return whole, RowChecksum.of(whole)
+
+    groups = _read_groups(order)
+    read = ordered_map(read_group, groups, in_flight=PARALLEL_READS)
+    for group, done in zip(groups, read, strict=True):
+        low = lows[group[0]] if lows is not None and key is not None else None
+        if done is not None:
+            yield done[0], low, done[1]
+            continue
+        f = order[group[0]]
+        for table in parquet_tables(store, store.path(f.path), schema, partition):
+            check_floor(f, table, low)
+            yield table, low
+
+
+def _read_groups(files: list[FileStat]) -> list[list[int]]:
+    """Positions of `files` in runs read as one: consecutive small files up to GROUP_BYTES
+    together; a file above PARALLEL_READ_BYTES alone (it is streamed batch by batch)."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i, f in enumerate(files):
+        if current and (f.size > PARALLEL_READ_BYTES or size + f.size > GROUP_BYTES):
+            groups.append(current)
+            current, size = [], 0
+        if f.size > PARALLEL_READ_BYTES:
+            groups.append([i])
+            continue
+        current.append(i)
+        size += f.size
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _journal(

@@ -243,8 +243,16 @@ class _Ledger:
             )
 
 
+def _unpack(item: Any) -> tuple[pa.Table, Any, RowChecksum | None]:
+    if not isinstance(item, tuple):
+        return item, None, None
+    if len(item) == 2:
+        return item[0], item[1], None
+    return item
+
+
 def rewrite(
-    tables: Iterable[pa.Table | tuple[pa.Table, Any]],
+    tables: Iterable[pa.Table | tuple[pa.Table, Any] | tuple[pa.Table, Any, RowChecksum]],
     writer: RollingParquetWriter,
     sort_by: Sequence[str],
     memory_bytes: int = SORT_MEMORY_BYTES,
@@ -253,8 +261,9 @@ def rewrite(
 ) -> RowChecksum:
     """Stream `tables` sorted into `writer` and close it; return the checksum of the rows read.
 
-    Items are tables, or ``(table, floor)`` as `sorted_stream` takes them; they are read on a
-    background thread while this one checksums and sorts them. Every row read must reach the
+    Items are tables, or ``(table, floor)`` as `sorted_stream` takes them, or
+    ``(table, floor, checksum)`` when the reader already checksummed the table; they are read
+    on a background thread while this one checksums and sorts them. Every row read must reach the
     writer exactly once (see `_Ledger`), or `CompactionError` is raised. The caller owns the
     writer: on an exception it must `abort()` it.
     """
@@ -263,9 +272,16 @@ def rewrite(
 
     def numbered() -> Generator[tuple[pa.Table, Any], None, None]:
         for item in read_ahead(tables, depth=PREFETCH):
-            table, floor = item if isinstance(item, tuple) else (item, None)
+            table, floor, part = _unpack(item)
             first = seen.rows
-            seen.update(table)
+            if part is None:
+                seen.update(table)
+            elif part.rows != table.num_rows:
+                raise CompactionError(
+                    partition, f"a checksum of {part.rows} rows came with {table.num_rows} rows"
+                )
+            else:
+                seen.merge(part)
             ids = pa.array(np.arange(first, seen.rows, dtype=np.int64))
             yield table.append_column(ROW_ID, ids), floor
 
@@ -291,6 +307,13 @@ def parquet_tables(
         batches = pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False)
         for batch in batches:
             yield conform(batch, schema, partition)
+
+
+def read_parquet_file(store: ObjectStore, path: str, schema: pa.Schema, partition: str) -> pa.Table:
+    """A small Parquet file whole, in one read, conformed."""
+    with store.arrow_fs.open_input_file(path) as f:
+        data = f.read_buffer()
+    return conform(pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False), schema, partition)
 
 
 def checksum_files(

@@ -192,6 +192,14 @@ class RowChecksum:
         self._pending_rows = 0
         self._rows_per_hash = rows_per_hash
 
+    @classmethod
+    def of(cls, data: pa.Table | pa.RecordBatch) -> RowChecksum:
+        """The checksum of `data`, hashed now, on the calling thread."""
+        checksum = cls()
+        checksum.update(data)
+        checksum._hash_pending()
+        return checksum
+
     def update(self, data: pa.Table | pa.RecordBatch) -> None:
         if not data.num_rows:
             return
