@@ -22,6 +22,7 @@ from lake_pipelines.lake.batches import (
     Batch,
     Reject,
     add_reason,
+    count_byte,
     nullable_schema,
     ordered_map,
     row_json,
@@ -29,6 +30,7 @@ from lake_pipelines.lake.batches import (
 from lake_pipelines.lake.coerce import MostlyInvalidColumn, convert_column, parse_json_cells
 
 BOM = b"\xef\xbb\xbf"
+NEWLINE = ord("\n")
 
 
 def _record_ends(chunk: bytes, dialect: CsvDialect) -> np.ndarray:
@@ -61,7 +63,7 @@ def _last_record_end(data: bytes, dialect: CsvDialect) -> int:
             return int(ends[-1]) if len(ends) else -1
         return pos
     quote = dialect.quote_char.encode()
-    total = data.count(quote)
+    total = count_byte(data, quote[0])
     while pos >= 0:
         if (total - data.count(quote, pos + 1)) % 2 == 0:
             return pos
@@ -213,12 +215,12 @@ def read_csv(
                 block, done = b"", True
             data, carry = _split_complete(carry + block, dialect, final=done)
             if not data.strip(b"\r\n"):
-                line += data.count(b"\n")  # blank lines still count
+                line += count_byte(data, NEWLINE)  # blank lines still count
                 if done:
                     break
                 continue
             yield data, line
-            line += data.count(b"\n")
+            line += count_byte(data, NEWLINE)
 
     def parse(chunk: tuple[bytes, int]) -> Batch:
         return _parse_csv_chunk(chunk[0], chunk[1], key, spec, names, unknown)

@@ -23,7 +23,14 @@ import pyarrow.json as pj
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SourceFileError
-from lake_pipelines.lake.batches import Batch, Reject, nullable_schema, ordered_map, read_ahead
+from lake_pipelines.lake.batches import (
+    Batch,
+    Reject,
+    count_byte,
+    nullable_schema,
+    ordered_map,
+    read_ahead,
+)
 
 BOM = b"\xef\xbb\xbf"
 ARRAY_BATCH_RECORDS = 20_000
@@ -81,7 +88,7 @@ def _read_ndjson(
                 data, carry = data[: cut + 1], data[cut + 1 :]
             if data.strip():
                 yield data, line
-            line += data.count(b"\n")
+            line += count_byte(data, ord("\n"))
 
     def parse(piece: tuple[bytes, int]) -> Batch:
         return _parse_ndjson_block(piece[0], piece[1], key, spec)
