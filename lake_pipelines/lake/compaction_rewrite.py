@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from lake_pipelines.lake.batches import read_ahead
 from lake_pipelines.lake.compaction import CompactionError
 from lake_pipelines.lake.hashing import READ_BATCH_ROWS, RowChecksum
-from lake_pipelines.lake.parquet import RollingParquetWriter, WrittenFile, is_sorted
+from lake_pipelines.lake.parquet import RollingParquetWriter, WrittenFile, sort_rows
 from lake_pipelines.lake.storage import ObjectStore
 
 SORT_MEMORY_BYTES = 64 << 20  # rows buffered (uncompressed Arrow) before a sorted run spills
@@ -138,9 +138,7 @@ def _merge(runs: list[_Run], sort_by: Sequence[str]) -> Iterator[pa.Table]:
 
 def _sort(table: pa.Table, sort_by: Sequence[str]) -> pa.Table:
     """`table` in ascending `sort_by` order; landed files usually are already (no `take`)."""
-    if is_sorted(table, sort_by):
-        return table
-    return table.sort_by([(c, "ascending") for c in sort_by])
+    return sort_rows(table, sort_by)
 
 
 def sorted_stream(

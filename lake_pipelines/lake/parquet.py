@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -258,8 +259,8 @@ class RollingParquetWriter:
         self._tail = []
         if tables:
             group = pa.concat_tables(tables)
-            if self.spec.sort_by and not is_sorted(group, self.spec.sort_by):
-                group = group.sort_by([(c, "ascending") for c in self.spec.sort_by])
+            if self.spec.sort_by:
+                group = sort_rows(group, self.spec.sort_by)
             per_row = max(group.nbytes / max(group.num_rows, 1), 1)
             rows_per_group = max(int(self.row_group_bytes / per_row), 1)
             offset = 0
@@ -374,6 +375,54 @@ def is_sorted(table: pa.Table, keys: Sequence[str]) -> bool:
         if not pc.any(tied).as_py():
             return True
     return True
+
+
+def sort_rows(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """`table` in ascending order of `keys` (a stable sort, as `pa.Table.sort_by`).
+
+    Landed data usually arrives in time order: then nothing is done (`is_sorted`), or, when
+    only rows that tie on the first key are out of order, just those runs are sorted and the
+    table is stitched back from zero-copy slices (`_sort_ties`), instead of a gather of every
+    column of every row.
+    """
+    if is_sorted(table, keys):
+        return table
+    repaired = _sort_ties(table, keys)
+    if repaired is not None:
+        return repaired
+    return table.sort_by([(c, "ascending") for c in keys])
+
+
+MAX_TIED_SHARE = 0.01  # above this share of tied neighbours, a full sort is cheaper
+
+
+def _sort_ties(table: pa.Table, keys: Sequence[str]) -> pa.Table | None:
+    """The sorted table if the first key never descends and ties are rare; else None."""
+    n = table.num_rows
+    first = table.column(keys[0])
+    if len(keys) < 2 or first.null_count or pa.types.is_nested(first.type):
+        return None
+    first = first.combine_chunks()
+    if pa.types.is_floating(first.type) and pc.any(pc.is_nan(first)).as_py():
+        return None
+    prev, nxt = first.slice(0, n - 1), first.slice(1)
+    if pc.any(pc.greater(prev, nxt)).as_py():
+        return None
+    tied = np.flatnonzero(pc.equal(prev, nxt).to_numpy(zero_copy_only=False))
+    if len(tied) > MAX_TIED_SHARE * n:
+        return None
+    # Runs of rows sharing a first key: tied[i] ties row tied[i] with the row after it.
+    breaks = np.flatnonzero(np.diff(tied) > 1)
+    starts = np.concatenate([tied[:1], tied[breaks + 1]])
+    ends = np.concatenate([tied[breaks], tied[-1:]]) + 2  # exclusive
+    order = [(c, "ascending") for c in keys]
+    pieces, pos = [], 0
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        pieces.append(table.slice(pos, start - pos))
+        pieces.append(table.slice(start, end - start).sort_by(order))
+        pos = end
+    pieces.append(table.slice(pos))
+    return pa.concat_tables(pieces)
 
 
 def commit_files(store: ObjectStore, files: list[WrittenFile]) -> None:
