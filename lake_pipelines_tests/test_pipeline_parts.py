@@ -152,3 +152,56 @@ def test_sort_rows_equals_a_full_stable_sort(seed: int, monkeypatch: pytest.Monk
     got = sort_rows(table, ["ts", "user"])
     assert got.to_pylist() == expected.to_pylist()
     assert is_sorted(got.combine_chunks(), ["ts", "user"]) or None in users
+
+
+def test_dictionaries_are_kept_where_they_fit_and_dropped_where_they_would_overflow(
+    local_store: ObjectStore,
+) -> None:
+    """Columns the spec leaves to the writer get a dictionary unless the first row group
+    shows it would outgrow its page (near-unique text, many distinct numbers, nested ones
+    too); a column whose codec asks for one keeps it regardless."""
+    from dataclasses import replace
+
+    import pyarrow.parquet as pq
+
+    from lake_pipelines.datasets.spec import ColumnCodec
+
+    n = 150_000  # 150k distinct floats: a 1.2 MB dictionary
+    rng = random.Random(1)
+    schema = pa.schema(
+        [
+            pa.field("ts", pa.timestamp("us", tz="UTC")),
+            pa.field("unique_text", pa.string()),
+            pa.field("few", pa.string()),
+            pa.field("many_numbers", pa.float64()),
+            pa.field("forced", pa.string()),
+            pa.field("nested", pa.struct([pa.field("id", pa.string())])),
+        ]
+    )
+    ids = [f"row-{i:08d}-{rng.random():.12f}" for i in range(n)]
+    table = pa.table(
+        {
+            "ts": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
+            "unique_text": ids,
+            "few": [rng.choice("abc") for _ in range(n)],
+            "many_numbers": [rng.random() for _ in range(n)],
+            "forced": ids,
+            "nested": [{"id": i} for i in ids],
+        },
+        schema=schema,
+    )
+    spec = replace(
+        EVENTS, schema=schema, sort_by=(), codecs={"forced": ColumnCodec(dictionary=True)}
+    )
+    with RollingParquetWriter(local_store, spec, "dict", "x") as writer:
+        writer.write(table)
+    (written,) = writer.files
+    meta = pq.read_metadata(written.tmp_path).row_group(0)  # staged, not yet promoted
+    encodings = {
+        meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)
+    }
+    assert "RLE_DICTIONARY" in encodings["few"]
+    assert "RLE_DICTIONARY" in encodings["forced"]  # asked for, though it overflows
+    for name in ("unique_text", "many_numbers", "nested.id"):
+        assert "RLE_DICTIONARY" not in encodings[name], name
+    assert pq.read_table(written.tmp_path).equals(table.cast(writer.schema))

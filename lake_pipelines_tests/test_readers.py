@@ -281,3 +281,65 @@ def test_a_csv_record_our_scan_cannot_place_still_loads_and_rejects_cleanly(
     assert [r.column for r in rejects] == ["price", "price"]
     assert sorted(("e2" in r.raw, "e4" in r.raw) for r in rejects) == [(False, True), (True, False)]
     assert all(r.line in (None, 3, 5) for r in rejects)
+
+
+def _typed_spec():
+    """A dataset with integer, float and date columns (the ones the CSV reader parses)."""
+    from dataclasses import replace
+
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [
+            pa.field("id", pa.int64(), nullable=False),
+            pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("amount", pa.float64()),
+            pa.field("due", pa.date32()),
+        ]
+    )
+    return replace(SPEC, name="typed", schema=schema, codecs={}, sort_by=(), contract=None)
+
+
+@pytest.mark.parametrize("block_bytes", [64, 1 << 20])
+def test_typed_csv_columns_convert_like_text_and_bad_values_are_rows(
+    local_store: ObjectStore, block_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Numbers and dates are parsed by the CSV reader when a whole block converts, and by
+    our casts otherwise: the same values come out either way (spaces around a number or a
+    date allowed), and a bad value is a reject naming its line, not a lost block."""
+    from lake_pipelines.lake import csv_reader
+
+    spec = _typed_spec()
+    cast: list[str] = []  # the types our own casts converted (the text path)
+    real = csv_reader.convert_column
+    monkeypatch.setattr(
+        csv_reader, "convert_column", lambda a, t: cast.append(str(t)) or real(a, t)
+    )
+    clean = "id,ts,amount,due\n1,2026-11-01T00:00:00Z, 2.5 ,1996-03-13\n2,2026-11-01T00:00:01Z,,\n"
+    bad = clean + "3,2026-11-01T00:00:02Z,1e3, 1996-02-29\n4,2026-11-01T00:00:03Z,x,1996-02-30\n"
+    out = {}
+    for name, body in (("clean", clean), ("bad", bad)):
+        key = f"landing/{name}.csv"
+        local_store.write_bytes(key, body.encode())
+        batches = list(read_file(local_store, key, spec, block_bytes=block_bytes))
+        out[name] = (
+            [r for b in batches for r in b.table.to_pylist()],
+            [(r.line, r.column) for b in batches for r in b.rejects],
+            list(cast),
+        )
+        cast.clear()
+    rows, rejects, cast = out["clean"]
+    assert [(r["id"], r["amount"], str(r["due"])) for r in rows] == [
+        (1, 2.5, "1996-03-13"),
+        (2, None, "None"),
+    ]
+    assert rejects == []
+    assert "double" not in cast and "date32[day]" not in cast  # the reader parsed them
+    rows, rejects, cast = out["bad"]
+    assert [(r["id"], r["amount"], str(r["due"])) for r in rows] == [
+        (1, 2.5, "1996-03-13"),
+        (2, None, "None"),
+        (3, 1000.0, "1996-02-29"),
+    ]
+    assert rejects == [(5, "amount")]  # one reject per row, naming its first bad column
+    assert "double" in cast and "date32[day]" in cast  # the bad block went the text way

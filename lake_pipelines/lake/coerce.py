@@ -61,8 +61,9 @@ def _looks_like_iso(value: str) -> bool:
     return bool(re.match(r"\d{4}-\d{2}-\d{2}", value))
 
 
-def _cast_number(arr: pa.Array, target: pa.DataType) -> pa.Array:
-    """Numbers as text; surrounding spaces are allowed (trimmed only when a cast needs it)."""
+def _cast_trimmed(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """Numbers and dates as text; surrounding spaces are allowed (trimmed only when a cast
+    needs it)."""
     try:
         return pc.cast(arr, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -155,8 +156,13 @@ def converter_for(target: pa.DataType) -> Converter:
         return _cast_bool
     if pa.types.is_nested(target):
         return lambda a: _parse_json_cells(a, target)
-    if pa.types.is_integer(target) or pa.types.is_floating(target) or pa.types.is_decimal(target):
-        return lambda a: _cast_number(a, target)
+    if (
+        pa.types.is_integer(target)
+        or pa.types.is_floating(target)
+        or pa.types.is_decimal(target)
+        or pa.types.is_date(target)
+    ):
+        return lambda a: _cast_trimmed(a, target)
     return lambda a: pc.cast(a, target)
 
 

@@ -262,10 +262,10 @@ def _parse_csv_chunk(
         )
 
     table = None
-    typed = _numeric_columns(spec, names)
+    typed = _typed_columns(spec, names)
     if typed:
-        # Numbers parsed by the CSV reader itself, not kept as text and cast afterwards; a
-        # value it refuses (spaces, a typo) sends the block down the text path, which
+        # Numbers and dates parsed by the CSV reader itself, not kept as text and cast
+        # afterwards; a value it refuses (a typo) sends the block down the text path, which
         # isolates the row.
         with contextlib.suppress(pa.ArrowInvalid):
             table = read(typed)
@@ -293,12 +293,19 @@ def _parse_csv_chunk(
     return Batch(batch.table, rejects + batch.rejects, batch.row_lines, row_text=batch.row_text)
 
 
-def _numeric_columns(spec: DatasetSpec, names: list[str]) -> dict[str, pa.DataType]:
-    """The spec's integer and floating-point columns among `names`."""
+def _typed_columns(spec: DatasetSpec, names: list[str]) -> dict[str, pa.DataType]:
+    """The spec's columns among `names` that pyarrow's CSV reader converts exactly as our
+    text path would (integers, floats, dates; spaces around the value allowed by both)."""
     return {
         f.name: f.type
         for f in spec.schema
-        if f.name in names and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
+        if f.name in names
+        and (
+            pa.types.is_integer(f.type)
+            or pa.types.is_floating(f.type)
+            or pa.types.is_date32(f.type)
+            or pa.types.is_date64(f.type)
+        )
     }
 
 

@@ -89,6 +89,69 @@ def writer_options(spec: DatasetSpec, schema: pa.Schema | None = None) -> dict[s
     return opts
 
 
+# pyarrow's default `dictionary_pagesize_limit`: a column chunk whose dictionary outgrows it
+# falls back to plain pages, after the work of building the dictionary.
+DICTIONARY_PAGE_BYTES = 1 << 20
+
+
+def _leaf_arrays(field_: pa.Field, values: pa.Array, prefix: str = "") -> dict[str, pa.Array]:
+    """The values under each Parquet leaf column of `field_` (as `_leaf_paths` names them)."""
+    path = f"{prefix}{field_.name}"
+    t = field_.type
+    if pa.types.is_struct(t):
+        out: dict[str, pa.Array] = {}
+        for i in range(t.num_fields):
+            out.update(_leaf_arrays(t.field(i), pc.struct_field(values, [i]), path + "."))
+        return out
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        element = pa.field("element", t.value_type)
+        return _leaf_arrays(element, pc.list_flatten(values), path + ".list.")
+    if pa.types.is_map(t):
+        return {}
+    return {path: values}
+
+
+def _dictionary_bytes(values: pa.Array) -> float:
+    """About how big a dictionary page of `values` would be: distinct values times width."""
+    distinct = pc.count_distinct(values).as_py()
+    if (
+        pa.types.is_string(values.type)
+        or pa.types.is_binary(values.type)
+        or (pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type))
+    ):
+        valid = len(values) - values.null_count
+        width = 4 + (pc.sum(pc.binary_length(values)).as_py() or 0) / max(valid, 1)
+    elif pa.types.is_boolean(values.type):
+        return 0.0
+    else:
+        width = values.type.bit_width / 8
+    return distinct * width
+
+
+def fit_dictionaries(
+    options: dict[str, Any], spec: DatasetSpec, first_group: pa.Table
+) -> dict[str, Any]:
+    """`options` with dictionary encoding dropped where the file's first row group shows the
+    dictionary would outgrow its page (near-unique ids, prices, free text): pyarrow would
+    build it and then fall back to plain pages anyway. Columns whose codec says
+    ``dictionary=True`` keep it. Deterministic: the same rows give the same choice.
+    """
+    chosen = options.get("use_dictionary")
+    if not isinstance(chosen, list) or not chosen or first_group.num_rows == 0:
+        return options
+    keep = set(chosen)
+    for f in first_group.schema:
+        codec = spec.codecs.get(f.name)
+        if codec is not None and codec.dictionary:
+            continue  # asked for by the spec
+        for leaf, values in _leaf_arrays(f, first_group.column(f.name).combine_chunks()).items():
+            if leaf in keep and _dictionary_bytes(values) > DICTIONARY_PAGE_BYTES:
+                keep.discard(leaf)
+    if len(keep) == len(chosen):
+        return options
+    return {**options, "use_dictionary": [c for c in chosen if c in keep]}
+
+
 def file_schema(spec: DatasetSpec) -> pa.Schema:
     """The schema stored in every file: the spec's, with lineage in the key-value metadata.
 
@@ -236,7 +299,7 @@ class RollingParquetWriter:
         self.options = writer_options(self.spec, self.schema)
         return self._fit(table)
 
-    def _open(self, lane: _Lane) -> None:
+    def _open(self, lane: _Lane, first_group: pa.Table) -> None:
         n = lane.index + self.encoders * len(lane.files)
         key = posixpath.join(self.prefix, f"{self.stem}-{n:05d}.parquet")
         directory = posixpath.dirname(self.store.path(key))
@@ -245,7 +308,8 @@ class RollingParquetWriter:
         if self.store.scheme == "file":
             self.store.arrow_fs.create_dir(directory, recursive=True)
         lane.sink = self.store.arrow_fs.open_output_stream(tmp, compression=None)
-        lane.writer = pq.ParquetWriter(lane.sink, self.schema, **self.options)
+        options = fit_dictionaries(self.options, self.spec, first_group)
+        lane.writer = pq.ParquetWriter(lane.sink, self.schema, **options)
         lane.current = WrittenFile(key=key, rows=0, bytes=0, tmp_path=tmp)
         lane.files.append(lane.current)
 
@@ -288,7 +352,7 @@ class RollingParquetWriter:
 
     def _write_group(self, lane: _Lane, group: pa.Table) -> None:
         if lane.writer is None:
-            self._open(lane)
+            self._open(lane, group)
         assert lane.writer is not None and lane.current is not None
         lane.writer.write_table(group, row_group_size=group.num_rows)
         lane.current.rows += group.num_rows
