@@ -92,6 +92,7 @@ def writer_options(spec: DatasetSpec, schema: pa.Schema | None = None) -> dict[s
 # pyarrow's default `dictionary_pagesize_limit`: a column chunk whose dictionary outgrows it
 # falls back to plain pages, after the work of building the dictionary.
 DICTIONARY_PAGE_BYTES = 1 << 20
+DICTIONARY_SAMPLE_ROWS = 64 * 1024  # rows of the first group that decide
 
 
 def _leaf_arrays(field_: pa.Field, values: pa.Array, prefix: str = "") -> dict[str, pa.Array]:
@@ -111,9 +112,12 @@ def _leaf_arrays(field_: pa.Field, values: pa.Array, prefix: str = "") -> dict[s
     return {path: values}
 
 
-def _dictionary_bytes(values: pa.Array) -> float:
-    """About how big a dictionary page of `values` would be: distinct values times width."""
+def _dictionary_bytes(values: pa.Array, total: int) -> float:
+    """About how big a dictionary page of `total` values like `values` (a sample of them)
+    would be: distinct values times width; a mostly distinct sample is extrapolated."""
     distinct = pc.count_distinct(values).as_py()
+    if len(values) and distinct > len(values) / 2:
+        distinct = distinct * total / len(values)
     if (
         pa.types.is_string(values.type)
         or pa.types.is_binary(values.type)
@@ -140,12 +144,14 @@ def fit_dictionaries(
     if not isinstance(chosen, list) or not chosen or first_group.num_rows == 0:
         return options
     keep = set(chosen)
-    for f in first_group.schema:
+    sample = first_group.slice(0, DICTIONARY_SAMPLE_ROWS)
+    for f in sample.schema:
         codec = spec.codecs.get(f.name)
         if codec is not None and codec.dictionary:
             continue  # asked for by the spec
-        for leaf, values in _leaf_arrays(f, first_group.column(f.name).combine_chunks()).items():
-            if leaf in keep and _dictionary_bytes(values) > DICTIONARY_PAGE_BYTES:
+        for leaf, values in _leaf_arrays(f, sample.column(f.name).combine_chunks()).items():
+            total = len(values) * first_group.num_rows / sample.num_rows
+            if leaf in keep and _dictionary_bytes(values, int(total)) > DICTIONARY_PAGE_BYTES:
                 keep.discard(leaf)
     if len(keep) == len(chosen):
         return options
