@@ -232,3 +232,37 @@ def test_row_groups_are_encoded_into_two_files_at_once_the_same_way_every_run(
     assert run() == first
     got = duckdb_hive(local_store.path(SPEC.bronze_prefix), COLUMNS)
     assert rows(got, columns=COLUMNS) == rows(landed.valid)  # every valid row, once
+
+
+def test_an_evolved_column_that_is_null_in_every_row_loads(local_store: ObjectStore) -> None:
+    """In `evolve` mode a new NDJSON key that is null in every row arrives as Arrow type
+    `null`; the writer's dictionary sizing leaves such columns alone, and nothing of a
+    refused file may stay behind."""
+    import json
+    from dataclasses import replace
+
+    from lake_pipelines.lake.bronze import landing_dir
+
+    spec = replace(SPEC, unknown_columns="evolve")
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"e{i}",
+                "ts": "2026-11-03T10:00:00Z",
+                "user_id": "u",
+                "session_id": "s",
+                "event_type": "click",
+                "coupon": None,
+            }
+        )
+        for i in range(3)
+    ]
+    local_store.write_bytes(
+        f"{landing_dir(spec, DAY)}/a.ndjson", ("\n".join(lines) + "\n").encode()
+    )
+    report = ingest_day(local_store, spec, DAY)
+    assert report.rows_written == 3 and report.rows_quarantined == 0
+    got = duckdb_hive(local_store.path(spec.bronze_prefix), ["event_id"])
+    assert [r["event_id"] for r in rows(got)] == ["e0", "e1", "e2"]
+    names = local_store.fs.find(local_store.path(bronze_dir(spec, DAY)))
+    assert not [n for n in names if n.endswith(".tmp")]

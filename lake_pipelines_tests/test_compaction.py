@@ -169,13 +169,16 @@ def test_footer_minimum_of_a_timestamp_equals_pyarrows_own(
 ) -> None:
     """The planner decodes ms/us timestamp minimums itself (pyarrow's is slow): same values,
     before and after the epoch, with and without a zone."""
-    values = [1_793_491_200_085_199, -1_234_567, 0, 86_399_999_999]
-    path = tmp_path / "t.parquet"
-    pq.write_table(pa.table({"t": pa.array(values, pa.timestamp(unit, tz=tz))}), path)
-    stats = pq.read_metadata(path).row_group(0).column(0).statistics
-    ours = compaction_hive._stats_min(stats)
-    assert ours == stats.min and type(ours) is type(stats.min)
-    assert (ours.tzinfo is None) == (tz is None)
+    for values in (
+        [1_793_491_200_085_199, -1_234_567, 0, 86_399_999_999],  # the minimum before 1970
+        [1_793_491_200_085_199, 86_399_999_999, 1_234_567_890_123],  # after it
+    ):
+        path = tmp_path / "t.parquet"
+        pq.write_table(pa.table({"t": pa.array(values, pa.timestamp(unit, tz=tz))}), path)
+        stats = pq.read_metadata(path).row_group(0).column(0).statistics
+        ours = compaction_hive._stats_min(stats)
+        assert ours == stats.min and type(ours) is type(stats.min)
+        assert (ours.tzinfo is None) == (tz is None)
 
 
 def test_row_checksum_is_a_multiset_checksum_over_nested_types() -> None:

@@ -104,6 +104,27 @@ def test_an_encoder_failure_surfaces_in_the_caller_and_abort_leaves_nothing(
     assert written  # the first groups were written before the failure
     writer.abort()
     assert not any(local_store.arrow_fs.get_file_info(p).is_file for p in written)
+    assert local_store.fs.find(local_store.path("out")) == []  # nothing, hidden or not
+
+
+def test_a_writer_that_fails_to_open_its_file_leaves_nothing_behind(
+    local_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged file exists from the moment the output stream opens; if the Parquet
+    writer then fails, `abort` still removes it."""
+    import pyarrow.parquet as pq
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("no writer today")
+
+    monkeypatch.setattr(pq, "ParquetWriter", refuse)
+    writer = RollingParquetWriter(local_store, EVENTS, "out", "x")
+    table = pa.table({"event_id": ["e1"]}).cast(pa.schema([pa.field("event_id", pa.string())]))
+    with pytest.raises(OSError, match="no writer today"):
+        writer.write(table)
+        writer.close()
+    writer.abort()
+    assert local_store.fs.find(local_store.path("out")) == []
 
 
 def test_a_forked_child_parses_on_its_own_pool() -> None:

@@ -343,3 +343,40 @@ def test_typed_csv_columns_convert_like_text_and_bad_values_are_rows(
     ]
     assert rejects == [(5, "amount")]  # one reject per row, naming its first bad column
     assert "double" in cast and "date32[day]" in cast  # the bad block went the text way
+
+
+def test_nested_cells_blank_in_any_unicode_whitespace_are_missing_values(
+    local_store: ObjectStore,
+) -> None:
+    """A nested cell holding only whitespace is a missing value, whatever the whitespace (a
+    no-break space, an ideographic space), as an empty cell is."""
+    body = (
+        HEADER
+        + "e1,2026-11-01T10:00:00Z,u1,s1,click,,1.5,\u00a0,[1]\n"
+        + "e2,2026-11-01T10:00:00Z,u1,s1,click,,1.5,{},\u3000\n"
+        + "e3,2026-11-01T10:00:00Z,u1,s1,click,,1.5,\x1f,[]\n"
+    )
+    rows, rejects = _read(local_store, "landing/blank.csv", body.encode())
+    assert rejects == []
+    assert [(r["event_id"], r["properties"], r["latencies_ms"]) for r in rows] == [
+        ("e1", None, [1.0]),
+        ("e2", {"browser": None, "country": None, "referrer": None}, None),
+        ("e3", None, []),
+    ]
+
+
+def test_a_column_type_the_csv_reader_cannot_parse_goes_the_text_way(
+    local_store: ObjectStore,
+) -> None:
+    """float16 is a float the CSV reader does not convert to: the text path does."""
+    from dataclasses import replace
+
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False), pa.field("h", pa.float16())]
+    )
+    spec = replace(SPEC, name="half", schema=schema, codecs={}, sort_by=(), contract=None)
+    local_store.write_bytes("landing/h.csv", b"ts,h\n2026-11-01T00:00:00Z,1.5\n")
+    batches = list(read_file(local_store, "landing/h.csv", spec))
+    assert [r["h"] for b in batches for r in b.table.to_pylist()] == [1.5]

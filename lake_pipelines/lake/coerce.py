@@ -126,20 +126,23 @@ def _value_offsets(arr: pa.Array) -> np.ndarray:
 
 
 def _has_blank_cells(arr: pa.Array) -> bool:
-    """Whether a non-null cell is empty or starts with whitespace (so it may be blank), judged
-    from the first byte of each value: a vector read, not a pass over the text."""
+    """Whether a non-null cell is empty or may start with whitespace (so it may be blank),
+    judged from the first byte of each value: a vector read, not a pass over the text."""
     offsets = _value_offsets(arr)
     data = arr.buffers()[2]
     suspect = offsets[1:] == offsets[:-1]
     if data is not None and data.size:
         values = np.frombuffer(data, np.uint8)
-        suspect |= np.isin(values[np.minimum(offsets[:-1], len(values) - 1)], _WHITESPACE)
+        first = values[np.minimum(offsets[:-1], len(values) - 1)]
+        # ASCII whitespace and separators, or any non-ASCII start (e.g. a no-break space):
+        # the exact test (`utf8_trim_whitespace`) then runs on the whole column.
+        suspect |= np.isin(first, _WHITESPACE) | (first >= 0x80)
     if arr.null_count:
         suspect &= np.asarray(pc.is_valid(arr))
     return bool(suspect.any())
 
 
-_WHITESPACE = np.frombuffer(b" \t\r\n\x0b\x0c", np.uint8)
+_WHITESPACE = np.frombuffer(b" \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f", np.uint8)
 
 
 def _parse_json_cells(arr: pa.Array, target: pa.DataType) -> pa.Array:

@@ -267,7 +267,7 @@ def _parse_csv_chunk(
         # Numbers and dates parsed by the CSV reader itself, not kept as text and cast
         # afterwards; a value it refuses (a typo) sends the block down the text path, which
         # isolates the row.
-        with contextlib.suppress(pa.ArrowInvalid):
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
             table = read(typed)
     try:
         if table is None:
@@ -302,7 +302,8 @@ def _typed_columns(spec: DatasetSpec, names: list[str]) -> dict[str, pa.DataType
         if f.name in names
         and (
             pa.types.is_integer(f.type)
-            or pa.types.is_floating(f.type)
+            or pa.types.is_float32(f.type)
+            or pa.types.is_float64(f.type)
             or pa.types.is_date32(f.type)
             or pa.types.is_date64(f.type)
         )

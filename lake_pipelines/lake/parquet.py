@@ -112,23 +112,35 @@ def _leaf_arrays(field_: pa.Field, values: pa.Array, prefix: str = "") -> dict[s
     return {path: values}
 
 
-def _dictionary_bytes(values: pa.Array, total: int) -> float:
+def _dictionary_bytes(values: pa.Array, total: int) -> float | None:
     """About how big a dictionary page of `total` values like `values` (a sample of them)
-    would be: distinct values times width; a mostly distinct sample is extrapolated."""
-    distinct = pc.count_distinct(values).as_py()
-    if len(values) and distinct > len(values) / 2:
-        distinct = distinct * total / len(values)
+    would be: distinct values times width; a mostly distinct sample is extrapolated. None
+    for types this does not judge (nulls, booleans, dictionaries, nested leftovers): those
+    are left to pyarrow."""
+    t = values.type
     if (
-        pa.types.is_string(values.type)
-        or pa.types.is_binary(values.type)
-        or (pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type))
+        pa.types.is_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_string(t)
+        or (pa.types.is_large_binary(t))
     ):
         valid = len(values) - values.null_count
         width = 4 + (pc.sum(pc.binary_length(values)).as_py() or 0) / max(valid, 1)
-    elif pa.types.is_boolean(values.type):
-        return 0.0
+    elif (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_temporal(t)
+        or (pa.types.is_decimal(t))
+    ):
+        width = t.bit_width / 8
     else:
-        width = values.type.bit_width / 8
+        return None
+    try:
+        distinct = pc.count_distinct(values).as_py()
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return None
+    if len(values) and distinct > len(values) / 2:
+        distinct = distinct * total / len(values)
     return distinct * width
 
 
@@ -150,8 +162,11 @@ def fit_dictionaries(
         if codec is not None and codec.dictionary:
             continue  # asked for by the spec
         for leaf, values in _leaf_arrays(f, sample.column(f.name).combine_chunks()).items():
+            if leaf not in keep:
+                continue
             total = len(values) * first_group.num_rows / sample.num_rows
-            if leaf in keep and _dictionary_bytes(values, int(total)) > DICTIONARY_PAGE_BYTES:
+            size = _dictionary_bytes(values, int(total))
+            if size is not None and size > DICTIONARY_PAGE_BYTES:
                 keep.discard(leaf)
     if len(keep) == len(chosen):
         return options
@@ -234,6 +249,7 @@ class RollingParquetWriter:
         self._pending: Future[None] | None = None
         self._lanes: list[_Lane] = []
         self._groups = 0  # row groups handed to lanes so far
+        self._closed = False
 
     @property
     def files(self) -> list[WrittenFile]:
@@ -313,11 +329,12 @@ class RollingParquetWriter:
         tmp = posixpath.join(directory, f".{posixpath.basename(key)}.{token}{TMP_SUFFIX}")
         if self.store.scheme == "file":
             self.store.arrow_fs.create_dir(directory, recursive=True)
-        lane.sink = self.store.arrow_fs.open_output_stream(tmp, compression=None)
         options = fit_dictionaries(self.options, self.spec, first_group)
-        lane.writer = pq.ParquetWriter(lane.sink, self.schema, **options)
+        lane.sink = self.store.arrow_fs.open_output_stream(tmp, compression=None)
+        # Known to `abort` from the moment it exists on the store.
         lane.current = WrittenFile(key=key, rows=0, bytes=0, tmp_path=tmp)
         lane.files.append(lane.current)
+        lane.writer = pq.ParquetWriter(lane.sink, self.schema, **options)
 
     def _flush(self, tables: list[pa.Table], final: bool) -> None:
         """Cut the rows into row groups of about ``row_group_bytes`` each (lead thread).
@@ -374,6 +391,9 @@ class RollingParquetWriter:
             lane.writer, lane.sink, lane.current = None, None, None
 
     def close(self) -> list[WrittenFile]:
+        if self._closed:
+            return self.files
+        self._closed = True
         try:
             self._submit(final=True)
             self._drain()
@@ -393,13 +413,11 @@ class RollingParquetWriter:
         self._shutdown()
         self._buffer, self._tail = [], []
         for lane in self._lanes:
-            if lane.writer is not None:
-                try:
-                    lane.writer.close()
-                    lane.sink.close()
-                except Exception:  # the file is being thrown away anyway
-                    pass
-                lane.writer = None
+            for closable in (lane.writer, lane.sink):
+                if closable is not None:
+                    with contextlib.suppress(Exception):  # the file is thrown away anyway
+                        closable.close()
+            lane.writer, lane.sink = None, None
             for f in lane.files:
                 with contextlib.suppress(FileNotFoundError, OSError):
                     self.store.arrow_fs.delete_file(f.tmp_path)
@@ -463,7 +481,9 @@ def sort_rows(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return table.sort_by([(c, "ascending") for c in keys])
 
 
-MAX_TIED_SHARE = 0.01  # above this share of tied neighbours, a full sort is cheaper
+# Above this share of tied neighbours a full sort is used: it is then cheaper, and the
+# stitched table would have up to two chunks per run.
+MAX_TIED_SHARE = 0.001
 
 
 def _sort_ties(table: pa.Table, keys: Sequence[str]) -> pa.Table | None:
