@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from lake_pipelines.lake.hashing import value_offsets
+
 # A zone only counts after a time of day: the "-13" of a date-only "1996-03-13" is no offset.
 _ZONE = r"\d{2}:\d{2}(:\d{2}([.,]\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _EPOCH = r"^-?\d{1,16}$"
@@ -105,7 +107,7 @@ def parse_json_cells(
     # million values); each line ends in a newline, so the joined values buffer is the document.
     join = pc.JoinOptions(null_handling="replace", null_replacement="null")
     lines = pc.call_function("binary_join_element_wise", [*parts, "}\n", ""], join)
-    offsets = _value_offsets(lines)
+    offsets = value_offsets(lines)
     body = lines.buffers()[2][int(offsets[0]) : int(offsets[-1])]
     schema = pa.schema([pa.field(f"c{i}", types[name]) for i, name in enumerate(names)])
     table = pj.read_json(
@@ -118,17 +120,10 @@ def parse_json_cells(
     return {name: table.column(f"c{i}").combine_chunks() for i, name in enumerate(names)}
 
 
-def _value_offsets(arr: pa.Array) -> np.ndarray:
-    """The n + 1 offsets of a (large) string array into its values buffer, zero-copy."""
-    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    width = np.dtype(np.int64 if large else np.int32)
-    return np.frombuffer(arr.buffers()[1], width, len(arr) + 1, arr.offset * width.itemsize)
-
-
 def _has_blank_cells(arr: pa.Array) -> bool:
     """Whether a non-null cell is empty or may start with whitespace (so it may be blank),
     judged from the first byte of each value: a vector read, not a pass over the text."""
-    offsets = _value_offsets(arr)
+    offsets = value_offsets(arr)
     data = arr.buffers()[2]
     suspect = offsets[1:] == offsets[:-1]
     if data is not None and data.size:

@@ -61,8 +61,9 @@ from lake_pipelines.lake.parquet import (
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
 
 JOURNAL_NAME = "_compaction.json"
-# Files up to this size are read whole, PARALLEL_READS at a time (opening a tiny file costs
-# about a millisecond, mostly waiting); bigger ones stream batch by batch, one at a time.
+# Files up to PARALLEL_READ_BYTES are read whole, in runs of up to GROUP_BYTES handed over as
+# one table, PARALLEL_READS runs at a time on the shared pool (opening a tiny file costs
+# ~1 ms of pyarrow CPU); bigger files stream batch by batch, one at a time.
 PARALLEL_READ_BYTES = 4 << 20
 PARALLEL_READS = 4
 GROUP_BYTES = 2 << 20  # small files read as one table, up to this many bytes on disk

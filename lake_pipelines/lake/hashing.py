@@ -49,16 +49,21 @@ def _fixed_hash(arr: pa.Array) -> np.ndarray:
     return h
 
 
+def value_offsets(arr: pa.Array) -> np.ndarray:
+    """The n + 1 offsets of a (large) string or binary array into its values buffer,
+    zero-copy (int32 or int64, as stored)."""
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    width = np.dtype(np.int64 if large else np.int32)
+    return np.frombuffer(arr.buffers()[1], width, len(arr) + 1, arr.offset * width.itemsize)
+
+
 def _bytes_hash(arr: pa.Array) -> np.ndarray:
     """Per value, its length and its bytes, read 8 at a time from wherever the value starts.
 
     Vectorised over the values: step k hashes bytes 8k..8k+7 of every value that long, so the
     cost follows the data size (about one pass per 8 bytes), with no Python object per value.
     """
-    wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    offsets = np.frombuffer(
-        arr.buffers()[1], dtype=np.int64 if wide else np.int32, count=arr.offset + len(arr) + 1
-    )[arr.offset :].astype(np.int64)
+    offsets = value_offsets(arr).astype(np.int64)
     pos, left = offsets[:-1], np.diff(offsets)
     data = arr.buffers()[2]
     padded = np.zeros((0 if data is None else data.size) + 8, dtype=np.uint8)

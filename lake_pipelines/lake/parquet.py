@@ -122,7 +122,7 @@ def _dictionary_bytes(values: pa.Array, total: int) -> float | None:
         pa.types.is_string(t)
         or pa.types.is_binary(t)
         or pa.types.is_large_string(t)
-        or (pa.types.is_large_binary(t))
+        or pa.types.is_large_binary(t)
     ):
         valid = len(values) - values.null_count
         width = 4 + (pc.sum(pc.binary_length(values)).as_py() or 0) / max(valid, 1)
@@ -130,7 +130,7 @@ def _dictionary_bytes(values: pa.Array, total: int) -> float | None:
         pa.types.is_integer(t)
         or pa.types.is_floating(t)
         or pa.types.is_temporal(t)
-        or (pa.types.is_decimal(t))
+        or pa.types.is_decimal(t)
     ):
         width = t.bit_width / 8
     else:

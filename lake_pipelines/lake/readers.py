@@ -83,7 +83,8 @@ def read_file(
 ) -> Iterator[Batch]:
     """Stream a landed file as batches of `spec.schema`.
 
-    With `ahead`, a background thread reads and converts the next block meanwhile.
+    With `ahead`, the next blocks are parsed and converted on the shared thread pool while
+    the caller works (a JSON array's records on a background thread).
 
     Raises:
         SourceFileError: the file as a whole cannot be read (unknown type, broken compression,
@@ -91,7 +92,6 @@ def read_file(
     """
     fmt, _ = file_format(key)
     blocks = _blocks(store, key, block_bytes)
-    # blocks are parsed on a pool while the caller works (`ordered_map`)
     if fmt == "csv":
         yield from read_csv(blocks, key, spec, parallel=ahead)
     else:
