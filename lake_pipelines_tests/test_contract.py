@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -142,3 +143,61 @@ def test_only_untranslatable_columns_are_left_to_pandera() -> None:
     assert sorted({c.column for c in compiled.arrow}) == ["amount", "code", "name", "qty"]
     assert compiled.required == ["code"]
     assert list(compiled.pandera.columns) == ["note"]
+
+
+@pytest.mark.parametrize("leave_out", [None, 0, 5], ids=["all", "none-early", "none-late"])
+def test_day_window_and_required_values_are_checked_row_by_row(leave_out: int | None) -> None:
+    """Rows before the day, at its exclusive end, with no timestamp or no required value are
+    rejected with their own reason, in a column made of several chunks; rows on the day stay.
+    With only one end of the window broken too: checks that skip work when a batch is clean
+    must not skip a batch that is not."""
+    end = START + timedelta(days=1)
+    cases = [
+        (START - timedelta(microseconds=1), "a", "outside partition"),
+        (START, "a", None),
+        (None, "a", "ts is null"),
+        (end - timedelta(microseconds=1), "a", None),
+        (START + timedelta(hours=1), None, "code=None fails not_nullable"),
+        (end, "c", "outside partition"),
+        (START + timedelta(hours=2), "c", None),
+    ]
+    cases = [(f"n{i}", *c) for i, c in enumerate(cases) if i != leave_out]
+    ts = pa.chunked_array(
+        [[c[1] for c in cases[:3]], [c[1] for c in cases[3:]]], pa.timestamp("us", tz="UTC")
+    )
+    table = pa.table(
+        {
+            "ts": ts,
+            "code": [c[2] for c in cases],
+            "name": pa.array([None] * len(cases), pa.string()),
+            "amount": pa.array([None] * len(cases), pa.float64()),
+            "qty": pa.array([None] * len(cases), pa.int64()),
+            "note": [c[0] for c in cases],  # which case a reject is
+        }
+    )
+    out = validate(Batch(table), SPEC, START, end, "probe.csv")
+    assert out.table.column("ts").to_pylist() == [c[1] for c in cases if c[3] is None]
+    got = {json.loads(r.raw)["note"]: r.reason for r in out.rejects}
+    want = {c[0]: c[3] for c in cases if c[3] is not None}
+    assert sorted(got) == sorted(want)
+    for case, fragment in want.items():
+        assert fragment in got[case], (case, got[case])
+
+
+def test_a_clean_batch_passes_whole() -> None:
+    """Every row on the day, every required value present: nothing is rejected."""
+    n = 50
+    table = pa.table(
+        {
+            "ts": pa.array(
+                [START + timedelta(minutes=i) for i in range(n)], pa.timestamp("us", tz="UTC")
+            ),
+            "code": ["a"] * n,
+            "name": pa.array([None] * n, pa.string()),
+            "amount": [1.0] * n,
+            "qty": pa.array([2] * n, pa.int64()),
+            "note": pa.array([None] * n, pa.string()),
+        }
+    )
+    out = validate(Batch(table), SPEC, START, START + timedelta(days=1), "probe.csv")
+    assert out.rejects == [] and out.table.equals(table)

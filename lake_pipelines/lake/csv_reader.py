@@ -63,6 +63,8 @@ def _last_record_end(data: bytes, dialect: CsvDialect) -> int:
             return int(ends[-1]) if len(ends) else -1
         return pos
     quote = dialect.quote_char.encode()
+    if data.find(quote) < 0:
+        return pos  # no quotes at all (memchr): every newline ends a record
     total = count_byte(data, quote[0])
     while pos >= 0:
         if (total - data.count(quote, pos + 1)) % 2 == 0:

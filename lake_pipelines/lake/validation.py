@@ -134,19 +134,29 @@ _COMPILED: dict[int, tuple[Any, CompiledContract]] = {}
 def _arrow_failures(table: pa.Table, compiled: CompiledContract, bad: dict) -> None:
     for name in compiled.required:
         if name in table.column_names:
-            for i in np.flatnonzero(pc.is_null(table.column(name)).to_numpy(zero_copy_only=False)):
+            for i in _null_rows(table.column(name)):
                 add_reason(bad, int(i), name, f"{name}=None fails not_nullable")
     for check in compiled.arrow:
         if check.column not in table.column_names:
             continue
         values = table.column(check.column)
         ok = check.passes(values)
-        ok = pc.fill_null(ok, check.ignore_na)
+        if ok.null_count:
+            ok = pc.fill_null(ok, check.ignore_na)
         if pc.all(ok).as_py():
             continue
         for i in np.flatnonzero(pc.invert(ok).to_numpy(zero_copy_only=False)):
             value = values[int(i)].as_py()
             add_reason(bad, int(i), check.column, f"{check.column}={value!r} fails {check.label}")
+
+
+def _null_rows(column: pa.ChunkedArray) -> np.ndarray:
+    """Row indexes where `column` is null. Arrow keeps a null count with every array, so the
+    usual column without nulls costs nothing (a mask converted to numpy per column and batch
+    used to cost more than the contract's checks)."""
+    if not column.null_count:
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))
 
 
 def _pandera_failures(table: pa.Table, schema: Any, bad: dict) -> None:
@@ -247,21 +257,22 @@ def validate(
     bad: dict[int, tuple[str | None, str]] = {}
 
     ts = table.column(spec.timestamp_column)
-    missing_ts = pc.is_null(ts)
-    before = pc.less(ts, pa.scalar(day_start, ts.type))
-    outside = pc.or_(before, pc.greater_equal(ts, pa.scalar(day_end, ts.type)))
-    for i in np.flatnonzero(pc.fill_null(outside, False).to_numpy(zero_copy_only=False)):
-        bad[int(i)] = (
-            spec.timestamp_column,
-            f"{spec.timestamp_column}={ts[int(i)].as_py().isoformat()} is outside partition "
-            f"{day_start.date().isoformat()}",
-        )
-    for i in np.flatnonzero(missing_ts.to_numpy(zero_copy_only=False)):
+    lo, hi = pa.scalar(day_start, ts.type), pa.scalar(day_end, ts.type)
+    bounds = pc.min_max(ts)
+    low, high = bounds["min"], bounds["max"]
+    if low.is_valid and (pc.less(low, lo).as_py() or pc.greater_equal(high, hi).as_py()):
+        outside = pc.or_(pc.less(ts, lo), pc.greater_equal(ts, hi))
+        for i in np.flatnonzero(pc.fill_null(outside, False).to_numpy(zero_copy_only=False)):
+            bad[int(i)] = (
+                spec.timestamp_column,
+                f"{spec.timestamp_column}={ts[int(i)].as_py().isoformat()} is outside "
+                f"partition {day_start.date().isoformat()}",
+            )
+    for i in _null_rows(ts):
         bad[int(i)] = (spec.timestamp_column, f"{spec.timestamp_column} is null")
     for f in spec.schema:
         if not f.nullable and f.name != spec.timestamp_column:
-            nulls = pc.is_null(table.column(f.name)).to_numpy(zero_copy_only=False)
-            for i in np.flatnonzero(nulls):
+            for i in _null_rows(table.column(f.name)):
                 add_reason(bad, int(i), f.name, f"{f.name} is null but required")
 
     compiled = compile_contract(spec)
