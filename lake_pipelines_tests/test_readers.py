@@ -380,3 +380,50 @@ def test_a_column_type_the_csv_reader_cannot_parse_goes_the_text_way(
     local_store.write_bytes("landing/h.csv", b"ts,h\n2026-11-01T00:00:00Z,1.5\n")
     batches = list(read_file(local_store, "landing/h.csv", spec))
     assert [r["h"] for b in batches for r in b.table.to_pylist()] == [1.5]
+
+
+def _dialect_spec(encoding: str):
+    from dataclasses import replace
+
+    from lake_pipelines.datasets.spec import CsvDialect
+
+    return replace(SPEC, csv=CsvDialect(encoding=encoding))
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-16"])
+def test_csv_in_another_encoding_is_read_as_text_not_rejected(
+    local_store: ObjectStore, encoding: str
+) -> None:
+    """The dialect's encoding is honoured: the values come out as the same Unicode text,
+    across block boundaries (tiny blocks split characters and records)."""
+    users = ["Zoë", "Øre", "café", "naïve"]
+    body = HEADER + "".join(
+        f"e{i},2026-11-01T10:00:0{i}Z,{u},s{i},click,,,,\n" for i, u in enumerate(users)
+    )
+    key = f"landing/{encoding}.csv"
+    local_store.write_bytes(key, body.encode(encoding))
+    spec = _dialect_spec(encoding)
+    batches = list(read_file(local_store, key, spec, block_bytes=7))
+    rows = [r for b in batches for r in b.table.to_pylist()]
+    assert [r["user_id"] for r in rows] == users
+    assert not [r for b in batches for r in b.rejects]
+
+
+def test_bytes_invalid_in_the_encoding_name_the_file_and_line(local_store: ObjectStore) -> None:
+    body = HEADER.encode("cp1252") + b"e1,2026-11-01T10:00:00Z,u1,s1,click,,,,\n"
+    body += b"e2,2026-11-01T10:00:00Z,u\x81,s2,click,,,,\n"  # 0x81 is unassigned in cp1252
+    key = "landing/bad-cp1252.csv"
+    local_store.write_bytes(key, body)
+    with pytest.raises(SourceFileError) as caught:
+        list(read_file(local_store, key, _dialect_spec("cp1252")))
+    assert caught.value.path == key and caught.value.line == 3
+    assert "not valid cp1252 text" in str(caught.value)
+
+
+def test_an_unknown_encoding_is_a_configuration_error() -> None:
+    from lake_pipelines.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"CsvDialect\.encoding.*no-such-charset"):
+        _dialect_spec("no-such-charset")
+    with pytest.raises(ConfigError, match="not a text encoding"):
+        _dialect_spec("base64")

@@ -77,7 +77,30 @@ class CsvDialect:
     header: bool = True
     null_values: tuple[str, ...] = ("", "NA", "NULL", "null")
     newlines_in_values: bool = True
+    # Any text encoding Python knows ("latin-1", "cp1252", "utf-16", ...): other encodings
+    # are converted to UTF-8 block by block as the file streams in.
     encoding: str = "utf8"
+
+    def __post_init__(self) -> None:
+        import codecs
+
+        from lake_pipelines.errors import ConfigError
+
+        try:
+            info = codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(
+                "CsvDialect.encoding", self.encoding, "not a text encoding Python knows"
+            ) from None
+        if not getattr(info, "_is_text_encoding", True):
+            raise ConfigError("CsvDialect.encoding", self.encoding, "a codec, not a text encoding")
+
+    @property
+    def is_utf8(self) -> bool:
+        """UTF-8, with or without a byte-order mark (the readers take both as they are)."""
+        import codecs
+
+        return codecs.lookup(self.encoding).name in ("utf-8", "utf-8-sig")
 
 
 ChangeKind = Literal["rename", "drop", "move_first", "move_after"]

@@ -9,6 +9,7 @@ clean input pays nothing for them.
 
 from __future__ import annotations
 
+import codecs
 import posixpath
 import zlib
 from collections.abc import Iterator
@@ -74,6 +75,31 @@ def _blocks(store: ObjectStore, key: str, block_bytes: int) -> Iterator[bytes]:
         raw.close()
 
 
+def _to_utf8(blocks: Iterator[bytes], key: str, encoding: str) -> Iterator[bytes]:
+    """Blocks of text in `encoding`, re-encoded as UTF-8 (a character split across two
+    blocks is carried over); bytes that are not valid in `encoding` name their line."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    line = 1
+    for block in _with_end(blocks):
+        final = block is None
+        data = b"" if final else block
+        try:
+            text = decoder.decode(data, final=final)
+        except UnicodeDecodeError as exc:
+            before = data[: max(exc.start, 0)].decode(encoding, errors="replace")
+            raise SourceFileError(
+                key, f"not valid {encoding} text ({exc.reason})", line=line + before.count("\n")
+            ) from exc
+        line += text.count("\n")
+        if text:
+            yield text.encode("utf-8")
+
+
+def _with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:
+    yield from blocks
+    yield None
+
+
 def read_file(
     store: ObjectStore,
     key: str,
@@ -93,6 +119,8 @@ def read_file(
     fmt, _ = file_format(key)
     blocks = _blocks(store, key, block_bytes)
     if fmt == "csv":
+        if not spec.csv.is_utf8:
+            blocks = _to_utf8(blocks, key, spec.csv.encoding)
         yield from read_csv(blocks, key, spec, parallel=ahead)
     else:
         yield from read_json(blocks, key, spec, parallel=ahead)
