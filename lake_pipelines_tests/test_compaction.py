@@ -249,6 +249,38 @@ def test_row_checksum_reads_strings_of_any_length_from_any_offset() -> None:
     assert checksum(changed) != base
 
 
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string(), pa.binary()])
+def test_repetitive_strings_hash_through_their_dictionary_to_the_same_values(kind) -> None:
+    """A column with few distinct values is hashed once per value (its dictionary): each
+    row gets exactly the hash the byte-by-byte path gives it, nulls and offsets included,
+    and a column that turns out mostly distinct after its sample still hashes right."""
+    rng = np.random.default_rng(11)
+    n = 5 * hashing.DICTIONARY_SAMPLE
+    words = ["", "a", "click", "abcdefgh", "abcdefghi", "é" * 9, "x" * 40]
+    picked = [None if i % 97 == 0 else words[j] for i, j in enumerate(rng.integers(0, 7, n))]
+    if kind == pa.binary():
+        picked = [None if w is None else w.encode() for w in picked]
+    arr = pa.array(picked, kind)
+    assert hashing._repetitive_bytes_hash(arr.slice(3)) is not None  # the dictionary path
+    with np.errstate(over="ignore"):
+        for part in (arr, arr.slice(3), arr.slice(7, n - 20)):
+            direct = hashing._bytes_hash(part)
+            fast = hashing._repetitive_bytes_hash(part)
+            valid = part.is_valid().to_numpy(zero_copy_only=False)  # nulls: overwritten later
+            assert fast is not None and np.array_equal(fast[valid], direct[valid])
+            by_value = hashing.value_hashes(part)
+            assert np.array_equal(by_value[valid], hashing._mix(direct)[valid])
+        # repetitive at first, distinct afterwards: the sample misleads, the result does not
+        tail = [f"id-{i}" for i in range(n)]
+        mixed = pa.array(picked[: hashing.DICTIONARY_SAMPLE] + tail, pa.string())
+        assert hashing._repetitive_bytes_hash(mixed) is None
+    table = pa.table({"s": arr, "t": pa.array(range(n))})
+    small = RowChecksum(rows_per_hash=1)  # row by row: arrays too short for a dictionary
+    for i in range(0, n, 1000):
+        small.update(table.slice(i, 1000))
+    assert RowChecksum.of(table).value == small.value
+
+
 def test_sorted_stream_streams_inputs_in_order_without_spilling(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

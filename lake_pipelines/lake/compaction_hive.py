@@ -67,7 +67,10 @@ JOURNAL_NAME = "_compaction.json"
 PARALLEL_READ_BYTES = 4 << 20
 PARALLEL_READS = 4
 GROUP_BYTES = 2 << 20  # small files read as one table, up to this many bytes on disk
-FOOTER_READERS = 8
+FOOTER_READERS = 8  # footer reads in flight on an object store (latency-bound)
+# On local disks a footer read is CPU (pyarrow's parsing, under the GIL): more threads only
+# contend (2,000 footers: 0.47 s with two, 0.55 s with eight).
+LOCAL_FOOTER_READERS = 2
 
 
 def _version(entry: FileEntry) -> str | None:
@@ -147,7 +150,8 @@ def plan_hive(
     plans = []
     key = spec.sort_by[0] if spec.sort_by else None
     # Footer reads are small and latency-bound on an object store: a few at a time.
-    with ThreadPoolExecutor(FOOTER_READERS) as pool:
+    readers = LOCAL_FOOTER_READERS if store.scheme == "file" else FOOTER_READERS
+    with ThreadPoolExecutor(readers) as pool:
         for partition in sorted(by_dir):
             stats = pool.map(
                 lambda e: _stat(store, e, with_rows and e.size < policy.small_file_bytes, key),
