@@ -46,7 +46,16 @@ def csv_to_parquet(
 
 
 def ndjson_to_parquet(inputs: list[str], out: str, schema: str, **_: object) -> None:
-    _sink(pl.scan_ndjson(inputs, schema=_schema(decode(schema))), out, partitioned=False)
+    # Timestamps are read as text and converted by `str.to_datetime`: Polars' NDJSON reader
+    # parsing them into Datetime itself took ~4x as long for the whole file (14.7 s against
+    # 3.6 s for 2M events, Polars 2.1), which measured that path rather than Polars.
+    target = decode(schema)
+    stamps = [f for f in target if pa.types.is_timestamp(f.type)]
+    as_text = pa.schema([f.with_type(pa.string()) if f in stamps else f for f in target])
+    frame = pl.scan_ndjson(inputs, schema=_schema(as_text)).with_columns(
+        pl.col(f.name).str.to_datetime(time_unit=f.type.unit, time_zone=f.type.tz) for f in stamps
+    )
+    _sink(frame, out, partitioned=False)
 
 
 def daily_metrics(bronze: str, start: str, end: str, **_: object) -> dict[str, int]:
