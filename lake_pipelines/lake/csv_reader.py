@@ -244,6 +244,9 @@ def _parse_csv_chunk(
         return "skip"
 
     chunk = _CsvChunk(data, line, dialect, len(names))
+    # ASCII is valid UTF-8: pyarrow need not validate every string again (~6 % of the parse;
+    # `isascii` costs ~1 % of that and runs at memory speed).
+    check_utf8 = not data.isascii()
 
     def read(typed: dict[str, pa.DataType]) -> pa.Table:
         invalid.clear()
@@ -260,6 +263,7 @@ def _parse_csv_chunk(
                 null_values=list(dialect.null_values),
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
+                check_utf8=check_utf8,
             ),
         )
 
