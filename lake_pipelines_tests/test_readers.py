@@ -427,3 +427,21 @@ def test_an_unknown_encoding_is_a_configuration_error() -> None:
         _dialect_spec("no-such-charset")
     with pytest.raises(ConfigError, match="not a text encoding"):
         _dialect_spec("base64")
+
+
+@pytest.mark.parametrize("block_bytes", [7, 1000, 2001, 1 << 20])
+@pytest.mark.parametrize("codec,bom", [("utf-16-be", b"\xfe\xff"), ("utf-16-le", b"\xff\xfe")])
+def test_an_invalid_character_far_into_a_utf16_file_names_its_own_line(
+    local_store: ObjectStore, codec: str, bom: bytes, block_bytes: int
+) -> None:
+    """The line is counted in the file's byte order (set by its BOM, in the first block only)
+    whatever block the bad character falls in, odd block sizes included."""
+    rows = [f"e{i},2026-11-01T10:00:00Z,u{i},s{i},click,,,,\n" for i in range(39)]
+    good = [(HEADER if i == 0 else rows[i - 1]).encode(codec) for i in range(40)]
+    bad = rows[29].replace("u29", "u\ud800").encode(codec, "surrogatepass")
+    body = bom + b"".join(good[:30]) + bad + b"".join(good[31:])  # line 31: a lone surrogate
+    key = f"landing/{codec}-{block_bytes}.csv"
+    local_store.write_bytes(key, body)
+    with pytest.raises(SourceFileError) as caught:
+        list(read_file(local_store, key, _dialect_spec("utf-16"), block_bytes=block_bytes))
+    assert caught.value.line == 31, str(caught.value)

@@ -120,8 +120,8 @@ def _repetitive_bytes_hash(arr: pa.Array) -> np.ndarray | None:
     if sample * DICTIONARY_SHARE > DICTIONARY_SAMPLE:
         return None
     encoded = pc.dictionary_encode(arr)
-    if len(encoded.dictionary) * DICTIONARY_SHARE > len(arr):
-        return None  # the sample was not typical: hash directly after all
+    if not len(encoded.dictionary) or len(encoded.dictionary) * DICTIONARY_SHARE > len(arr):
+        return None  # all null, or the sample was not typical: hash directly after all
     indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
     return _bytes_hash(encoded.dictionary)[indices]
 

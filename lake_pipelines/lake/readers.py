@@ -83,16 +83,40 @@ def _to_utf8(blocks: Iterator[bytes], key: str, encoding: str) -> Iterator[bytes
     for block in _with_end(blocks):
         final = block is None
         data = b"" if final else block
+        state = decoder.getstate()  # byte order, a character cut at the block's start
         try:
             text = decoder.decode(data, final=final)
         except UnicodeDecodeError as exc:
-            before = data[: max(exc.start, 0)].decode(encoding, errors="replace")
+            line += _lines_before_error(encoding, state, data)
             raise SourceFileError(
-                key, f"not valid {encoding} text ({exc.reason})", line=line + before.count("\n")
+                key, f"not valid {encoding} text ({exc.reason})", line=line
             ) from exc
         line += text.count("\n")
         if text:
             yield text.encode("utf-8")
+
+
+def _lines_before_error(encoding: str, state: object, data: bytes) -> int:
+    """Line breaks `data` decodes to before its first invalid byte, decoded from `state`
+    (so a UTF-16 block without its file's byte-order mark still reads in the right order):
+    pieces that decode are counted, a piece that fails is tried again in smaller ones."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    count, pos, step = 0, 0, 1 << 16
+    try:
+        decoder.setstate(state)
+        while pos < len(data):
+            before = decoder.getstate()
+            try:
+                count += decoder.decode(data[pos : pos + step]).count("\n")
+                pos += step
+            except UnicodeDecodeError:
+                if step == 1:
+                    break
+                decoder.setstate(before)
+                step = max(step // 16, 1)
+    except (TypeError, ValueError):  # a codec without a usable state: count what decoded
+        pass
+    return count
 
 
 def _with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:
