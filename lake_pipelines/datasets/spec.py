@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     import pandera.pandas as pdr
 
 Transform = Literal["identity", "year", "month", "day", "hour"]
-LandingFormat = Literal["csv", "ndjson"]
 UnknownColumns = Literal["evolve", "freeze", "discard_value"]
 
 
