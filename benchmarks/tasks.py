@@ -131,6 +131,18 @@ def compaction_case(s: Scale, inputs: Inputs, paths: Paths) -> Case:
         args = {"src": data.files[0], "out": str(target), "day": data.days[0]}
         count = target / "bronze" if name == "ours" else target
         engines.append(Engine(name, module, "compact", args, out=str(target), count=str(count)))
+    sorted_target = paths.out / "4-compaction" / "duckdb-sorted"
+    engines.append(
+        Engine(
+            "duckdb, sorted",
+            MODULES["duckdb"],
+            "compact_sorted",
+            {"src": data.files[0], "out": str(sorted_target), "day": data.days[0]},
+            out=str(sorted_target),
+            count=str(sorted_target),
+            note="context: the same copy `ORDER BY ts, user_id`, the order ours writes in",
+        )
+    )
     if "ours" in names:
         engines[0].note = (
             "`compact_hive(store, spec, force=True)`: plans bins, rewrites them sorted with the "
