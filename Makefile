@@ -17,7 +17,7 @@ help:
 	@echo "make demo   install, generate 7 days of sample data, materialize every asset, print a summary"
 	@echo "make dev    Dagster web UI + daemon on http://127.0.0.1:3000 over the demo instance"
 	@echo "make test   the whole test suite"
-	@echo "make lint   ruff check + format check"
+	@echo "make lint   ruff check + format check + mypy (make test runs it first)"
 	@echo "make bench  benchmarks vs DuckDB/Polars/pyarrow/DataFusion -> benchmarks/RESULTS.md (~30 min)"
 	@echo "make bench-quick  the same at small sizes, for development"
 
@@ -43,12 +43,13 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: install test-deps
+test: install test-deps lint
 	$(UV) run --frozen pytest
 
 lint: install
 	$(UV) run --frozen ruff check lake_pipelines lake_pipelines_tests benchmarks
 	$(UV) run --frozen ruff format --check lake_pipelines lake_pipelines_tests benchmarks
+	$(UV) run --frozen mypy
 
 format: install
 	$(UV) run --frozen ruff format lake_pipelines lake_pipelines_tests benchmarks

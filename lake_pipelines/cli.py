@@ -248,15 +248,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"({rep.bytes_deleted} bytes)"
             )
         elif args.command == "orphans":
-            rep = remove_orphans(
+            found = remove_orphans(
                 catalog.load_table(args.table),
                 store,
                 timedelta(days=args.older_than_days),
                 dry_run=not args.delete,
             )
-            verb = "deleted" if rep.deleted else "would delete (dry run; add --delete)"
-            print("\n".join(rep.orphans))
-            print(f"{rep.table}: {verb} {len(rep.orphans)} orphan files ({rep.bytes} bytes)")
+            verb = "deleted" if found.deleted else "would delete (dry run; add --delete)"
+            print("\n".join(found.orphans))
+            print(f"{found.table}: {verb} {len(found.orphans)} orphan files ({found.bytes} bytes)")
     except NoSuchTableError as exc:
         print(f"error: no such table: {exc}", file=sys.stderr)
         return 2

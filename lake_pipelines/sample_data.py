@@ -170,7 +170,9 @@ def _orders(rng: np.random.Generator, day: date, n: int) -> pa.Table:
             }
             for _ in range(k)
         ]
-        total = sum(Decimal(str(it["unit_price"])) * it["quantity"] for it in items)
+        total = sum(
+            (Decimal(str(it["unit_price"])) * int(str(it["quantity"])) for it in items), Decimal(0)
+        )
         rows.append(
             {
                 "order_id": f"o{day:%Y%m%d}-{i:06d}",

@@ -3,6 +3,7 @@
 # functions to inject the context and resources.
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -101,7 +102,7 @@ def _result(
     ]
     # Judged per day: a clean week must not hide one bad day.
     worst = max(reports, key=lambda r: r.quarantined_share)
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "dagster/row_count": stored_written,
         "dagster/uri": store.uri(spec.bronze_prefix),
         "dagster/column_schema": column_schema(spec.schema),

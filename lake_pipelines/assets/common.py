@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -48,7 +49,7 @@ def column_schema(schema: pa.Schema) -> dg.TableSchema:
     )
 
 
-def per_day_table(rows: list[dict[str, object]]) -> dg.TableMetadataValue:
+def per_day_table(rows: list[dict[str, Any]]) -> dg.TableMetadataValue:
     """Per-day numbers of a multi-day run as a table in the UI."""
     columns = list(rows[0]) if rows else []
     schema = dg.TableSchema(columns=[dg.TableColumn(c, type(rows[0][c]).__name__) for c in columns])

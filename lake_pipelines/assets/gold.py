@@ -2,6 +2,8 @@
 # No `from __future__ import annotations`: Dagster reads the real annotations of asset
 # functions to inject the context and resources.
 
+from typing import Any
+
 import dagster as dg
 
 from lake_pipelines.assets.common import (
@@ -65,7 +67,7 @@ def build_gold_asset(
             for day in days_of(context)
         ]
         rows = sum(r.rows for r in reports)
-        metadata: dict[str, object] = {
+        metadata: dict[str, Any] = {
             "dagster/row_count": rows,
             "dagster/table_name": identifier,
             "dagster/column_schema": column_schema(gold.schema),

@@ -4,7 +4,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -139,7 +139,7 @@ def _result(report: CompactionReport, extra: dict[str, object]) -> dg.Materializ
             ]
         ),
     )
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         **report.totals(),
         "dry_run": report.dry_run,
         "partitions": [r.partition for r in report.compacted],

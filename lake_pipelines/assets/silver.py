@@ -2,6 +2,8 @@
 # No `from __future__ import annotations`: Dagster reads the real annotations of asset
 # functions to inject the context and resources.
 
+from typing import Any
+
 import dagster as dg
 
 from lake_pipelines.assets.common import (
@@ -67,7 +69,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
             reports.append(report)
         committed = sum(r.rows_committed for r in reports)
         table = catalog.load_table(spec.table_name)
-        metadata: dict[str, object] = {
+        metadata: dict[str, Any] = {
             "dagster/row_count": committed,
             "dagster/uri": table.location(),
             "dagster/table_name": spec.table_name,

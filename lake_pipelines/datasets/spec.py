@@ -225,7 +225,8 @@ class DatasetSpec:
     def pandera_schema(self) -> pdr.DataFrameSchema:
         """The contract as a pandera schema, built on first use."""
         c = self.contract
-        return c if hasattr(c, "validate") else c()  # a schema is callable too
+        # a schema is callable too, so tell them apart by `validate`
+        return c if hasattr(c, "validate") else c()  # type: ignore[return-value]
 
     @property
     def unique_columns(self) -> list[str]:

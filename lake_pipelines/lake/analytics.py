@@ -129,11 +129,12 @@ def register_iceberg(
     from pyiceberg.expressions import AlwaysTrue
 
     scan = table.scan(row_filter=row_filter or AlwaysTrue(), snapshot_id=snapshot_id)
+    snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id else None
     schema = (
-        table.schemas()[table.snapshot_by_id(snapshot_id).schema_id]
-        if snapshot_id
+        table.schemas()[snapshot.schema_id]
+        if snapshot is not None and snapshot.schema_id is not None
         else table.schema()
-    ).as_arrow()  # type: ignore[union-attr]
+    ).as_arrow()
     paths = []
     for task in scan.plan_files():
         if task.delete_files:

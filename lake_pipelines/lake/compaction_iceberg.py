@@ -135,16 +135,16 @@ def partition_filter(table: Table, record: Record) -> BooleanExpression:
         if column is None:
             return AlwaysTrue()
         if value is None:
-            parts.append(IsNull(column))
+            parts.append(IsNull(column))  # type: ignore[call-arg,arg-type]
         elif isinstance(transform, IdentityTransform):
-            parts.append(EqualTo(column, value))
+            parts.append(EqualTo(column, value))  # type: ignore[call-arg,arg-type]
         elif isinstance(transform, DayTransform | HourTransform | MonthTransform | YearTransform):
             start, end = _bounds(transform, value)
             as_date = str(schema.find_field(fld.source_id).field_type) == "date"
             lo, hi = (start.date(), end.date()) if as_date else (start, end)
-            parts.append(
-                And(GreaterThanOrEqual(column, lo.isoformat()), LessThan(column, hi.isoformat()))
-            )
+            low = GreaterThanOrEqual(column, lo.isoformat())  # type: ignore[call-arg,arg-type]
+            high = LessThan(column, hi.isoformat())  # type: ignore[call-arg,arg-type]
+            parts.append(And(low, high))
         else:
             return AlwaysTrue()
     if not parts:

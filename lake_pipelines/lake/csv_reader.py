@@ -380,9 +380,11 @@ def _to_schema(
             converted, failures = convert_column(src, f.type) if raw_text else (src, {})
         except MostlyInvalidColumn as exc:
             raise SourceFileError(key, f"column {f.name!r}: {exc}") from exc
-        for i, reason in failures.items():
-            value = src[i].as_py()
-            add_reason(bad, i, f.name, f"{f.name}={value!r}: cannot convert to {f.type}: {reason}")
+        for row, reason in failures.items():
+            value = src[row].as_py()
+            add_reason(
+                bad, row, f.name, f"{f.name}={value!r}: cannot convert to {f.type}: {reason}"
+            )
         columns.append(converted)
     out = pa.Table.from_arrays(columns, schema=nullable_schema(spec.schema))
     if spec.unknown_columns == "evolve":

@@ -57,7 +57,9 @@ def commit_gold_day(
     first, _ = day_bounds(day - timedelta(days=gold.lookback_days))
     _, end = day_bounds(day)
     ts = spec.timestamp_column
-    window = And(GreaterThanOrEqual(ts, first.isoformat()), LessThan(ts, end.isoformat()))
+    lo = GreaterThanOrEqual(ts, first.isoformat())  # type: ignore[call-arg,arg-type]
+    hi = LessThan(ts, end.isoformat())  # type: ignore[call-arg,arg-type]
+    window = And(lo, hi)
     files = register_iceberg(
         ctx, "source", silver, store, window, source.snapshot_id if source else None
     )
@@ -66,10 +68,11 @@ def commit_gold_day(
         catalog, gold_identifier(spec, gold), gold.schema, [("day", "identity")], gold.sort_by
     )
     evolution = plan_evolution(table, gold.schema, [("day", "identity")])
+    of_day = EqualTo("day", day.isoformat())  # type: ignore[call-arg,arg-type]
     snapshot_id = overwrite_partition(
         table,
         result.sort_by([(c, "ascending") for c in gold.sort_by]),
-        EqualTo("day", day.isoformat()),
+        of_day,
         {
             "run-id": run_id,
             "partition": day.isoformat(),
@@ -78,7 +81,7 @@ def commit_gold_day(
         },
         evolution,
     )
-    day_files, day_bytes = files_of(table, EqualTo("day", day.isoformat()), snapshot_id)
+    day_files, day_bytes = files_of(table, of_day, snapshot_id)
     return GoldReport(
         gold_identifier(spec, gold),
         day,

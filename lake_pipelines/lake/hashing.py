@@ -174,9 +174,8 @@ def value_hashes(arr: pa.Array) -> np.ndarray:
         or pa.types.is_binary(t)
         or pa.types.is_large_binary(t)
     ):
-        h = _repetitive_bytes_hash(arr)
-        if h is None:
-            h = _bytes_hash(arr)
+        fast = _repetitive_bytes_hash(arr)
+        h = fast if fast is not None else _bytes_hash(arr)
     elif (
         pa.types.is_integer(t)
         or pa.types.is_floating(t)

@@ -82,7 +82,7 @@ def _to_utf8(blocks: Iterator[bytes], key: str, encoding: str) -> Iterator[bytes
     line = 1
     for block in _with_end(blocks):
         final = block is None
-        data = b"" if final else block
+        data = block if block is not None else b""
         state = decoder.getstate()  # byte order, a character cut at the block's start
         try:
             text = decoder.decode(data, final=final)
@@ -96,7 +96,7 @@ def _to_utf8(blocks: Iterator[bytes], key: str, encoding: str) -> Iterator[bytes
             yield text.encode("utf-8")
 
 
-def _lines_before_error(encoding: str, state: object, data: bytes) -> int:
+def _lines_before_error(encoding: str, state: tuple[bytes, int], data: bytes) -> int:
     """Line breaks `data` decodes to before its first invalid byte, decoded from `state`
     (so a UTF-16 block without its file's byte-order mark still reads in the right order):
     pieces that decode are counted, a piece that fails is tried again in smaller ones."""

@@ -106,7 +106,9 @@ def read_bronze(
 def day_filter(spec: DatasetSpec, day: date) -> And:
     start, end = day_bounds(day)
     col = spec.timestamp_column
-    return And(GreaterThanOrEqual(col, start.isoformat()), LessThan(col, end.isoformat()))
+    lo = GreaterThanOrEqual(col, start.isoformat())  # type: ignore[call-arg,arg-type]
+    hi = LessThan(col, end.isoformat())  # type: ignore[call-arg,arg-type]
+    return And(lo, hi)
 
 
 def commit_day(
