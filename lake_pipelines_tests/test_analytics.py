@@ -129,6 +129,9 @@ def test_time_travel_registration_reads_the_old_snapshot(lake, tmp_path: Path) -
     )
     with pytest.raises(LakeError, match="no snapshot 12345"):
         register_iceberg_provider(ctx, "nothing", table, snapshot_id=12345)
+    with pytest.raises(LakeError, match="no snapshot 12345"):  # not an empty table
+        register_iceberg(ctx, "then", table, store, snapshot_id=12345)
+    assert ctx.sql("SELECT COUNT(*) AS n FROM then").to_pylist()[0]["n"] == then  # kept
     now = ctx.sql("SELECT COUNT(*) AS n FROM now").to_pylist()[0]["n"]
     provider = ctx.sql("SELECT COUNT(*) AS n FROM provider").to_pylist()[0]["n"]
     assert then == count_before

@@ -122,14 +122,19 @@ def register_iceberg(
     filters into their scan. Returns the number of files registered.
 
     Raises:
+        LakeError: `table` has no snapshot `snapshot_id`.
         TableCommitError: a planned file lies outside `store`, or carries delete files
             (our writers never make them; another engine may have).
     """
+    snapshot = None
+    if snapshot_id is not None:  # an unknown id must not read as an empty table
+        snapshot = table.snapshot_by_id(snapshot_id)
+        if snapshot is None:
+            raise LakeError(f"{'.'.join(table.name())} has no snapshot {snapshot_id}")
     _replace(ctx, name)
     from pyiceberg.expressions import AlwaysTrue
 
     scan = table.scan(row_filter=row_filter or AlwaysTrue(), snapshot_id=snapshot_id)
-    snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id else None
     schema = (
         table.schemas()[snapshot.schema_id]
         if snapshot is not None and snapshot.schema_id is not None
