@@ -6,6 +6,7 @@ from it, so adding a dataset never means copying asset code.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -81,8 +82,6 @@ class CsvDialect:
     encoding: str = "utf8"
 
     def __post_init__(self) -> None:
-        import codecs
-
         from lake_pipelines.errors import ConfigError
 
         try:
@@ -97,8 +96,6 @@ class CsvDialect:
     @property
     def is_utf8(self) -> bool:
         """UTF-8, with or without a byte-order mark (the readers take both as they are)."""
-        import codecs
-
         return codecs.lookup(self.encoding).name in ("utf-8", "utf-8-sig")
 
 

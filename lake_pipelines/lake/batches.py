@@ -120,6 +120,12 @@ def count_byte(data: bytes, byte: int) -> int:
     return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == byte))
 
 
+def with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:
+    """The blocks, then None: the end of the input, for readers that flush what they carry."""
+    yield from blocks
+    yield None
+
+
 def nullable_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
 

@@ -133,12 +133,7 @@ def _merge(runs: list[_Run], sort_by: Sequence[str]) -> Iterator[pa.Table]:
                 if run.chunk is None:
                     run.advance()
         live = [r for r in live if r.chunk is not None]
-        yield _sort(pa.concat_tables(pieces), sort_by)
-
-
-def _sort(table: pa.Table, sort_by: Sequence[str]) -> pa.Table:
-    """`table` in ascending `sort_by` order; landed files usually are already (no `take`)."""
-    return sort_rows(table, sort_by)
+        yield sort_rows(pa.concat_tables(pieces), sort_by)
 
 
 def sorted_stream(
@@ -179,7 +174,7 @@ def sorted_stream(
             if floor is not None and not spilled and buffered >= early:
                 bound = pa.scalar(floor, type=table.schema.field(first).type)
                 if lowest is not None and pc.less(lowest, bound).as_py():
-                    rows = _sort(pa.concat_tables(buffer), sort_by)
+                    rows = sort_rows(pa.concat_tables(buffer), sort_by)
                     n = pc.sum(pc.less(rows.column(first), bound)).as_py() or 0
                     yield rows.slice(0, n)
                     rest = rows.slice(n)
@@ -189,10 +184,12 @@ def sorted_stream(
                     early = buffered + max(memory_bytes // 4, 1)
             if buffered >= memory_bytes:
                 path = os.path.join(tmp, f"run-{len(spilled):05d}.arrow")
-                _spill(_sort(pa.concat_tables(buffer), sort_by), path, max(memory_bytes // 8, 1))
+                _spill(
+                    sort_rows(pa.concat_tables(buffer), sort_by), path, max(memory_bytes // 8, 1)
+                )
                 spilled.append(path)
                 buffer, buffered, lowest = [], 0, None
-        rest = _sort(pa.concat_tables(buffer), sort_by) if buffer else None
+        rest = sort_rows(pa.concat_tables(buffer), sort_by) if buffer else None
         if not spilled:
             if rest is not None and rest.num_rows:
                 yield rest

@@ -30,6 +30,7 @@ from lake_pipelines.lake.batches import (
     nullable_schema,
     ordered_map,
     read_ahead,
+    with_end,
 )
 
 BOM = b"\xef\xbb\xbf"
@@ -76,7 +77,7 @@ def _read_ndjson(
         """Blocks cut after their last line break, with the line each starts on."""
         carry = b""
         line = 1
-        for block in _iter_with_end(blocks):
+        for block in with_end(blocks):
             if block is None:
                 data, carry = carry, b""
             else:
@@ -156,11 +157,6 @@ def _parse_ndjson_block(data: bytes, first_line: int, key: str, spec: DatasetSpe
 
 def _unexpected(spec: DatasetSpec) -> str:
     return {"freeze": "error", "discard_value": "ignore", "evolve": "infer"}[spec.unknown_columns]
-
-
-def _iter_with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:
-    yield from blocks
-    yield None
 
 
 def _read_array(blocks: Iterator[bytes], key: str, spec: DatasetSpec) -> Iterator[Batch]:

@@ -24,6 +24,7 @@ from lake_pipelines.lake.batches import (
     add_reason,
     nullable_schema,
     row_json,
+    with_end,
 )
 from lake_pipelines.lake.csv_reader import read_csv
 from lake_pipelines.lake.json_reader import read_json
@@ -80,7 +81,7 @@ def _to_utf8(blocks: Iterator[bytes], key: str, encoding: str) -> Iterator[bytes
     blocks is carried over); bytes that are not valid in `encoding` name their line."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     line = 1
-    for block in _with_end(blocks):
+    for block in with_end(blocks):
         final = block is None
         data = block if block is not None else b""
         state = decoder.getstate()  # byte order, a character cut at the block's start
@@ -117,11 +118,6 @@ def _lines_before_error(encoding: str, state: tuple[bytes, int], data: bytes) ->
     except (TypeError, ValueError):  # a codec without a usable state: count what decoded
         pass
     return count
-
-
-def _with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:
-    yield from blocks
-    yield None
 
 
 def read_file(
