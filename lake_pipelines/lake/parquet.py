@@ -9,6 +9,7 @@ a hidden temporary name and only becomes visible when `ObjectStore.promote` move
 from __future__ import annotations
 
 import contextlib
+import math
 import posixpath
 import uuid
 from collections.abc import Sequence
@@ -112,11 +113,23 @@ def _leaf_arrays(field_: pa.Field, values: pa.Array, prefix: str = "") -> dict[s
     return {path: values}
 
 
+def _distinct(values: pa.Array) -> int | None:
+    try:
+        return pc.count_distinct(values).as_py()
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return None
+
+
 def _dictionary_bytes(values: pa.Array, total: int) -> float | None:
-    """About how big a dictionary page of `total` values like `values` (a sample of them)
-    would be: distinct values times width; a mostly distinct sample is extrapolated. None
-    for types this does not judge (nulls, booleans, dictionaries, nested leftovers): those
-    are left to pyarrow."""
+    """About how big a dictionary page of `total` values like `values` (the first of them)
+    would be: distinct values times width. None for types this does not judge (nulls,
+    booleans, dictionaries, nested leftovers): those are left to pyarrow.
+
+    The distinct count is extrapolated from how it grows within the sample (Heaps' law): the
+    sample's second half adding as many new values as the first half had (ids, clustered keys
+    such as a sorted order number repeated per line) grows in proportion to the rows; adding
+    none (categories) stays put; in between, by the power the two halves show.
+    """
     t = values.type
     if (
         pa.types.is_string(t)
@@ -135,42 +148,69 @@ def _dictionary_bytes(values: pa.Array, total: int) -> float | None:
         width = t.bit_width / 8
     else:
         return None
-    try:
-        distinct = pc.count_distinct(values).as_py()
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+    distinct = _distinct(values)
+    half = _distinct(values.slice(0, len(values) // 2))
+    if distinct is None or half is None:
         return None
-    if len(values) and distinct > len(values) / 2:
-        distinct = distinct * total / len(values)
+    if half and total > len(values):
+        growth = min(max(distinct / half, 1.0), 2.0)
+        distinct = distinct * (total / len(values)) ** math.log2(growth)
     return distinct * width
 
 
-def fit_dictionaries(
+def _packs_as_deltas(t: pa.DataType) -> bool:
+    """Stored as Parquet INT32/INT64, the types DELTA_BINARY_PACKED takes."""
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date(t)
+        or pa.types.is_time(t)
+        or pa.types.is_duration(t)
+    )
+
+
+def fit_encodings(
     options: dict[str, Any], spec: DatasetSpec, first_group: pa.Table
 ) -> dict[str, Any]:
-    """`options` with dictionary encoding dropped where the file's first row group shows the
-    dictionary would outgrow its page (near-unique ids, prices, free text): pyarrow would
-    build it and then fall back to plain pages anyway. Columns whose codec says
-    ``dictionary=True`` keep it. Deterministic: the same rows give the same choice.
+    """`options` fitted to a file's first row group, for the columns the spec leaves to the
+    writer (no `ColumnCodec.encoding`; `dictionary` not True).
+
+    - Dictionary encoding is dropped where the group shows the dictionary would outgrow its
+      page (near-unique ids, prices, free text, clustered keys): pyarrow would build it and
+      then fall back to plain pages anyway.
+    - Integer-like columns (integers, dates, times, timestamps) that end up without a
+      dictionary are written as DELTA_BINARY_PACKED: for ids, keys and times (sorted or
+      not) the packed differences are smaller than plain values and cheaper to compress
+      (TPC-H's l_partkey, 1M rows: 0.023 s and 2.4 MB against 0.073 s and 3.0 MB plain at
+      ZSTD 3). Every Parquet reader we target reads them.
+
+    Deterministic: the same rows give the same choice.
     """
     chosen = options.get("use_dictionary")
-    if not isinstance(chosen, list) or not chosen or first_group.num_rows == 0:
+    if first_group.num_rows == 0 or not isinstance(chosen, list):
         return options
     keep = set(chosen)
+    deltas: dict[str, str] = {}
     sample = first_group.slice(0, DICTIONARY_SAMPLE_ROWS)
     for f in sample.schema:
         codec = spec.codecs.get(f.name)
-        if codec is not None and codec.dictionary:
-            continue  # asked for by the spec
+        if codec is not None and (codec.dictionary or codec.encoding):
+            continue  # the spec chose
         for leaf, values in _leaf_arrays(f, sample.column(f.name).combine_chunks()).items():
-            if leaf not in keep:
-                continue
-            total = len(values) * first_group.num_rows / sample.num_rows
-            size = _dictionary_bytes(values, int(total))
-            if size is not None and size > DICTIONARY_PAGE_BYTES:
+            if leaf in keep:
+                total = len(values) * first_group.num_rows / sample.num_rows
+                size = _dictionary_bytes(values, int(total))
+                if size is None or size <= DICTIONARY_PAGE_BYTES:
+                    continue
                 keep.discard(leaf)
-    if len(keep) == len(chosen):
+            if _packs_as_deltas(values.type):
+                deltas[leaf] = "DELTA_BINARY_PACKED"
+    if len(keep) == len(chosen) and not deltas:
         return options
-    return {**options, "use_dictionary": [c for c in chosen if c in keep]}
+    fitted = {**options, "use_dictionary": [c for c in chosen if c in keep]}
+    if deltas:
+        fitted["column_encoding"] = {**options.get("column_encoding", {}), **deltas}
+    return fitted
 
 
 def file_schema(spec: DatasetSpec) -> pa.Schema:
@@ -329,7 +369,7 @@ class RollingParquetWriter:
         tmp = posixpath.join(directory, f".{posixpath.basename(key)}.{token}{TMP_SUFFIX}")
         if self.store.scheme == "file":
             self.store.arrow_fs.create_dir(directory, recursive=True)
-        options = fit_dictionaries(self.options, self.spec, first_group)
+        options = fit_encodings(self.options, self.spec, first_group)
         lane.sink = self.store.arrow_fs.open_output_stream(tmp, compression=None)
         # Known to `abort` from the moment it exists on the store.
         lane.current = WrittenFile(key=key, rows=0, bytes=0, tmp_path=tmp)
