@@ -296,3 +296,20 @@ def test_clustered_keys_lose_the_dictionary_and_integers_without_one_pack_as_del
         assert "DELTA_BINARY_PACKED" not in encodings[name], name
         assert "RLE_DICTIONARY" not in encodings[name], name
     assert pq.read_table(written.tmp_path).equals(table.cast(writer.schema))
+    # the engines the lake is read with decode the packed columns to the same values
+    import datafusion
+    import polars as pl
+
+    from lake_pipelines_tests.support import duckdb_query
+
+    cols = ["clustered", "id_lists", "when", "no_dictionary"]
+    select = "SELECT " + ", ".join(f'"{c}"' for c in cols)
+    order = 'ORDER BY "clustered", "when"'
+    expected = table.select(cols).to_pylist()
+    path = written.tmp_path
+    assert duckdb_query(f"{select} FROM read_parquet('{path}') {order}").to_pylist() == expected
+    assert pl.read_parquet(path, columns=cols).to_arrow().to_pylist() == expected
+    ctx = datafusion.SessionContext()
+    ctx.register_parquet("t", path, file_extension=".tmp")  # staged, not yet promoted
+    got = ctx.sql(f"{select} FROM t {order}").to_arrow_table()
+    assert got.to_pylist() == expected
