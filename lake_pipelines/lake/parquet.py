@@ -149,12 +149,13 @@ def _dictionary_bytes(values: pa.Array, total: int) -> float | None:
     else:
         return None
     distinct = _distinct(values)
-    half = _distinct(values.slice(0, len(values) // 2))
-    if distinct is None or half is None:
+    if distinct is None:
         return None
-    if half and total > len(values):
-        growth = min(max(distinct / half, 1.0), 2.0)
-        distinct = distinct * (total / len(values)) ** math.log2(growth)
+    if total > len(values):  # a sample: extrapolate (the half counts only then)
+        half = _distinct(values.slice(0, len(values) // 2))
+        if half:
+            growth = min(max(distinct / half, 1.0), 2.0)
+            distinct = distinct * (total / len(values)) ** math.log2(growth)
     return distinct * width
 
 
