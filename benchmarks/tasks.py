@@ -28,7 +28,7 @@ MODULES = {
 def _lake_rejects_dates() -> bool:
     import pyarrow as pa
 
-    from lake_pipelines.lake.coerce import convert_column
+    from lake_pipelines.lake.ingest.coerce import convert_column
 
     return bool(convert_column(pa.array(["1996-03-13"]), pa.timestamp("us", tz="UTC"))[1])
 

@@ -15,19 +15,19 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.errors import LakeError
-from lake_pipelines.lake import quarantine
-from lake_pipelines.lake.bronze import bronze_dir, landing_dir
-from lake_pipelines.lake.iceberg_maintenance import expire_snapshots, remove_orphans
-from lake_pipelines.lake.iceberg_tables import read_as_of
-from lake_pipelines.lake.queries import gold_identifier, gold_tables_for
-from lake_pipelines.lake.readers import LANDING_SUFFIXES
+from lake_pipelines.lake.analytics.queries import gold_identifier, gold_tables_for
+from lake_pipelines.lake.iceberg.maintenance import expire_snapshots, remove_orphans
+from lake_pipelines.lake.iceberg.snapshots import read_as_of
+from lake_pipelines.lake.ingest import quarantine
+from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
+from lake_pipelines.lake.layout import bronze_dir, landing_dir
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 
 def _days_landed(store: ObjectStore, prefix: str) -> list[date]:
     days = set()
-    for entry in store.list_files(prefix, suffixes=LANDING_SUFFIXES):
+    for entry in store.list(prefix, suffixes=LANDING_SUFFIXES):
         part = entry.key[len(prefix) + 1 :].split("/", 1)[0]
         try:
             days.add(date.fromisoformat(part))
@@ -93,8 +93,8 @@ def summary(store: ObjectStore, catalog_resource: IcebergCatalogResource) -> str
         )
         totals = [0, 0, 0, 0, 0, 0, 0]
         for day in days:
-            landed = len(store.list_files(landing_dir(spec, day), suffixes=LANDING_SUFFIXES))
-            files = store.list_files(bronze_dir(spec, day), suffixes=(".parquet",))
+            landed = len(store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES))
+            files = store.list(bronze_dir(spec, day), suffixes=(".parquet",))
             rows = sum(
                 pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
                 for f in files

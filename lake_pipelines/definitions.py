@@ -7,7 +7,7 @@ import warnings
 
 import dagster as dg
 
-from lake_pipelines import settings
+from lake_pipelines import config as settings
 from lake_pipelines.assets import build_all_assets
 from lake_pipelines.assets.maintenance import build_maintenance
 from lake_pipelines.assets.snapshot_maintenance import build_all_snapshot_maintenance

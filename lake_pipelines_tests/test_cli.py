@@ -11,7 +11,7 @@ import pytest
 from lake_pipelines import cli
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.lake.bronze import ingest_day
-from lake_pipelines.lake.iceberg_tables import day_tag
+from lake_pipelines.lake.iceberg.snapshots import day_tag
 from lake_pipelines.lake.silver import commit_day
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
@@ -47,16 +47,14 @@ def test_summary_counts_each_layer_from_the_lake(small_lake, capsys) -> None:
         bronze = duckdb_hive(store.path(SPEC.bronze_prefix), ["event_id", "ts"])
         in_day = [t for t in bronze.column("ts").to_pylist() if t.date() == d.day]
         assert bronze_rows == len(in_day) == d.valid.num_rows
-        assert files == len(
-            store.list_files(f"{SPEC.bronze_prefix}/year=2026/month=11/day={d.day.day}")
-        )
+        assert files == len(store.list(f"{SPEC.bronze_prefix}/year=2026/month=11/day={d.day.day}"))
         quarantine = pq.read_table(
             store.path(f"quarantine/events/year=2026/month=11/day={d.day.day}")
         )
         kinds = quarantine.column("kind").to_pylist()
         assert (q_rows, q_files) == (kinds.count("row"), kinds.count("file"))
         assert q_rows == d.bad_rows and q_files == d.bad_files
-        assert landed == len(store.list_files(f"landing/events/{day}"))
+        assert landed == len(store.list(f"landing/events/{day}"))
         day_rows = silver.scan(
             row_filter=f"ts >= '{day}T00:00:00+00:00' AND ts < '{day}T23:59:59.999999+00:00'"
         )

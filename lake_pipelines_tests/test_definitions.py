@@ -16,8 +16,8 @@ from lake_pipelines.assets import build_all_assets
 from lake_pipelines.checks import CONTRACT_CHECK, ROW_ACCOUNTING_CHECK
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.definitions import defs
-from lake_pipelines.lake import quarantine
 from lake_pipelines.lake.gold import metrics_table_name
+from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
 from lake_pipelines_tests.conftest import dagster_resources, sql_catalog
@@ -236,8 +236,8 @@ def test_cli_partition_range_is_one_run(tmp_path: Path) -> None:
 def test_resource_fields_come_from_set_environment_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from lake_pipelines.config import ENV
     from lake_pipelines.definitions import build_definitions
-    from lake_pipelines.settings import ENV
 
     monkeypatch.setenv("LAKE_STORE_URL", "s3://bucket/lake")
     monkeypatch.setenv("LAKE_DF_BATCH_SIZE", "4096")
@@ -254,7 +254,7 @@ def test_resource_fields_come_from_set_environment_variables(
 
 
 def test_env_example_lists_every_setting_and_secret() -> None:
-    from lake_pipelines.settings import ENV, SECRETS
+    from lake_pipelines.config import ENV, SECRETS
 
     text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))

@@ -306,13 +306,13 @@ def test_datafusion_reads_the_s3_lake_through_its_own_object_store(lakes: Lakes)
     """The Hive listing table through DataFusion's own S3 store (registered for the bucket);
     pyiceberg-core's provider reads the Iceberg files with its own S3 client, configured from
     the table's FileIO properties."""
-    from lake_pipelines.lake.analytics import (
+    from lake_pipelines.lake.analytics.session import (
         SessionSettings,
         make_session,
         register_hive,
         register_iceberg_provider,
     )
-    from lake_pipelines.lake.parquet import file_schema
+    from lake_pipelines.lake.parquet.options import file_schema
 
     s3 = lakes.s3
     with pytest.MonkeyPatch.context() as mp:

@@ -29,9 +29,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from lake_pipelines.assets import build_dataset_assets
 from lake_pipelines.datasets import get_dataset
+from lake_pipelines.lake.landing.cursor import LandingCursor
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
-from lake_pipelines.sensors import LandingCursor
 from lake_pipelines_tests.conftest import dagster_resources
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,12 +21,13 @@ import pyarrow as pa
 from benchmarks.schemas import LINEITEM
 from lake_pipelines.datasets.events import SPEC
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake import coerce
-from lake_pipelines.lake.bronze import ENCODERS, ingest_day, landing_dir
-from lake_pipelines.lake.parquet import RollingParquetWriter, commit_files
-from lake_pipelines.lake.readers import read_file
+from lake_pipelines.lake.bronze import ENCODERS, ingest_day
+from lake_pipelines.lake.ingest import coerce
+from lake_pipelines.lake.ingest.readers import read_file
+from lake_pipelines.lake.ingest.validation import validate
+from lake_pipelines.lake.layout import landing_dir
+from lake_pipelines.lake.parquet.writer import RollingParquetWriter, commit_files
 from lake_pipelines.lake.storage import ObjectStore
-from lake_pipelines.lake.validation import validate
 
 # Zone offsets only count after a time of day: the lake's pattern also takes the "-13" of a
 # date-only "1996-03-13" for an offset, and then rejects every TPC-H date (see RESULTS.md).

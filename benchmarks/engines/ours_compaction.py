@@ -1,7 +1,7 @@
 """Our compaction of bronze Hive partitions, when `lake_pipelines` has it.
 
 The compaction engine was written alongside the benchmarks. This adapter calls
-``lake_pipelines.lake.compaction_hive.compact_hive(store, spec, force=True)`` when that exists
+``lake_pipelines.lake.compaction.hive.compact_hive(store, spec, force=True)`` when that exists
 and reports why not otherwise, so task 4 then shows "ours: not available". Compaction works in
 place, so `prepare` (not timed) hard-links the small files into the output store's bronze day.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from lake_pipelines.datasets.events import SPEC
-from lake_pipelines.lake.quarantine import hive_dir
+from lake_pipelines.lake.layout import hive_dir
 from lake_pipelines.lake.storage import ObjectStore
 
-ENTRY_MODULE = "lake_pipelines.lake.compaction_hive"
+ENTRY_MODULE = "lake_pipelines.lake.compaction.hive"
 ENTRY_POINT = "compact_hive"
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from benchmarks.schemas import metrics_digest
 from lake_pipelines.datasets.events import SPEC
-from lake_pipelines.lake import queries
-from lake_pipelines.lake.analytics import register_hive
-from lake_pipelines.lake.parquet import file_schema
+from lake_pipelines.lake.analytics import queries
+from lake_pipelines.lake.analytics.session import register_hive
+from lake_pipelines.lake.parquet.options import file_schema
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import DataFusionResource
 

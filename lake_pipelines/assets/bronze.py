@@ -19,8 +19,9 @@ from lake_pipelines.assets.common import (
     throughput,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake import quarantine
-from lake_pipelines.lake.bronze import IngestReport, bronze_dir, ingest_day
+from lake_pipelines.lake.bronze import IngestReport, ingest_day
+from lake_pipelines.lake.ingest import quarantine
+from lake_pipelines.lake.layout import bronze_dir
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import ObjectStoreResource
 
@@ -28,7 +29,7 @@ from lake_pipelines.resources import ObjectStoreResource
 def stored_counts(store: ObjectStore, spec: DatasetSpec, report: IngestReport) -> tuple[int, int]:
     """(rows in the day's Parquet footers, row rejects in its quarantine file), read back."""
     written = 0
-    for f in store.list_files(bronze_dir(spec, report.day), suffixes=(".parquet",)):
+    for f in store.list(bronze_dir(spec, report.day), suffixes=(".parquet",)):
         written += pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
     q = quarantine.read(store, spec.name, report.day)
     return written, sum(1 for k in q.column("kind").to_pylist() if k == "row")

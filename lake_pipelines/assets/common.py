@@ -64,6 +64,6 @@ def throughput(nbytes: int, seconds: float) -> float:
 
 def rows_quarantined(store: ObjectStore, spec: DatasetSpec, days: Sequence[date]) -> int:
     """Rows of `days` held back in bronze's quarantine (so in no table downstream)."""
-    from lake_pipelines.lake import quarantine
+    from lake_pipelines.lake.ingest import quarantine
 
     return sum(quarantine.counts(store, spec.name, day)[0] for day in days)

@@ -15,7 +15,7 @@ from lake_pipelines.assets.common import (
     rows_quarantined,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.queries import GoldTable, gold_identifier, gold_tables_for
+from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.resources import (
     DataFusionResource,
     IcebergCatalogResource,
@@ -94,5 +94,5 @@ def build_gold_asset(
 
 
 def build_gold_assets(spec: DatasetSpec, silver_key: dg.AssetKey) -> list[dg.AssetsDefinition]:
-    """One asset per gold table declared for the dataset in `lake.queries.GOLD_TABLES`."""
+    """One asset per gold table declared for the dataset in `lake.analytics.queries.GOLD_TABLES`."""
     return [build_gold_asset(spec, gold, silver_key) for gold in gold_tables_for(spec)]

@@ -12,8 +12,8 @@ from pydantic import Field
 from lake_pipelines.assets.common import TABLE_HEALTH_CHECK, asset_key
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.compaction import CompactionReport, PartitionPlan
-from lake_pipelines.lake.compaction_hive import compact_hive, plan_hive
+from lake_pipelines.lake.compaction.hive import compact_hive, plan_hive
+from lake_pipelines.lake.compaction.plan import CompactionReport, PartitionPlan
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 MAINTENANCE_GROUP = "maintenance"
@@ -198,7 +198,7 @@ def build_silver_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
     def silver_table_health(
         object_store: ObjectStoreResource, iceberg: IcebergCatalogResource
     ) -> dg.AssetCheckResult:
-        from lake_pipelines.lake.compaction_iceberg import plan_iceberg  # pyiceberg: on use
+        from lake_pipelines.lake.compaction.iceberg import plan_iceberg
 
         catalog = iceberg.load(object_store.get_store())
         if not catalog.table_exists(spec.table_name):
@@ -277,7 +277,7 @@ def build_silver_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
         object_store: ObjectStoreResource,
         iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
-        from lake_pipelines.lake.compaction_iceberg import compact_iceberg  # pyiceberg: on use
+        from lake_pipelines.lake.compaction.iceberg import compact_iceberg
 
         store = object_store.get_store()
         catalog = iceberg.load(store)

@@ -16,8 +16,8 @@ from lake_pipelines.assets.common import (
     rows_quarantined,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.bronze import landing_dir
-from lake_pipelines.lake.readers import LANDING_SUFFIXES
+from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
+from lake_pipelines.lake.layout import landing_dir
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 
@@ -57,7 +57,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
         catalog = iceberg.load(store)
         reports = []
         for day in days_of(context):
-            sources = store.list_files(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
+            sources = store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
             from lake_pipelines.lake.silver import commit_day  # pyiceberg: on first use
 
             report = commit_day(store, catalog, spec, day, context.run.run_id, sources)

@@ -11,7 +11,7 @@ from lake_pipelines.assets.common import asset_key
 from lake_pipelines.assets.maintenance import MAINTENANCE_GROUP  # the weekly job's group
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.queries import gold_identifier, gold_tables_for
+from lake_pipelines.lake.analytics.queries import gold_identifier, gold_tables_for
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 
@@ -49,7 +49,7 @@ def build_snapshot_maintenance(spec: DatasetSpec) -> dg.AssetsDefinition:
         object_store: ObjectStoreResource,
         iceberg: IcebergCatalogResource,
     ) -> dg.MaterializeResult:
-        from lake_pipelines.lake.iceberg_maintenance import expire_snapshots, remove_orphans
+        from lake_pipelines.lake.iceberg.maintenance import expire_snapshots, remove_orphans
 
         store = object_store.get_store()
         catalog = iceberg.load(store)

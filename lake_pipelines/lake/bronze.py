@@ -10,21 +10,22 @@ import hashlib
 import posixpath
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.errors import LakeError, RowAccountingError, SourceFileError
-from lake_pipelines.lake import quarantine
-from lake_pipelines.lake.parquet import (
-    ROW_GROUP_BYTES,
-    TARGET_FILE_BYTES,
-    RollingParquetWriter,
-    WrittenFile,
-    commit_files,
+from lake_pipelines.errors import RowAccountingError, SourceFileError
+from lake_pipelines.lake.ingest import quarantine
+from lake_pipelines.lake.ingest.readers import (
+    DEFAULT_BLOCK_BYTES,
+    LANDING_SUFFIXES,
+    Reject,
+    read_file,
 )
-from lake_pipelines.lake.readers import DEFAULT_BLOCK_BYTES, LANDING_SUFFIXES, Reject, read_file
+from lake_pipelines.lake.ingest.validation import UniqueTracker, validate
+from lake_pipelines.lake.layout import bronze_dir, day_bounds, landing_dir
+from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES, TARGET_FILE_BYTES
+from lake_pipelines.lake.parquet.writer import RollingParquetWriter, WrittenFile, commit_files
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
-from lake_pipelines.lake.validation import UniqueTracker, validate
 
 # Row groups encoded at once (a file each): Parquet encoding is the single busiest step of a
 # conversion, and pyarrow encodes a row group on one core.
@@ -71,19 +72,6 @@ class IngestReport:
         return max(rows, files)
 
 
-def landing_dir(spec: DatasetSpec, day: date) -> str:
-    return f"{spec.landing_prefix}/{day.isoformat()}"
-
-
-def bronze_dir(spec: DatasetSpec, day: date) -> str:
-    return f"{spec.bronze_prefix}/{quarantine.hive_dir(day)}"
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
 def _stem(source_key: str) -> str:
     """Deterministic output name of a source file: the same file always lands in the same place."""
     return "part-" + hashlib.sha256(source_key.encode()).hexdigest()[:12]
@@ -95,21 +83,14 @@ def _remove_stale_staging(store: ObjectStore, prefix: str, older_than: float = 3
     Only files older than `older_than` seconds go: a younger one may belong to a run that is
     still writing.
     """
-    try:
-        found = store.fs.find(store.path(prefix), withdirs=False, detail=True)
-    except FileNotFoundError:
-        return
     now = time.time()
-    stale = []
-    for path, info in found.items():
-        name = posixpath.basename(path)
-        if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
-            continue
-        mtime = info.get("mtime") or info.get("LastModified")
-        seconds = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime or 0)
-        if now - seconds > older_than:
-            stale.append(store.key_of(path))
-    store.delete(stale)
+    store.delete(
+        e.key
+        for e in store.list(prefix, hidden=True)
+        if posixpath.basename(e.key).startswith(".")
+        and e.key.endswith(TMP_SUFFIX)
+        and now - e.mtime > older_than
+    )
 
 
 def ingest_day(
@@ -134,7 +115,7 @@ def ingest_day(
     out_dir = bronze_dir(spec, day)
     start, end = day_bounds(day)
     _remove_stale_staging(store, out_dir)
-    report.sources = store.list_files(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
+    report.sources = store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
     staged: list[WrittenFile] = []
     unique = UniqueTracker(spec.unique_columns) if spec.unique_columns else None
     try:
@@ -184,7 +165,7 @@ def ingest_day(
         raise
 
     # Commit: new files in, quarantine replaced, files no longer produced removed.
-    old = {e.key for e in store.list_files(out_dir, suffixes=(".parquet",))}
+    old = {e.key for e in store.list(out_dir, suffixes=(".parquet",))}
     commit_files(store, staged)
     table = quarantine.to_table(spec.name, day, report.rejects, report.file_rejects, run_id)
     report.quarantine_key = quarantine.write(store, spec.name, day, table)
@@ -192,6 +173,3 @@ def ingest_day(
     report.outputs = staged
     report.seconds = time.perf_counter() - started
     return report
-
-
-__all__ = ["IngestReport", "LakeError", "bronze_dir", "day_bounds", "ingest_day", "landing_dir"]

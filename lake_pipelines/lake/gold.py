@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.analytics import SessionSettings, make_session, register_iceberg
-from lake_pipelines.lake.bronze import day_bounds
-from lake_pipelines.lake.iceberg_evolution import plan_evolution
-from lake_pipelines.lake.iceberg_tables import ensure_table, files_of, overwrite_partition
-from lake_pipelines.lake.queries import GoldTable, gold_identifier, gold_tables_for
+from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
+from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_iceberg
+from lake_pipelines.lake.iceberg.evolution import plan_evolution
+from lake_pipelines.lake.iceberg.tables import ensure_table, files_of, overwrite_partition
+from lake_pipelines.lake.layout import day_bounds
 from lake_pipelines.lake.silver import ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
 

@@ -15,18 +15,16 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import RowAccountingError
-from lake_pipelines.lake.bronze import bronze_dir, day_bounds
-from lake_pipelines.lake.iceberg_evolution import plan_evolution
-from lake_pipelines.lake.iceberg_tables import (
-    DAY_TAG_MAX_AGE,
-    day_tag,
+from lake_pipelines.lake.iceberg.evolution import plan_evolution
+from lake_pipelines.lake.iceberg.snapshots import DAY_TAG_MAX_AGE, day_tag, point_tag
+from lake_pipelines.lake.iceberg.tables import (
     ensure_table,
     files_of,
     overwrite_partition,
     partition_summary,
-    point_tag,
 )
-from lake_pipelines.lake.parquet import file_schema
+from lake_pipelines.lake.layout import bronze_dir, day_bounds
+from lake_pipelines.lake.parquet.options import file_schema
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
 
 if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
@@ -126,7 +124,7 @@ def commit_day(
     """
     started = time.perf_counter()
     table = ensure_silver_table(catalog, spec)
-    files = store.list_files(bronze_dir(spec, day), suffixes=(".parquet",))
+    files = store.list(bronze_dir(spec, day), suffixes=(".parquet",))
     digests: dict[str, str] = {}
     data = read_bronze(store, spec, [f.key for f in files], digests)
     if spec.sort_by:

@@ -9,12 +9,14 @@ the same objects. Paths handed around inside lake_pipelines are *store-relative*
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -27,16 +29,41 @@ from lake_pipelines.errors import ConfigError, ObjectStoreError
 AddressingStyle = Literal["auto", "path", "virtual"]
 SUPPORTED_SCHEMES = ("file", "s3", "gs", "az")
 TMP_SUFFIX = ".tmp"
+DELETE_BATCH = 1000  # keys per bulk delete request (the S3 limit)
 
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One object in a listing: store-relative key, size in bytes, ETag (if the store has one)."""
+    """One object in a listing, the same on every store.
+
+    Attributes:
+        key: store-relative key.
+        size: bytes.
+        mtime: when the object was last written, in seconds since the epoch (UTC). Never
+            missing: a listing without it is an error, not 0 (a file that looks 55 years
+            old would be taken for abandoned and deleted).
+        etag: the object's version as the store names it (S3 and Azure ETag, GCS
+            generation); None on local disk.
+        ctime: local disk only, the inode's change time (a rename or chmod sets it).
+    """
 
     key: str
     size: int
+    mtime: float
     etag: str | None = None
-    mtime: float | None = None
+    ctime: float | None = None
+
+    @property
+    def arrival(self) -> float:
+        """When the object became visible under its key: on object stores the modification
+        time, on local disk the later of mtime and ctime (a finished file renamed into place
+        keeps its mtime but gets a new ctime)."""
+        return max(self.mtime, self.ctime or 0.0)
+
+    @property
+    def version(self) -> str:
+        """What changes whenever the object's content may have: ETag, else mtime."""
+        return self.etag if self.etag else repr(self.mtime)
 
 
 @dataclass(frozen=True)
@@ -260,13 +287,27 @@ class ObjectStore:
 
     # -- operations -----------------------------------------------------------------------
 
-    def list_files(self, prefix: str, suffixes: tuple[str, ...] = ()) -> list[FileEntry]:
-        """Every object under a store-relative prefix, sorted by key; hidden names skipped.
+    def list(
+        self, prefix: str, suffixes: tuple[str, ...] = (), hidden: bool = False
+    ) -> builtins.list[FileEntry]:
+        """Every object under a store-relative prefix, sorted by key: the one listing the
+        project makes, normalized per protocol (`FileEntry`).
 
-        Files and folders below the prefix whose names start with ``.`` or ``_`` (temporary
-        files, markers, uploads in progress) are not listed.
+        Args:
+            prefix: store-relative folder; a missing folder lists as empty.
+            suffixes: keep only names ending in one of these.
+            hidden: also list names below the prefix that start with ``.`` or ``_``
+                (temporary files, markers, journals, uploads in progress), which readers
+                never see.
+
+        Raises:
+            ObjectStoreError: the listing failed, or an object came without a modification
+                time.
         """
         base = self.path(prefix)
+        if self.scheme != "file":
+            # Objects are also written through pyarrow: a cached listing would hide them.
+            self.fs.invalidate_cache(base)
         try:
             found = self.fs.find(base, detail=True, withdirs=False)
         except FileNotFoundError:
@@ -274,28 +315,43 @@ class ObjectStore:
         except Exception as exc:
             raise ObjectStoreError(self.uri(prefix), "list", exc) from exc
         entries = []
+        root = prefix.strip("/")
         for path, info in found.items():
-            name = posixpath.basename(path)
             if info.get("type") == "directory":
                 continue
             key = self.key_of(path)
-            # hidden anywhere below the prefix: `.x.tmp`, `_tmp/part.csv`, `_compaction.json`
-            relative = key[len(prefix.strip("/")) :].strip("/")
-            if any(part.startswith((".", "_")) for part in relative.split("/")):
+            relative = key[len(root) :].strip("/")
+            if not hidden and any(part.startswith((".", "_")) for part in relative.split("/")):
                 continue
-            if suffixes and not name.endswith(suffixes):
+            if suffixes and not key.endswith(suffixes):
                 continue
-            etag = info.get("ETag") or info.get("etag")
-            mtime = info.get("mtime") or info.get("LastModified")
+            ctime = info.get("created") if self.scheme == "file" else None
             entries.append(
                 FileEntry(
-                    key=key,
-                    size=int(info.get("size") or 0),
-                    etag=str(etag).strip('"') if etag else None,
-                    mtime=mtime.timestamp() if hasattr(mtime, "timestamp") else mtime,
+                    key,
+                    int(info.get("size") or 0),
+                    self._mtime(path, info),
+                    _etag(info),
+                    float(ctime) if ctime is not None else None,
                 )
             )
         return sorted(entries, key=lambda e: e.key)
+
+    def _mtime(self, path: str, info: dict[str, Any]) -> float:
+        """The modification time in a listing entry, by protocol: ``mtime``
+        (local), ``LastModified`` (s3fs), ``last_modified`` (adlfs), ``updated`` or
+        ``mtime`` (gcsfs)."""
+        if self.scheme == "file":
+            return float(info["mtime"])
+        for name in ("LastModified", "last_modified", "mtime", "updated"):
+            value = info.get(name)
+            if value:
+                return _epoch(value)
+        raise ObjectStoreError(
+            self.uri(self.key_of(path)),
+            "list",
+            KeyError(f"no modification time in the listing (fields: {sorted(info)})"),
+        )
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path(key)))
@@ -334,14 +390,32 @@ class ObjectStore:
         except Exception as exc:
             raise ObjectStoreError(self.uri(self.key_of(final_path)), "commit", exc) from exc
 
-    def delete(self, keys: list[str]) -> None:
-        for key in keys:
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete objects by key, in bulk where the store has it (S3 deletes 1,000 keys per
+        request); keys already gone are not an error."""
+        keys = list(keys)
+        if not keys:
+            return
+        if self.scheme == "file":
+            for key in keys:
+                try:
+                    self.arrow_fs.delete_file(self.path(key))
+                except FileNotFoundError:
+                    continue
+                except Exception as exc:
+                    raise ObjectStoreError(self.uri(key), "delete", exc) from exc
+            return
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = keys[i : i + DELETE_BATCH]
             try:
-                self.arrow_fs.delete_file(self.path(key))
+                self.fs.rm([self.path(k) for k in batch])
             except FileNotFoundError:
-                continue
+                for key in batch:  # some of them were gone: the rest one by one
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm_file(self.path(key))
             except Exception as exc:
-                raise ObjectStoreError(self.uri(key), "delete", exc) from exc
+                raise ObjectStoreError(self.uri(batch[0]), "delete", exc) from exc
+            self.fs.invalidate_cache(posixpath.dirname(self.path(batch[0])))
 
     def write_bytes(self, key: str, data: bytes) -> None:
         with (
@@ -353,3 +427,18 @@ class ObjectStore:
     def read_bytes(self, key: str) -> bytes:
         with self.open_input(key) as f:
             return f.read()
+
+
+def _epoch(value: object) -> float:
+    """Seconds since the epoch from a listing's datetime, ISO string or number."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return float(value)  # type: ignore[arg-type]
+
+
+def _etag(info: dict[str, Any]) -> str | None:
+    """The object's version: ETag (S3, Azure), generation (GCS)."""
+    value = info.get("ETag") or info.get("etag") or info.get("generation")
+    return str(value).strip('"') if value else None

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
-from lake_pipelines import settings
+from lake_pipelines import config as settings
 from lake_pipelines.lake.storage import ObjectStore
 
 if TYPE_CHECKING:  # imported on first use: only analytics runs need DataFusion
     from datafusion import SessionContext
 
-    from lake_pipelines.lake.analytics import SessionSettings
+    from lake_pipelines.lake.analytics.session import SessionSettings
 
 
 class DataFusionResource(dg.ConfigurableResource):
@@ -25,7 +25,7 @@ class DataFusionResource(dg.ConfigurableResource):
     spill_dir: str = Field(default="", description="spill directory; empty: OS temp dir")
 
     def session_settings(self) -> SessionSettings:
-        from lake_pipelines.lake.analytics import SessionSettings
+        from lake_pipelines.lake.analytics.session import SessionSettings
 
         return SessionSettings(
             target_partitions=settings.as_int(
@@ -42,6 +42,6 @@ class DataFusionResource(dg.ConfigurableResource):
         )
 
     def session(self, *stores: ObjectStore) -> SessionContext:
-        from lake_pipelines.lake.analytics import make_session
+        from lake_pipelines.lake.analytics.session import make_session
 
         return make_session(self.session_settings(), stores)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
-from lake_pipelines import settings
+from lake_pipelines import config as settings
 from lake_pipelines.errors import ConfigError
 from lake_pipelines.lake.storage import ObjectStore
 

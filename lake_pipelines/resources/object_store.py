@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from lake_pipelines import settings
+from lake_pipelines import config as settings
 from lake_pipelines.lake.storage import ObjectStore
 
 

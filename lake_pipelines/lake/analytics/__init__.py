@@ -1,0 +1,1 @@
+"""DataFusion over the lake: sessions, our functions, the named gold queries."""

@@ -1,0 +1,1 @@
+"""Iceberg tables: creation, transforms, partition replace, evolution, snapshots, maintenance."""

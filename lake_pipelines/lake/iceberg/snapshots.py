@@ -1,0 +1,112 @@
+"""Tags and time travel: day tags, snapshot lookup by id, tag or time, reads as of a snapshot."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
+from pyiceberg.table import Table
+
+from lake_pipelines.errors import LakeError, TableCommitError
+
+if TYPE_CHECKING:
+    pass
+
+
+def point_tag(table: Table, name: str, snapshot_id: int, max_age_ms: int | None) -> bool:
+    """Make tag `name` point at `snapshot_id`, retrying on concurrent updates.
+
+    A no-op when it already does. Returns whether a commit was needed.
+
+    Raises:
+        TableCommitError: the tag could not be committed after the table's retry budget.
+    """
+    attempts = 1 + int(table.metadata.properties.get("commit.retry.num-retries", "10"))
+    for attempt in range(attempts):
+        ref = table.metadata.refs.get(name)
+        if ref is not None and ref.snapshot_id == snapshot_id:
+            return attempt > 0
+        try:
+            with table.manage_snapshots() as manage:
+                if ref is not None:
+                    manage.remove_tag(name)
+                manage.create_tag(snapshot_id, name, max_ref_age_ms=max_age_ms)
+            return True
+        except CommitFailedException as exc:
+            if attempt == attempts - 1:
+                raise TableCommitError(
+                    ".".join(table.name()), f"could not point tag {name!r}: {exc}"
+                ) from exc
+            time.sleep(min(0.1 * 2**attempt, 5.0) * (1 + random.random() / 10))
+            table.refresh()
+    return True
+
+
+# -- tags and time travel ------------------------------------------------------------------------
+
+DAY_TAG_MAX_AGE = 30 * 24 * 3600 * 1000  # ms; expiry removes older day tags, then their snapshots
+
+
+def day_tag(day: date) -> str:
+    return f"day-{day.isoformat()}"
+
+
+def resolve_snapshot(
+    table: Table,
+    snapshot_id: int | None = None,
+    tag: str | None = None,
+    as_of: datetime | None = None,
+) -> int | None:
+    """The snapshot id for one of: an id, a tag (or branch) name, or a point in time.
+
+    Raises:
+        LakeError: the id or tag does not exist, or the table had no snapshot at `as_of`.
+    """
+    name = ".".join(table.name())
+    given = [x is not None for x in (snapshot_id, tag, as_of)]
+    if sum(given) > 1:
+        raise LakeError(f"table {name}: give one of snapshot id, tag or timestamp")
+    if snapshot_id is not None:
+        if table.snapshot_by_id(snapshot_id) is None:
+            raise LakeError(f"table {name} has no snapshot {snapshot_id}")
+        return snapshot_id
+    if tag is not None:
+        snap = table.snapshot_by_name(tag)
+        if snap is None:
+            known = ", ".join(sorted(table.metadata.refs)) or "none"
+            raise LakeError(f"table {name} has no tag or branch {tag!r} (known: {known})")
+        return snap.snapshot_id
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=UTC)
+        snap = table.snapshot_as_of_timestamp(int(as_of.timestamp() * 1000))
+        if snap is None:
+            raise LakeError(f"table {name} had no snapshot at {as_of.isoformat()}")
+        return snap.snapshot_id
+    current = table.current_snapshot()
+    return current.snapshot_id if current else None
+
+
+def read_as_of(
+    table: Table,
+    snapshot_id: int | None = None,
+    tag: str | None = None,
+    as_of: datetime | None = None,
+    row_filter: str | BooleanExpression | None = None,
+    columns: tuple[str, ...] = ("*",),
+    limit: int | None = None,
+) -> pa.Table:
+    """The table's rows as of a snapshot id, tag or timestamp, read with that snapshot's schema."""
+    sid = resolve_snapshot(table, snapshot_id, tag, as_of)
+    scan = table.scan(
+        row_filter=row_filter if row_filter is not None else AlwaysTrue(),
+        selected_fields=columns,
+        snapshot_id=sid,
+        limit=limit,
+    )
+    return scan.to_arrow()

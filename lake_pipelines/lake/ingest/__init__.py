@@ -1,0 +1,1 @@
+"""Landed files → validated Arrow batches: readers, coercion, validation, quarantine."""

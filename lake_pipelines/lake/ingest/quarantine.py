@@ -1,0 +1,83 @@
+"""Where rejected rows and files go, and how they are read back.
+
+Quarantine is Hive-partitioned Parquet with a stable schema, one file per dataset and day:
+``quarantine/<dataset>/year=YYYY/month=M/day=D/part-00000.parquet``. A re-run of the day
+replaces that file, so quarantine never accumulates duplicates.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lake_pipelines.lake.ingest.readers import Reject
+from lake_pipelines.lake.layout import quarantine_key
+from lake_pipelines.lake.storage import ObjectStore
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("partition", pa.date32(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # "row" or "file"
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("line", pa.int64()),  # CSV and NDJSON: physical line in the source file
+        pa.field("record", pa.int64()),  # JSON arrays: 1-based element number
+        pa.field("column", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("raw", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("quarantined_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+
+def to_table(
+    dataset: str, day: date, rejects: list[Reject], file_rejects: list[Reject], run_id: str
+) -> pa.Table:
+    now = datetime.now(UTC)
+    rows = [("file", r) for r in file_rejects] + [("row", r) for r in rejects]
+    return pa.table(
+        {
+            "dataset": [dataset] * len(rows),
+            "partition": [day] * len(rows),
+            "kind": [k for k, _ in rows],
+            "source_file": [r.source for _, r in rows],
+            "line": [r.line for _, r in rows],
+            "record": [r.record for _, r in rows],
+            "column": [r.column for _, r in rows],
+            "reason": [r.reason for _, r in rows],
+            "raw": [r.raw for _, r in rows],
+            "run_id": [run_id] * len(rows),
+            "quarantined_at": [now] * len(rows),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def write(store: ObjectStore, dataset: str, day: date, table: pa.Table) -> str | None:
+    """Replace the day's quarantine with `table`; an empty table removes it. Returns the key."""
+    key = quarantine_key(dataset, day)
+    if table.num_rows == 0:
+        store.delete([key])
+        return None
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    store.write_bytes(key, buf.getvalue())
+    return key
+
+
+def read(store: ObjectStore, dataset: str, day: date) -> pa.Table:
+    """The day's quarantine rows (empty when nothing was rejected)."""
+    key = quarantine_key(dataset, day)
+    if not store.exists(key):
+        return QUARANTINE_SCHEMA.empty_table()
+    return pq.read_table(io.BytesIO(store.read_bytes(key)), schema=QUARANTINE_SCHEMA)
+
+
+def counts(store: ObjectStore, dataset: str, day: date) -> tuple[int, int]:
+    """(rows, files) the day's quarantine holds."""
+    kinds = read(store, dataset, day).column("kind").to_pylist()
+    return kinds.count("row"), kinds.count("file")

@@ -1,0 +1,1 @@
+"""Parquet written on purpose: writer options, encodings, the rolling writer, sorting."""

@@ -1,0 +1,87 @@
+"""Writer settings from a dataset spec: codecs, levels, dictionaries, row-group and file sizes,
+and the schema (with lineage metadata) every file carries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lake_pipelines import __version__
+from lake_pipelines.datasets.spec import DatasetSpec
+
+DEFAULT_CODEC = "zstd"
+DEFAULT_LEVEL = 3
+# In memory (uncompressed Arrow) before a row group is flushed: ~210k events rows, ~6 MiB on
+# disk (DuckDB writes 122,880-row groups, Polars 262,144). One group is encoded while the next
+# fills, so this is also most of the conversion's working set.
+ROW_GROUP_BYTES = 32 << 20
+TARGET_FILE_BYTES = 256 << 20  # on disk; a file is closed once it reaches this
+CREATED_BY = f"lake_pipelines {__version__}"
+
+
+def _leaf_paths(field_: pa.Field, prefix: str = "") -> list[str]:
+    """Parquet column paths under an Arrow field (``properties.browser``, ``xs.list.element``)."""
+    path = f"{prefix}{field_.name}"
+    t = field_.type
+    if pa.types.is_struct(t):
+        return [p for i in range(t.num_fields) for p in _leaf_paths(t.field(i), path + ".")]
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _leaf_paths(pa.field("element", t.value_type), path + ".list.")
+    if pa.types.is_map(t):
+        return [f"{path}.key_value.key", f"{path}.key_value.value"]
+    return [path]
+
+
+def writer_options(spec: DatasetSpec, schema: pa.Schema | None = None) -> dict[str, Any]:
+    """Keyword arguments for `pyarrow.parquet.ParquetWriter` from the dataset's codecs.
+
+    `schema` (default: the spec's) may carry extra columns (``evolve`` mode): they get the
+    default codec.
+    """
+    compression: dict[str, str] = {}
+    levels: dict[str, int] = {}
+    dictionary: list[str] = []
+    encodings: dict[str, str] = {}
+    for f in schema if schema is not None else spec.schema:
+        codec = spec.codecs.get(f.name)
+        for leaf in _leaf_paths(f):
+            compression[leaf] = (codec and codec.compression) or DEFAULT_CODEC
+            level = codec.compression_level if codec and codec.compression_level else None
+            if compression[leaf] in ("zstd", "gzip", "brotli"):
+                levels[leaf] = level or DEFAULT_LEVEL
+            # Dictionary encoding is on unless the spec says no or names another encoding:
+            # pyarrow falls back to plain pages by itself when a dictionary grows too big.
+            if codec and codec.encoding:
+                encodings[leaf] = codec.encoding
+            elif codec is None or codec.dictionary is not False:
+                dictionary.append(leaf)
+    opts: dict[str, Any] = {
+        "compression": compression,
+        "use_dictionary": dictionary,
+        "write_statistics": True,
+        "write_page_index": True,
+        "version": "2.6",
+        "data_page_version": "2.0",
+    }
+    if levels:
+        opts["compression_level"] = levels
+    if encodings:
+        opts["column_encoding"] = encodings
+    if spec.sort_by:
+        order = [(c, "ascending") for c in spec.sort_by]
+        opts["sorting_columns"] = pq.SortingColumn.from_ordering(spec.schema, order)
+    return opts
+
+
+def file_schema(spec: DatasetSpec) -> pa.Schema:
+    """The schema stored in every file: the spec's, with lineage in the key-value metadata.
+
+    pyarrow does not let us set the footer's ``created_by`` (it always names parquet-cpp), so
+    the writer is recorded under the ``created_by`` metadata key as well.
+    """
+    meta = dict(spec.schema.metadata or {})
+    meta[b"created_by"] = CREATED_BY.encode()
+    meta[b"lake_pipelines.dataset"] = spec.name.encode()
+    return pa.schema([f.with_nullable(True) for f in spec.schema], metadata=meta)
