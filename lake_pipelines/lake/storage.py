@@ -25,6 +25,7 @@ import fsspec
 import pyarrow.fs as pafs
 
 from lake_pipelines.errors import ConfigError, ObjectStoreError
+from lake_pipelines.lake import clients
 
 AddressingStyle = Literal["auto", "path", "virtual"]
 SUPPORTED_SCHEMES = ("file", "s3", "gs", "az")
@@ -164,126 +165,26 @@ class ObjectStore:
 
     # -- the three views ------------------------------------------------------------------
 
+    # -- the clients that reach it (lake/clients.py builds them per protocol) ---------------
+
     @functools.cached_property
     def fs(self) -> fsspec.AbstractFileSystem:
         """An fsspec filesystem (listing with ETags, moves, deletes, small reads)."""
-        if self.scheme == "file":
-            return fsspec.filesystem("file", auto_mkdir=True)
-        if self.scheme == "s3":
-            config: dict[str, Any] = {
-                "retries": {"max_attempts": self.max_attempts, "mode": "standard"}
-            }
-            if self.addressing_style != "auto":
-                config["s3"] = {"addressing_style": self.addressing_style}
-            client: dict[str, Any] = {}
-            if self.region:
-                client["region_name"] = self.region
-            # No listing cache: objects are also written through pyarrow, and a stale listing
-            # would hide them from ingestion, compaction and the sensor.
-            kwargs: dict[str, Any] = {
-                "config_kwargs": config,
-                "client_kwargs": client,
-                "use_listings_cache": False,
-            }
-            if self.endpoint_url:
-                kwargs["endpoint_url"] = self.endpoint_url
-            if self.access_key_id:
-                kwargs.update(key=self.access_key_id, secret=self.secret_access_key)
-            if self.session_token:
-                kwargs["token"] = self.session_token
-            # A fresh instance: s3fs caches instances by kwargs, and a cached one may carry
-            # another test's event loop or a stale directory listing.
-            return fsspec.filesystem("s3", skip_instance_cache=True, **kwargs, **self.options)
-        protocol = "gcs" if self.scheme == "gs" else "abfs"
-        try:
-            return fsspec.filesystem(protocol, skip_instance_cache=True, **self.options)
-        except ImportError as exc:
-            extra = "gcs" if self.scheme == "gs" else "azure"
-            raise ConfigError(
-                "LAKE_STORE_URL", self.url, f"install lake_pipelines[{extra}] for {self.scheme}://"
-            ) from exc
+        return clients.fsspec_filesystem(self)
 
     @functools.cached_property
     def arrow_fs(self) -> pafs.FileSystem:
         """A pyarrow filesystem for the bulk data path (streamed reads, multipart writes)."""
-        if self.scheme == "file":
-            return pafs.LocalFileSystem()
-        if self.scheme == "s3":
-            kwargs: dict[str, Any] = {
-                "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=self.max_attempts),
-                "force_virtual_addressing": self.addressing_style == "virtual",
-            }
-            if self.region:
-                kwargs["region"] = self.region
-            if self.endpoint_url:
-                ep = urlparse(self.endpoint_url)
-                kwargs["endpoint_override"] = ep.netloc + ep.path.rstrip("/")
-                kwargs["scheme"] = ep.scheme
-            if self.access_key_id:
-                kwargs.update(access_key=self.access_key_id, secret_key=self.secret_access_key)
-                if self.session_token:
-                    kwargs["session_token"] = self.session_token
-            return pafs.S3FileSystem(**kwargs)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        return clients.arrow_filesystem(self)
 
     def datafusion_store(self) -> tuple[str, Any] | None:
-        """The DataFusion object store for this place and the URL prefix to register it under.
-
-        Returns None for local files, which DataFusion reads without registration.
-        """
-        from datafusion import object_store as dfo
-
-        if self.scheme == "file":
-            return None
-        if self.scheme == "s3":
-            kwargs: dict[str, Any] = {"bucket_name": self.bucket}
-            if self.region:
-                kwargs["region"] = self.region
-            if self.access_key_id:
-                kwargs["access_key_id"] = self.access_key_id
-                kwargs["secret_access_key"] = self.secret_access_key
-                if self.session_token:
-                    kwargs["session_token"] = self.session_token
-            if self.endpoint_url:
-                kwargs["endpoint"] = self.endpoint_url
-                kwargs["allow_http"] = self.allow_http
-            # No addressing style here: datafusion's AmazonS3 (53) has no such argument (passing
-            # one is a TypeError that broke every gold run with addressing_style="virtual").
-            # It requests path style unless AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true is set.
-            return f"s3://{self.bucket}", dfo.AmazonS3(**kwargs)
-        if self.scheme == "gs":
-            return f"gs://{self.bucket}", dfo.GoogleCloud(
-                bucket_name=self.bucket, service_account_path=self.options.get("token")
-            )
-        return f"az://{self.bucket}", dfo.MicrosoftAzure(
-            container_name=self.bucket,
-            account=self.options.get("account_name"),
-            access_key=self.options.get("account_key"),
-        )
+        """The DataFusion object store for this place and the URL prefix to register it under;
+        None for local files, which DataFusion reads without registration."""
+        return clients.datafusion_object_store(self)
 
     def iceberg_properties(self) -> dict[str, str]:
         """pyiceberg FileIO properties that reach this store."""
-        props: dict[str, str] = {}
-        if self.scheme == "s3":
-            props["py-io-impl"] = "pyiceberg.io.pyarrow.PyArrowFileIO"
-            if self.endpoint_url:
-                props["s3.endpoint"] = self.endpoint_url
-            if self.region:
-                props["s3.region"] = self.region
-            if self.access_key_id:
-                props["s3.access-key-id"] = self.access_key_id
-                props["s3.secret-access-key"] = self.secret_access_key
-            if self.session_token:
-                props["s3.session-token"] = self.session_token
-            if self.addressing_style == "virtual":
-                props["s3.force-virtual-addressing"] = "true"
-            elif self.addressing_style == "path" or self.endpoint_url:
-                # pyiceberg-core (Rust, behind DataFusion's Iceberg provider in gold) defaults
-                # to virtual-host requests (bucket.host:port), which a custom endpoint such as
-                # MinIO or moto on 127.0.0.1 cannot serve. pyarrow and DataFusion's own store
-                # use path style here, so tell the Rust reader to do the same.
-                props["s3.path-style-access"] = "true"
-        return props
+        return clients.iceberg_io_properties(self)
 
     # -- operations -----------------------------------------------------------------------
 
