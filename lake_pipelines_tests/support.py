@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import select
+import subprocess
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -43,3 +47,52 @@ def duckdb_hive(path: str, columns: list[str]) -> pa.Table:
     return duckdb_query(
         f"SELECT {cols} FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true)"
     )
+
+
+class WorkerDied(AssertionError):
+    """The ingestion process crashed or hung on an input."""
+
+
+class IngestWorker:
+    """A long-lived `ingest_worker` process: each `ingest` is one request, answered in its own
+    process, so a segfault is a failed request (and a fresh worker), not a dead test run."""
+
+    def __init__(self, timeout: float = 120.0) -> None:
+        self.timeout = timeout
+        self.proc: subprocess.Popen[str] | None = None
+
+    def _start(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lake_pipelines_tests.ingest_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ingest(self, store: str, day: str, dataset: str = "events", **options: Any) -> dict:
+        """Ingest `day` of `dataset`; the report's counts, or raises `WorkerDied`."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        request = {"store": store, "day": day, "dataset": dataset, **options}
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        if not ready:
+            self.proc.kill()
+            self.proc.wait()
+            raise WorkerDied(f"ingestion hung for {self.timeout} s on {request}")
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            raise WorkerDied(f"ingestion process died with exit code {code} on {request}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pandera.pandas as pdr
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lake_pipelines.datasets.spec import DatasetSpec
@@ -124,9 +124,11 @@ def test_csv_round_trip(data: list[dict], trailing_break: bool, tmp_path_factory
 )
 @given(data=rows)
 def test_ndjson_round_trip(data: list[dict], tmp_path_factory) -> None:
+    """JSON has no infinities (RFC 8259): rows holding one are the hostile-input tests' part."""
+    assume(all(r["amount"] is None or math.isfinite(r["amount"]) for r in data))
     store = ObjectStore(str(tmp_path_factory.mktemp("ndjson")))
     out = io.StringIO()
     for row in _expected(data):
         doc = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
-        out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        out.write(json.dumps(doc, ensure_ascii=False, allow_nan=False) + "\n")
     _same(_round_trip(store, "in/data.ndjson", out.getvalue().encode()), data)

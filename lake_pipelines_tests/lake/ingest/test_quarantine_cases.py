@@ -354,9 +354,10 @@ def test_raw_is_the_landed_text_of_the_rejected_row(local_store: ObjectStore) ->
     }
 
 
-def test_two_json_objects_on_one_line_do_not_break_rejects(local_store: ObjectStore) -> None:
-    """pyarrow reads both objects of the line; our line map then cannot place rows, so a
-    contract reject after them goes to quarantine without a line instead of failing the day."""
+def test_two_json_objects_on_one_line_are_one_rejected_record(local_store: ObjectStore) -> None:
+    """NDJSON holds one value per line: a line with two objects is one record, quarantined
+    with its line (pyarrow alone would read it as two rows), and a contract reject after it
+    keeps its own line."""
     doc = (
         '{"event_id":"%s","ts":"2026-11-05T10:00:00Z","user_id":"u","session_id":"s",'
         '"event_type":"%s"}'
@@ -364,6 +365,9 @@ def test_two_json_objects_on_one_line_do_not_break_rejects(local_store: ObjectSt
     body = doc % ("j1", "click") + doc % ("j2", "click") + "\n" + doc % ("j3", "teleport") + "\n"
     local_store.write_bytes(f"landing/events/{DAY}/two.ndjson", body.encode())
     report = ingest_day(local_store, EVENTS, DAY)
-    assert report.rows_read == 3 and report.rows_written == 2 and report.rows_quarantined == 1
-    (q,) = quarantine.read(local_store, EVENTS.name, DAY).to_pylist()
-    assert q["column"] == "event_type" and '"j3"' in q["raw"] and q["line"] in (None, 2)
+    assert report.rows_read == 2 and report.rows_written == 0 and report.rows_quarantined == 2
+    two, bad_type = quarantine.read(local_store, EVENTS.name, DAY).to_pylist()
+    assert two["line"] == 1 and "two values on one line" in two["reason"]
+    assert two["raw"] == doc % ("j1", "click") + doc % ("j2", "click")
+    assert bad_type["column"] == "event_type" and '"j3"' in bad_type["raw"]
+    assert bad_type["line"] == 2
