@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lake_pipelines.datasets import ALL_DATASETS, DatasetSpec
+from lake_pipelines.runs import build_reaper_sensor
 from lake_pipelines.sensors import build_landing_sensor
 
 AUTOMATION_SENSOR = "lake_automation_sensor"
@@ -57,7 +58,8 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
 
 
 def build_sensors(jobs: list[dg.UnresolvedAssetJobDefinition]) -> list[dg.SensorDefinition]:
-    """A landing sensor per dataset (targeting its daily job), and the automation sensor."""
+    """A landing sensor per dataset (targeting its daily job), the automation sensor, and the
+    reaper of runs whose process died."""
     by_name = {job.name: job for job in jobs}
     landing = [build_landing_sensor(spec, by_name[f"{spec.name}_daily"]) for spec in ALL_DATASETS]
-    return [*landing, automation_sensor()]
+    return [*landing, automation_sensor(), build_reaper_sensor()]

@@ -1,0 +1,84 @@
+"""A run whose process was killed does not stay STARTED: the reaper fails it with a reason."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEventType
+
+from lake_pipelines.runs import reap_dead_runs
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+
+
+def _start(home: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                DAGSTER,
+                "asset",
+                "materialize",
+                "-m",
+                "lake_pipelines_tests.slow_defs",
+                "--select",
+                "slow",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_started(instance: dg.DagsterInstance, known: set[str], deadline: float) -> dg.DagsterRun:
+    """The new run, once its step has started (its pid event is written before that)."""
+    while time.monotonic() < deadline:
+        for run in instance.get_runs():
+            if run.run_id in known:
+                continue
+            steps = instance.get_records_for_run(
+                run.run_id, of_type=DagsterEventType.STEP_START
+            ).records
+            if steps:
+                return run
+        time.sleep(0.5)
+    pytest.fail("the run did not start its step in time")
+
+
+def test_a_killed_cli_run_is_failed_by_the_reaper_and_a_live_one_is_not(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    log = tmp_path / "runs.log"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        doomed = _start(home, log)
+        victim = _wait_started(instance, set(), time.monotonic() + 120)
+        alive = _start(home, log)
+        try:
+            survivor = _wait_started(instance, {victim.run_id}, time.monotonic() + 120)
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=30)
+            assert instance.get_run_by_id(victim.run_id).status == dg.DagsterRunStatus.STARTED
+
+            assert reap_dead_runs(instance) == [victim.run_id]
+
+            dead = instance.get_run_by_id(victim.run_id)
+            assert dead.status == dg.DagsterRunStatus.FAILURE
+            assert dead.tags.get("dagster/failure_reason") == "UNEXPECTED_TERMINATION"
+            failure = instance.get_records_for_run(
+                victim.run_id, of_type=DagsterEventType.RUN_FAILURE
+            ).records
+            assert f"pid {doomed.pid}" in failure[0].event_log_entry.dagster_event.message
+            live = instance.get_run_by_id(survivor.run_id)
+            assert live.status == dg.DagsterRunStatus.STARTED  # its process still runs
+            assert reap_dead_runs(instance) == []  # nothing left to reap
+        finally:
+            alive.kill()
+            alive.wait(timeout=30)
