@@ -89,9 +89,10 @@ def ensure_table(
     except TableAlreadyExistsError:
         pass  # created concurrently by another run (SQL catalog, or a REST catalog's staging)
     except CommitFailedException as exc:
-        # A REST catalog answers a lost creation race at commit time with 409 Conflict, which
-        # pyiceberg raises as CommitFailedException: the table being there now tells the two
-        # causes apart.
+        # A creation race lost before the catalog's own check fails the create requirement
+        # (SQL catalog: AssertCreate; REST: 409 Conflict), which pyiceberg raises as
+        # CommitFailedException, like any other conflict: the table being there now tells
+        # the two apart.
         if not catalog.table_exists(identifier):
             raise TableCommitError(identifier, f"cannot create: {exc}") from exc
     except Exception as exc:
