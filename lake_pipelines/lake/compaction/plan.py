@@ -27,6 +27,7 @@ class CompactionError(LakeError):
 
     def __init__(self, partition: str, reason: str) -> None:
         self.partition = partition
+        self.reason = reason
         super().__init__(f"compaction of {partition}: {reason}")
 
 

@@ -379,7 +379,7 @@ def _to_schema(
         try:
             converted, failures = convert_column(src, f.type) if raw_text else (src, {})
         except MostlyInvalidColumn as exc:
-            raise SourceFileError(key, f"column {f.name!r}: {exc}") from exc
+            raise SourceFileError(key, f"column {f.name!r}: {exc}", column=f.name) from exc
         for row, reason in failures.items():
             value = src[row].as_py()
             add_reason(
