@@ -13,7 +13,9 @@ from lake_pipelines.assets.common import TABLE_HEALTH_CHECK, asset_key
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.compaction.hive import compact_hive, plan_hive
-from lake_pipelines.lake.compaction.plan import CompactionReport, PartitionPlan
+from lake_pipelines.lake.compaction.options import CompactionOptions
+from lake_pipelines.lake.compaction.plan import PartitionPlan
+from lake_pipelines.lake.compaction.report import CompactionReport
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 MAINTENANCE_GROUP = "maintenance"
@@ -198,7 +200,7 @@ def build_silver_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
     def silver_table_health(
         object_store: ObjectStoreResource, iceberg: IcebergCatalogResource
     ) -> dg.AssetCheckResult:
-        from lake_pipelines.lake.compaction.iceberg import plan_iceberg
+        from lake_pipelines.lake.compaction.iceberg_plan import plan_iceberg
 
         catalog = iceberg.load(object_store.get_store())
         if not catalog.table_exists(spec.table_name):
@@ -236,14 +238,10 @@ def build_bronze_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
         object_store: ObjectStoreResource,
     ) -> dg.MaterializeResult:
         store = object_store.get_store()
-        report = compact_hive(
-            store,
-            spec,
-            dry_run=config.dry_run,
-            force=config.force,
-            verify=config.verify,
-            on_plan=_log_plan(context),
+        options = CompactionOptions(
+            dry_run=config.dry_run, force=config.force, verify=config.verify
         )
+        report = compact_hive(store, spec, options=options, on_plan=_log_plan(context))
         for r in report.skipped:
             context.log.warning(f"skipped {r.partition}: {r.reason}")
         return _result(
@@ -289,9 +287,9 @@ def build_silver_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
             store,
             table,
             spec,
-            dry_run=config.dry_run,
-            force=config.force,
-            verify=config.verify,
+            options=CompactionOptions(
+                dry_run=config.dry_run, force=config.force, verify=config.verify
+            ),
             run_id=context.run.run_id,
             on_plan=_log_plan(context),
         )
