@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lake_pipelines.lake.compaction.plan import Layer, PartitionPlan
 
@@ -80,6 +80,24 @@ class CompactionReport:
             "seconds": round(self.seconds, 3),
             "mb_per_second": round(read / (1 << 20) / seconds, 2) if seconds > 0 else 0.0,
         }
+
+    def summary(self) -> dict[str, Any]:
+        """`totals`, plus which partitions were compacted (with their checksums), skipped (with
+        the reason) and recovered, and how many the plans flag."""
+        return {
+            **self.totals(),
+            "dry_run": self.dry_run,
+            "partitions": [r.partition for r in self.compacted],
+            "checksums": {r.partition: r.checksum for r in self.compacted},
+            "skipped": {r.partition: r.reason for r in self.skipped},
+            "recovered": self.recovered,
+            "flagged_partitions": sum(1 for p in self.plans if p.flagged),
+        }
+
+    def describe_plans(self) -> str:
+        """One line per partition with something to merge, as a Markdown list."""
+        lines = [f"- {p.describe()}" for p in self.plans if p.bins]
+        return "\n".join(lines) or "nothing to compact"
 
 
 def planned_result(plan: PartitionPlan) -> PartitionResult:
