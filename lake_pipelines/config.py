@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
@@ -50,25 +50,19 @@ class Setting:
         var: the environment variable.
         doc: one line for the UI and `.env.example`.
         default: the default as a user reads it (``5``, ``file://<LAKE_HOME>``).
-        from_home: for defaults under LAKE_HOME, the value given the resolved home.
+        under_home: for a default under LAKE_HOME, its template (``file://{home}``).
     """
 
     var: str
     doc: str
     default: str
-    from_home: Callable[[Path], str] | None = None
+    under_home: str = ""
 
 
-def _setting(
-    var: str,
-    default: _T,
-    doc: str,
-    from_home: Callable[[Path], str] | None = None,
-    shown: str = "",
-) -> _T:
+def _setting(var: str, default: _T, doc: str, under_home: str = "", shown: str = "") -> _T:
     plain = str(default).lower() if isinstance(default, bool) else str(default)
-    spec = Setting(var, doc, shown or plain, from_home)
-    return field(default=default, metadata={"setting": spec})
+    shown = shown or under_home.format(home="<LAKE_HOME>") or plain
+    return field(default=default, metadata={"setting": Setting(var, doc, shown, under_home)})
 
 
 HOME = Setting("LAKE_HOME", "local root used when LAKE_STORE_URL is unset", ".lake")
@@ -120,8 +114,8 @@ class Section:
                 raw = env.get(spec.var, "")
             if raw != "":
                 values[f.name] = _parse(spec.var, types[f.name], raw)
-            elif spec.from_home is not None:
-                values[f.name] = spec.from_home(lake_home(env))
+            elif spec.under_home:
+                values[f.name] = spec.under_home.format(home=lake_home(env))
         return cls(**values)
 
     @classmethod
@@ -175,11 +169,7 @@ class StoreSettings(Section):
     """Where the lake lives: ``file://`` (default ``./.lake``), ``s3://``, ``gs://``, ``az://``."""
 
     url: str = _setting(
-        "LAKE_STORE_URL",
-        "",
-        "Lake URL: file:///abs/path, s3://bucket/prefix, gs://... or az://...",
-        from_home=lambda home: f"file://{home}",
-        shown="file://<LAKE_HOME>",
+        "LAKE_STORE_URL", "", "Lake URL: file://, s3://, gs:// or az://", "file://{home}"
     )
     endpoint_url: str = _setting(
         "LAKE_S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO, R2, ...); empty for AWS"
@@ -228,9 +218,8 @@ class CatalogSettings(Section):
     uri: str = _setting(
         "LAKE_CATALOG_URI",
         "",
-        "catalog URI (SQLAlchemy URL for sql, endpoint for rest)",
-        from_home=lambda home: f"sqlite:///{home / 'catalog.db'}",
-        shown="sqlite:///<LAKE_HOME>/catalog.db",
+        "catalog URI (SQLAlchemy URL, REST endpoint)",
+        "sqlite:///{home}/catalog.db",
     )
     warehouse: str = _setting(
         "LAKE_WAREHOUSE", "", "warehouse URL", shown="<LAKE_STORE_URL>/warehouse"
