@@ -7,8 +7,8 @@ import time: an override (a resource field, a keyword argument) if given, else t
 else the default (everything under ``./.lake/``). An empty value counts as unset. Values are
 parsed to the field's type and a bad one raises `ConfigError` naming the variable.
 
-Secrets (AWS keys) are read from the environment only when a store is built: they are no
-field, so they never show in the Dagster UI, run config or logs. `.env.example` lists every
+Secrets (AWS keys) are read from the environment only when a store is built: they are not
+fields, so they never show in the Dagster UI, run config or logs. `.env.example` lists every
 variable. Nothing here imports Dagster.
 """
 
@@ -301,7 +301,7 @@ class LakeSettings:
         Raises:
             ConfigError: a value does not fit its setting; names the variable.
         """
-        unknown = set(overrides) - {"store", "catalog", "datafusion"}
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"LakeSettings has no section {', '.join(sorted(unknown))}")
         return cls(
