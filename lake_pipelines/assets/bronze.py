@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-import pyarrow.parquet as pq
 
 from lake_pipelines.assets.common import (
     CONTRACT_CHECK,
@@ -20,19 +19,8 @@ from lake_pipelines.assets.common import (
 )
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.bronze import IngestReport, ingest_day
-from lake_pipelines.lake.ingest import quarantine
-from lake_pipelines.lake.layout import bronze_dir
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import ObjectStoreResource
-
-
-def stored_counts(store: ObjectStore, spec: DatasetSpec, report: IngestReport) -> tuple[int, int]:
-    """(rows in the day's Parquet footers, row rejects in its quarantine file), read back."""
-    written = 0
-    for f in store.list(bronze_dir(spec, report.day), suffixes=(".parquet",)):
-        written += pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
-    q = quarantine.read(store, spec.name, report.day)
-    return written, sum(1 for k in q.column("kind").to_pylist() if k == "row")
 
 
 def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -91,11 +79,9 @@ def _result(
     read = sum(r.rows_read for r in reports)
     written = sum(r.rows_written for r in reports)
     quarantined = sum(r.rows_quarantined for r in reports)
-    stored_written = stored_quarantined = 0
-    for r in reports:
-        w, q = stored_counts(store, spec, r)
-        stored_written += w
-        stored_quarantined += q
+    # as read back from storage after each day's commit, not the counters that wrote them
+    stored_written = sum(r.stored.rows_in_parquet for r in reports)
+    stored_quarantined = sum(r.stored.rows_in_quarantine for r in reports)
     seconds = sum(r.seconds for r in reports)
     bytes_read = sum(r.bytes_read for r in reports)
     reasons = [
