@@ -16,8 +16,6 @@ from lake_pipelines.assets.common import (
     rows_quarantined,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
-from lake_pipelines.lake.layout import landing_dir
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 
@@ -57,10 +55,10 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
         catalog = iceberg.load(store)
         reports = []
         for day in days_of(context):
-            sources = store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
             from lake_pipelines.lake.silver import commit_day  # pyiceberg: on first use
 
-            report = commit_day(store, catalog, spec, day, context.run.run_id, sources)
+            # the day's lineage (landed files) comes from bronze's manifest
+            report = commit_day(store, catalog, spec, day, context.run.run_id)
             context.log.info(
                 f"{spec.table_name} {day}: {report.rows_committed} rows, "
                 f"snapshot {report.snapshot_id}"
