@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -17,8 +20,10 @@ from lake_pipelines.checks import CONTRACT_CHECK, ROW_ACCOUNTING_CHECK
 from lake_pipelines.config import CatalogSettings, DataFusionSettings, StoreSettings
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.definitions import defs
+from lake_pipelines.lake import bronze as bronze_core
 from lake_pipelines.lake.gold import metrics_table_name
 from lake_pipelines.lake.ingest import quarantine
+from lake_pipelines.lake.layout import landing_dir
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import DataFusionResource, IcebergCatalogResource, ObjectStoreResource
 from lake_pipelines.sample_data import generate_events
@@ -191,6 +196,64 @@ def test_contract_check_blocks_downstream(local_store: ObjectStore, tmp_path: Pa
         assert checks[("lake/bronze/events", ROW_ACCOUNTING_CHECK)] is True
         assert not result.asset_materializations_for_node("lake__silver__events")
     assert not sql_catalog(local_store, tmp_path / "c.db").table_exists(SPEC.table_name)
+
+
+def _evaluation(result, key: dg.AssetKey, check: str):
+    return next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if (e.asset_key, e.check_name) == (key, check)
+    )
+
+
+def test_bronze_row_accounting_check_judges_the_day_read_back_by_the_core(
+    local_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = generate_events(local_store, START, days=1, rows_per_day=300, seed=13)[0]
+    db = tmp_path / "c.db"
+    with dg.instance_for_test() as instance:
+        ok = _materialize(local_store, db, instance, partition_key="2026-11-01", selection=[BRONZE])
+        passed = _evaluation(ok, BRONZE, ROW_ACCOUNTING_CHECK)
+        stored = duckdb_hive(local_store.path(SPEC.bronze_prefix), ["event_id"]).num_rows
+        assert passed.passed and passed.metadata["rows_in_parquet"].value == stored
+        assert passed.metadata["rows_in_quarantine"].value == day.bad_rows
+        # the check believes the core's read-back of storage, whatever the ingestion counted
+        real = bronze_core.stored_counts
+
+        def one_row_short(*args):
+            counts = real(*args)
+            return replace(counts, rows_in_parquet=counts.rows_in_parquet - 1)
+
+        monkeypatch.setattr(bronze_core, "stored_counts", one_row_short)
+        result = _materialize(
+            local_store,
+            db,
+            instance,
+            partition_key="2026-11-01",
+            raise_on_error=False,
+        )
+        failed = _evaluation(result, BRONZE, ROW_ACCOUNTING_CHECK)
+        assert not failed.passed and failed.metadata["rows_in_parquet"].value == stored - 1
+        assert not result.asset_materializations_for_node("lake__silver__events")  # blocked
+
+
+def test_silver_asset_takes_lineage_from_bronze_not_the_landing_folder(
+    local_store: ObjectStore, tmp_path: Path
+) -> None:
+    generate_events(local_store, START, days=1, rows_per_day=300, seed=14)
+    landing = local_store.list(landing_dir(SPEC, START))
+    db = tmp_path / "c.db"
+    with dg.instance_for_test() as instance:
+        _materialize(local_store, db, instance, partition_key="2026-11-01", selection=[BRONZE])
+        shutil.move(local_store.path(landing_dir(SPEC, START)), tmp_path / "elsewhere")
+        result = _materialize(
+            local_store, db, instance, partition_key="2026-11-01", selection=[SILVER]
+        )
+        assert _evaluation(result, SILVER, ROW_ACCOUNTING_CHECK).passed
+    summary = sql_catalog(local_store, db).load_table(SPEC.table_name).current_snapshot().summary
+    assert json.loads(summary["lake.source-files"]) == [
+        {"path": e.key, "size": e.size, "etag": e.etag} for e in landing
+    ]
 
 
 def _cli(
