@@ -6,13 +6,14 @@ import argparse
 import sys
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 
+from lake_pipelines.config import CatalogSettings, StoreSettings
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.errors import LakeError
 from lake_pipelines.lake.analytics.queries import gold_identifier, gold_tables_for
@@ -22,7 +23,9 @@ from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
 from lake_pipelines.lake.layout import bronze_dir, landing_dir
 from lake_pipelines.lake.storage import ObjectStore
-from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
+
+if TYPE_CHECKING:  # pyiceberg.catalog takes seconds to import; loading a catalog imports it
+    from pyiceberg.catalog import Catalog
 
 
 def _days_landed(store: ObjectStore, prefix: str) -> list[date]:
@@ -54,10 +57,10 @@ def _row(*cells: object) -> str:
     return first + "".join(f" {c!s:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True))
 
 
-def summary(store: ObjectStore, catalog_resource: IcebergCatalogResource) -> str:
+def summary(store: ObjectStore, catalog_settings: CatalogSettings) -> str:
     """Rows and files per layer and per day, quarantine, and where everything lives."""
-    catalog = catalog_resource.load(store)
-    lines = [f"lake: {store.uri()}", f"catalog: {catalog_resource.properties(store)['uri']}"]
+    catalog = catalog_settings.load(store)
+    lines = [f"lake: {store.uri()}", f"catalog: {catalog_settings.properties(store)['uri']}"]
     for spec in ALL_DATASETS:
         days = _days_landed(store, spec.landing_prefix)
         silver_counts: dict[str, int] = defaultdict(int)
@@ -223,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     orph.add_argument("--delete", action="store_true")
     args = parser.parse_args(argv)
     try:
-        store = ObjectStoreResource().get_store()
-        catalog_resource = IcebergCatalogResource()
+        store = StoreSettings.from_env().object_store()
+        catalog_settings = CatalogSettings.from_env()
         if args.command == "summary":
-            print(summary(store, catalog_resource))
+            print(summary(store, catalog_settings))
             return 0
-        catalog = catalog_resource.load(store)
+        catalog = catalog_settings.load(store)
         if args.command == "tables":
             print(tables(catalog))
         elif args.command == "history":

@@ -1,38 +1,71 @@
-"""Environment → configuration, resolved when a run starts (never at import time).
+"""Every setting of lake_pipelines, declared once, and what turns them into engine objects.
 
-Every setting a resource field leaves empty is taken from its environment variable, else from
-the embedded default (everything under ``./.lake/``). `.env.example` lists them all. Secrets
-are only ever read from the environment: they are not resource config, so they never show in
-the Dagster UI, run config or logs.
+A setting is a field of one of three frozen dataclasses (`StoreSettings`, `CatalogSettings`,
+`DataFusionSettings`, together `LakeSettings`) whose metadata names its environment variable
+and says what it is for. `from_env` resolves each one when a run or a command starts, never at
+import time: an override (a resource field, a keyword argument) if given, else the variable,
+else the default (everything under ``./.lake/``). An empty value counts as unset. Values are
+parsed to the field's type and a bad one raises `ConfigError` naming the variable.
+
+Secrets (AWS keys) are read from the environment only when a store is built: they are not
+fields, so they never show in the Dagster UI, run config or logs. `.env.example` lists every
+variable. Nothing here imports Dagster.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
 
 from lake_pipelines.errors import ConfigError
+from lake_pipelines.lake.storage import AddressingStyle, ObjectStore
 
-DEFAULT_HOME = ".lake"
+if TYPE_CHECKING:  # imported on first use: pyiceberg and DataFusion take a while to import
+    from pyiceberg.catalog import Catalog
 
-# setting → (environment variable, default); a default of None means "unset".
-ENV: dict[str, tuple[str, str | None]] = {
-    "store_url": ("LAKE_STORE_URL", None),  # default: file://<cwd>/.lake
-    "s3_endpoint_url": ("LAKE_S3_ENDPOINT_URL", ""),
-    "s3_region": ("LAKE_S3_REGION", ""),
-    "s3_allow_http": ("LAKE_S3_ALLOW_HTTP", "false"),
-    "s3_addressing_style": ("LAKE_S3_ADDRESSING_STYLE", "auto"),
-    "s3_max_attempts": ("LAKE_S3_MAX_ATTEMPTS", "5"),
-    "catalog_name": ("LAKE_CATALOG_NAME", "lake"),
-    "catalog_type": ("LAKE_CATALOG_TYPE", "sql"),
-    "catalog_uri": ("LAKE_CATALOG_URI", None),  # default: sqlite:///<cwd>/.lake/catalog.db
-    "warehouse": ("LAKE_WAREHOUSE", None),  # default: <store>/warehouse
-    "df_target_partitions": ("LAKE_DF_TARGET_PARTITIONS", "0"),
-    "df_batch_size": ("LAKE_DF_BATCH_SIZE", "8192"),
-    "df_memory_limit": ("LAKE_DF_MEMORY_LIMIT", "0"),
-    "df_spill_dir": ("LAKE_DF_SPILL_DIR", ""),
+    from lake_pipelines.lake.analytics.session import SessionSettings
+
+_T = TypeVar("_T")
+_SIZE_UNITS = {
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
 }
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one setting is read: its variable, what it is for, its default in words.
+
+    Attributes:
+        var: the environment variable.
+        doc: one line for the UI and `.env.example`.
+        default: the default as a user reads it (``5``, ``file://<LAKE_HOME>``).
+        under_home: for a default under LAKE_HOME, its template (``file://{home}``).
+    """
+
+    var: str
+    doc: str
+    default: str
+    under_home: str = ""
+
+
+def _setting(var: str, default: _T, doc: str, under_home: str = "", shown: str = "") -> _T:
+    plain = str(default).lower() if isinstance(default, bool) else str(default)
+    shown = shown or under_home.format(home="<LAKE_HOME>") or plain
+    return field(default=default, metadata={"setting": Setting(var, doc, shown, under_home)})
+
+
+HOME = Setting("LAKE_HOME", "local root used when LAKE_STORE_URL is unset", ".lake")
 SECRETS = {
     "access_key_id": "AWS_ACCESS_KEY_ID",
     "secret_access_key": "AWS_SECRET_ACCESS_KEY",
@@ -41,49 +74,85 @@ SECRETS = {
 
 
 def lake_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The resolved LAKE_HOME: the root of every default location."""
     env = os.environ if environ is None else environ
-    return Path(env.get("LAKE_HOME", DEFAULT_HOME)).expanduser().resolve()
+    return Path(env.get(HOME.var) or HOME.default).expanduser().resolve()
 
 
-def resolve(name: str, configured: str = "", environ: Mapping[str, str] | None = None) -> str:
-    """A setting's value: configured value, else environment variable, else default."""
-    if configured:
-        return configured
-    env = os.environ if environ is None else environ
-    var, default = ENV[name]
-    value = env.get(var, "")
-    if value:
+class Section:
+    """What the settings dataclasses share: resolution from overrides and the environment."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @classmethod
+    def settings(cls) -> dict[str, Setting]:
+        """Field name → its `Setting`, in declaration order."""
+        return {f.name: f.metadata["setting"] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:
+        """The settings resolved now: overrides, else the environment, else the defaults.
+
+        Args:
+            environ: the environment to read (default: `os.environ`).
+            **overrides: field values that win over the environment; None or an empty
+                string means unset. Strings are parsed as the variable would be.
+
+        Raises:
+            ConfigError: a value does not fit its setting; names the variable.
+        """
+        env = os.environ if environ is None else environ
+        unknown = set(overrides) - set(cls.settings())
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no setting {', '.join(sorted(unknown))}")
+        types = typing.get_type_hints(cls)
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            spec: Setting = f.metadata["setting"]
+            raw = overrides.get(f.name)
+            if raw is None or raw == "":
+                raw = env.get(spec.var, "")
+            if raw != "":
+                values[f.name] = _parse(spec.var, types[f.name], raw)
+            elif spec.under_home:
+                values[f.name] = spec.under_home.format(home=lake_home(env))
+        return cls(**values)
+
+    @classmethod
+    def describe(cls, name: str) -> str:
+        """A setting's description with its variable and default, as the UI shows it."""
+        spec = cls.settings()[name]
+        return f"{spec.doc} (if unset: ${spec.var}, else {spec.default or 'empty'})"
+
+
+def _parse(var: str, kind: object, value: object) -> object:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        low = str(value).strip().lower()
+        if low in _TRUE or low in _FALSE:
+            return low in _TRUE
+        raise ConfigError(var, value, "expected true or false")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return _parse_int(var, value)
+    if typing.get_origin(kind) is Literal:
+        choices = typing.get_args(kind)
+        if value not in choices:
+            *rest, last = choices
+            raise ConfigError(var, value, f"use {', '.join(rest)} or {last}")
         return value
-    if default is not None:
-        return default
-    home = lake_home(env)
-    if name == "store_url":
-        return f"file://{home}"
-    if name == "catalog_uri":
-        return f"sqlite:///{home / 'catalog.db'}"
-    return ""
+    if not isinstance(value, str):
+        raise ConfigError(var, value, "expected text")
+    return value
 
 
-def secret(name: str, environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    return env.get(SECRETS[name], "")
-
-
-def as_bool(name: str, value: str) -> bool:
-    low = value.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(ENV[name][0], value, "expected true or false")
-
-
-def as_int(name: str, value: str) -> int:
-    """An integer setting; accepts size suffixes (``512MiB``, ``2GB``) for byte counts."""
-    text = value.strip().replace("_", "")
-    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+def _parse_int(var: str, value: object) -> int:
+    """A whole number; size suffixes (``512MiB``, ``2GB``) are accepted for byte counts."""
+    text = str(value).strip().replace("_", "")
     low = text.lower()
-    for suffix, factor in units.items():
+    for suffix, factor in _SIZE_UNITS.items():
         if low.endswith(suffix):
             try:
                 return int(float(low[: -len(suffix)]) * factor)
@@ -92,4 +161,159 @@ def as_int(name: str, value: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ConfigError(ENV[name][0], value, "expected a whole number") from None
+        raise ConfigError(var, value, "expected a whole number") from None
+
+
+@dataclass(frozen=True)
+class StoreSettings(Section):
+    """Where the lake lives: ``file://`` (default ``./.lake``), ``s3://``, ``gs://``, ``az://``."""
+
+    url: str = _setting(
+        "LAKE_STORE_URL", "", "Lake URL: file://, s3://, gs:// or az://", "file://{home}"
+    )
+    endpoint_url: str = _setting(
+        "LAKE_S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO, R2, ...); empty for AWS"
+    )
+    region: str = _setting("LAKE_S3_REGION", "", "S3 region")
+    allow_http: bool = _setting(
+        "LAKE_S3_ALLOW_HTTP", False, "permit a plain-HTTP endpoint (a trusted local one only)"
+    )
+    addressing_style: AddressingStyle = _setting(  # noqa: RUF009 (it is a dataclasses.field)
+        "LAKE_S3_ADDRESSING_STYLE", "auto", "S3 addressing: path, virtual or auto"
+    )
+    max_attempts: int = _setting(
+        "LAKE_S3_MAX_ATTEMPTS", 5, "attempts per request, with exponential backoff"
+    )
+
+    def object_store(self, environ: Mapping[str, str] | None = None) -> ObjectStore:
+        """The `ObjectStore`, with S3 credentials from the environment (else the AWS chain).
+
+        Raises:
+            ConfigError: the URL or endpoint cannot be used.
+        """
+        env = os.environ if environ is None else environ
+        return ObjectStore(
+            url=self.url,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            allow_http=self.allow_http,
+            addressing_style=self.addressing_style,
+            max_attempts=self.max_attempts,
+            access_key_id=env.get(SECRETS["access_key_id"], ""),
+            secret_access_key=env.get(SECRETS["secret_access_key"], ""),
+            session_token=env.get(SECRETS["session_token"], ""),
+        )
+
+
+@dataclass(frozen=True)
+class CatalogSettings(Section):
+    """The Iceberg catalog: SQL (SQLite default, PostgreSQL by URI), REST, Glue, ...
+
+    Set ``LAKE_CATALOG_URI=postgresql+psycopg2://...`` for PostgreSQL, or
+    ``LAKE_CATALOG_TYPE=rest`` / ``glue`` with ``LAKE_CATALOG_URI`` for those catalogs.
+    """
+
+    name: str = _setting("LAKE_CATALOG_NAME", "lake", "catalog name")
+    type: str = _setting("LAKE_CATALOG_TYPE", "sql", "catalog type: sql, rest, glue, hive, ...")
+    uri: str = _setting(
+        "LAKE_CATALOG_URI",
+        "",
+        "catalog URI (SQLAlchemy URL, REST endpoint)",
+        "sqlite:///{home}/catalog.db",
+    )
+    warehouse: str = _setting(
+        "LAKE_WAREHOUSE", "", "warehouse URL", shown="<LAKE_STORE_URL>/warehouse"
+    )
+
+    def properties(self, store: ObjectStore) -> dict[str, str]:
+        """pyiceberg catalog properties; the warehouse defaults to ``<store>/warehouse``."""
+        props = {
+            "type": self.type,
+            "uri": self.uri,
+            "warehouse": self.warehouse or store.uri("warehouse"),
+            **store.iceberg_properties(),
+        }
+        if self.type == "sql" and self.uri.startswith("sqlite:///"):
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return props
+
+    def load(self, store: ObjectStore) -> Catalog:
+        """The catalog, its files on `store`.
+
+        Raises:
+            ConfigError: the catalog cannot be opened (names LAKE_CATALOG_URI).
+        """
+        from pyiceberg.catalog import load_catalog
+
+        props = self.properties(store)
+        try:
+            return load_catalog(self.name, **props)
+        except Exception as exc:
+            raise ConfigError(
+                "LAKE_CATALOG_URI", props["uri"], f"cannot open {props['type']} catalog: {exc}"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class DataFusionSettings(Section):
+    """How DataFusion sessions may use the machine."""
+
+    target_partitions: int = _setting(
+        "LAKE_DF_TARGET_PARTITIONS", 0, "parallelism of scans and aggregations; 0: cores"
+    )
+    batch_size: int = _setting("LAKE_DF_BATCH_SIZE", 8192, "rows per record batch")
+    memory_limit: int = _setting(
+        "LAKE_DF_MEMORY_LIMIT", 0, "bytes (or 2GiB, 512MB) before operators spill; 0: no limit"
+    )
+    spill_dir: str = _setting(
+        "LAKE_DF_SPILL_DIR", "", "spill directory", shown="the OS temporary directory"
+    )
+
+    def session_settings(self) -> SessionSettings:
+        from lake_pipelines.lake.analytics.session import SessionSettings
+
+        return SessionSettings(
+            target_partitions=self.target_partitions,
+            batch_size=self.batch_size,
+            memory_limit=self.memory_limit,
+            spill_dir=self.spill_dir,
+        )
+
+
+SECTIONS: tuple[type[Section], ...] = (StoreSettings, CatalogSettings, DataFusionSettings)
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """All settings, resolved together (each resource resolves only its own section)."""
+
+    store: StoreSettings
+    catalog: CatalogSettings
+    datafusion: DataFusionSettings
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Mapping[str, object]
+    ) -> LakeSettings:
+        """Every section from the environment; overrides per section, e.g.
+        ``LakeSettings.from_env(store={"max_attempts": 3})``.
+
+        Raises:
+            ConfigError: a value does not fit its setting; names the variable.
+        """
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"LakeSettings has no section {', '.join(sorted(unknown))}")
+        return cls(
+            store=StoreSettings.from_env(environ, **overrides.get("store", {})),
+            catalog=CatalogSettings.from_env(environ, **overrides.get("catalog", {})),
+            datafusion=DataFusionSettings.from_env(environ, **overrides.get("datafusion", {})),
+        )
+
+
+def variables() -> dict[str, Setting]:
+    """Every environment variable a setting reads (secrets aside), LAKE_HOME first."""
+    found = {HOME.var: HOME}
+    for section in SECTIONS:
+        found.update({s.var: s for s in section.settings().values()})
+    return found

@@ -1,14 +1,43 @@
 """The exceptions lake_pipelines raises: each names what a user has to look at.
 
 Library errors (pyarrow, pyiceberg, fsspec, DataFusion) are caught at the boundary and re-raised
-as one of these, with the file, line, setting or table in the message.
+as one of these. The context is in the message and, for code that handles the error (the
+quarantine, the CLI, a sensor), in fields set by the constructor::
+
+    LakeError
+    ├── ConfigError(setting, value, reason)
+    │   └── SpecError(dataset, field, value, reason)
+    ├── ObjectStoreError(url, action, cause)
+    ├── SourceFileError(path, reason, line, column)
+    ├── RowAccountingError(what, read, written, quarantined, dataset, day)
+    ├── TableCommitError(table, reason)
+    ├── TableReadError(table, reason, snapshot_id, file)
+    │   └── SnapshotNotFoundError(table, snapshot_id | tag | as_of, known)
+    ├── SensorCursorError(sensor, reason)
+    └── CompactionError(partition, reason)      in lake/compaction/plan.py
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any
+
 
 class LakeError(Exception):
     """Base class of every error lake_pipelines raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The constructors take fields, not the message: rebuild from the message and the
+        # fields so that a pickled error (a worker process, a cache) keeps both.
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[LakeError], args: tuple[Any, ...], fields: dict[str, Any]) -> LakeError:
+    exc = cls.__new__(cls, *args)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(fields)
+    return exc
 
 
 class ConfigError(LakeError):
@@ -17,7 +46,26 @@ class ConfigError(LakeError):
     def __init__(self, setting: str, value: object, reason: str) -> None:
         self.setting = setting
         self.value = value
-        super().__init__(f"setting {setting}={value!r}: {reason}")
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"setting {self.setting}={self.value!r}: {self.reason}"
+
+
+class SpecError(ConfigError):
+    """A dataset spec (``datasets/<name>.py``) is inconsistent; `field` is the one to fix.
+
+    ``setting`` is ``<dataset>.<field>``.
+    """
+
+    def __init__(self, dataset: str, field: str, value: object, reason: str) -> None:
+        self.dataset = dataset
+        self.field = field
+        super().__init__(f"{dataset}.{field}", value, reason)
+
+    def _message(self) -> str:
+        return f"dataset {self.dataset!r}: {self.field}={self.value!r}: {self.reason}"
 
 
 class ObjectStoreError(LakeError):
@@ -26,16 +74,24 @@ class ObjectStoreError(LakeError):
     def __init__(self, url: str, action: str, cause: BaseException) -> None:
         self.url = url
         self.action = action
+        self.cause = cause
         super().__init__(f"{action} {url} failed: {type(cause).__name__}: {cause}")
 
 
 class SourceFileError(LakeError):
-    """A landed file cannot be read at all (bad encoding, truncated archive, broken JSON)."""
+    """A landed file cannot be read at all (bad encoding, truncated archive, broken JSON).
 
-    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
+    `reason` is complete on its own (it is what the quarantine records); `column` is set when
+    one column is to blame.
+    """
+
+    def __init__(
+        self, path: str, reason: str, line: int | None = None, column: str | None = None
+    ) -> None:
         self.path = path
         self.reason = reason
         self.line = line
+        self.column = column
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {reason}")
 
@@ -43,8 +99,20 @@ class SourceFileError(LakeError):
 class RowAccountingError(LakeError):
     """Rows read differ from rows written plus rows quarantined: something would be lost."""
 
-    def __init__(self, what: str, read: int, written: int, quarantined: int) -> None:
+    def __init__(
+        self,
+        what: str,
+        read: int,
+        written: int,
+        quarantined: int,
+        *,
+        dataset: str | None = None,
+        day: date | None = None,
+    ) -> None:
+        self.what = what
         self.read, self.written, self.quarantined = read, written, quarantined
+        self.dataset = dataset
+        self.day = day
         super().__init__(
             f"{what}: rows read ({read}) != rows written ({written}) + rows quarantined "
             f"({quarantined}); nothing was committed"
@@ -56,4 +124,70 @@ class TableCommitError(LakeError):
 
     def __init__(self, table: str, reason: str) -> None:
         self.table = table
+        self.reason = reason
         super().__init__(f"table {table}: {reason}")
+
+
+class TableReadError(LakeError):
+    """An Iceberg table cannot be read as asked; nothing was changed.
+
+    `snapshot_id` and `file` are set when the problem is one snapshot or one data file.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        reason: str,
+        *,
+        snapshot_id: int | None = None,
+        file: str | None = None,
+    ) -> None:
+        self.table = table
+        self.reason = reason
+        self.snapshot_id = snapshot_id
+        self.file = file
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"table {self.table}: {self.reason}"
+
+
+class SnapshotNotFoundError(TableReadError):
+    """The table has no snapshot with this id, no tag or branch of this name, or none yet at
+    this time; `known` lists the table's tags and branches when a name was asked for."""
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        snapshot_id: int | None = None,
+        tag: str | None = None,
+        as_of: datetime | None = None,
+        known: Iterable[str] = (),
+    ) -> None:
+        self.tag = tag
+        self.as_of = as_of
+        self.known = sorted(known)
+        if tag is not None:
+            reason = f"has no tag or branch {tag!r} (known: {', '.join(self.known) or 'none'})"
+        elif as_of is not None:
+            reason = f"had no snapshot at {as_of.isoformat()}"
+        else:
+            reason = f"has no snapshot {snapshot_id}"
+        super().__init__(table, reason, snapshot_id=snapshot_id)
+
+    def _message(self) -> str:
+        return f"table {self.table} {self.reason}"
+
+
+class SensorCursorError(LakeError):
+    """A sensor's stored cursor cannot be read; the message says how to reset it."""
+
+    def __init__(self, sensor: str, reason: str) -> None:
+        self.sensor = sensor
+        self.reason = reason
+        super().__init__(
+            f"sensor {sensor}: unreadable cursor ({reason}); reset it with "
+            f"`dagster sensor cursor {sensor} --delete` (files still landed are then "
+            "requested again, which re-ingests their days idempotently)"
+        )

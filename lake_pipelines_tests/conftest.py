@@ -202,10 +202,10 @@ def dagster_resources(store: ObjectStore, catalog_db: Path) -> dict[str, object]
             url=store.url,
             endpoint_url=store.endpoint_url,
             region=store.region,
-            allow_http="true" if store.allow_http else "false",
+            allow_http=store.allow_http,
             addressing_style=store.addressing_style,
-            max_attempts=str(store.max_attempts),
+            max_attempts=store.max_attempts,
         ),
         "iceberg": IcebergCatalogResource(uri=f"sqlite:///{catalog_db}"),
-        "datafusion": DataFusionResource(target_partitions="2"),
+        "datafusion": DataFusionResource(target_partitions=2),
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -87,3 +89,21 @@ def test_history_and_scans_as_of_a_tag_or_snapshot(small_lake, capsys) -> None:
 def test_a_missing_table_is_a_clear_error(small_lake, capsys) -> None:
     assert cli.main(["history", "lake.nope"]) == 2
     assert "no such table" in capsys.readouterr().err
+
+
+def test_the_command_imports_no_dagster() -> None:
+    probe = (
+        "import lake_pipelines.cli, sys; "
+        "assert not any(m == 'dagster' or m.startswith('dagster.') for m in sys.modules); "
+        "assert 'dagster_aws' not in sys.modules"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_bad_setting_is_a_clear_error(small_lake, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("LAKE_S3_MAX_ATTEMPTS", "many")
+    assert cli.main(["tables"]) == 2
+    assert "LAKE_S3_MAX_ATTEMPTS='many'" in capsys.readouterr().err

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -14,11 +17,15 @@ import pytest
 
 from lake_pipelines.assets import build_all_assets
 from lake_pipelines.checks import CONTRACT_CHECK, ROW_ACCOUNTING_CHECK
+from lake_pipelines.config import CatalogSettings, DataFusionSettings, StoreSettings
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.definitions import defs
+from lake_pipelines.lake import bronze as bronze_core
 from lake_pipelines.lake.gold import metrics_table_name
 from lake_pipelines.lake.ingest import quarantine
+from lake_pipelines.lake.layout import landing_dir
 from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.resources import DataFusionResource, IcebergCatalogResource, ObjectStoreResource
 from lake_pipelines.sample_data import generate_events
 from lake_pipelines_tests.conftest import dagster_resources, sql_catalog
 from lake_pipelines_tests.support import duckdb_hive, rows
@@ -63,6 +70,22 @@ def test_loading_the_code_location_leaves_slow_imports_to_the_runs_that_need_the
     assert out.stdout.strip() == "[]"
     # and quietly: no beta notice per asset for the deliberate single-run backfill policy
     assert "backfill_policy" not in out.stderr, out.stderr[:500]
+
+
+def test_the_engine_imports_no_dagster() -> None:
+    # lake/ is the Dagster-free core (benchmarks and the CLI use it): import every module.
+    probe = (
+        "import importlib, pkgutil, sys, lake_pipelines.lake as lake, lake_pipelines.config\n"
+        "names = [m.name for m in pkgutil.walk_packages(lake.__path__, lake.__name__ + '.')]\n"
+        "for name in names: importlib.import_module(name)\n"
+        "print(len(names), sorted(m for m in sys.modules if m.startswith('dagster')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    count, found = out.stdout.split(" ", 1)
+    assert int(count) > 20  # the walk found the stage subpackages' modules
+    assert found.strip() == "[]"
 
 
 def _materialize(store: ObjectStore, db: Path, instance, **kwargs):
@@ -175,6 +198,64 @@ def test_contract_check_blocks_downstream(local_store: ObjectStore, tmp_path: Pa
     assert not sql_catalog(local_store, tmp_path / "c.db").table_exists(SPEC.table_name)
 
 
+def _evaluation(result, key: dg.AssetKey, check: str):
+    return next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if (e.asset_key, e.check_name) == (key, check)
+    )
+
+
+def test_bronze_row_accounting_check_judges_the_day_read_back_by_the_core(
+    local_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = generate_events(local_store, START, days=1, rows_per_day=300, seed=13)[0]
+    db = tmp_path / "c.db"
+    with dg.instance_for_test() as instance:
+        ok = _materialize(local_store, db, instance, partition_key="2026-11-01", selection=[BRONZE])
+        passed = _evaluation(ok, BRONZE, ROW_ACCOUNTING_CHECK)
+        stored = duckdb_hive(local_store.path(SPEC.bronze_prefix), ["event_id"]).num_rows
+        assert passed.passed and passed.metadata["rows_in_parquet"].value == stored
+        assert passed.metadata["rows_in_quarantine"].value == day.bad_rows
+        # the check believes the core's read-back of storage, whatever the ingestion counted
+        real = bronze_core.stored_counts
+
+        def one_row_short(*args):
+            counts = real(*args)
+            return replace(counts, rows_in_parquet=counts.rows_in_parquet - 1)
+
+        monkeypatch.setattr(bronze_core, "stored_counts", one_row_short)
+        result = _materialize(
+            local_store,
+            db,
+            instance,
+            partition_key="2026-11-01",
+            raise_on_error=False,
+        )
+        failed = _evaluation(result, BRONZE, ROW_ACCOUNTING_CHECK)
+        assert not failed.passed and failed.metadata["rows_in_parquet"].value == stored - 1
+        assert not result.asset_materializations_for_node("lake__silver__events")  # blocked
+
+
+def test_silver_asset_takes_lineage_from_bronze_not_the_landing_folder(
+    local_store: ObjectStore, tmp_path: Path
+) -> None:
+    generate_events(local_store, START, days=1, rows_per_day=300, seed=14)
+    landing = local_store.list(landing_dir(SPEC, START))
+    db = tmp_path / "c.db"
+    with dg.instance_for_test() as instance:
+        _materialize(local_store, db, instance, partition_key="2026-11-01", selection=[BRONZE])
+        shutil.move(local_store.path(landing_dir(SPEC, START)), tmp_path / "elsewhere")
+        result = _materialize(
+            local_store, db, instance, partition_key="2026-11-01", selection=[SILVER]
+        )
+        assert _evaluation(result, SILVER, ROW_ACCOUNTING_CHECK).passed
+    summary = sql_catalog(local_store, db).load_table(SPEC.table_name).current_snapshot().summary
+    assert json.loads(summary["lake.source-files"]) == [
+        {"path": e.key, "size": e.size, "etag": e.etag} for e in landing
+    ]
+
+
 def _cli(
     args: list[str], lake: Path, home: Path, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -202,8 +283,8 @@ def _cli(
 
 
 def test_cli_materializes_one_partition(tmp_path: Path) -> None:
-    """The lake and the catalog come from LAKE_STORE_URL / LAKE_CATALOG_URI (dg.EnvVar
-    fields of the resources), not from the LAKE_HOME default."""
+    """The lake and the catalog come from LAKE_STORE_URL / LAKE_CATALOG_URI (read by the
+    resources when the run starts), not from the LAKE_HOME default."""
     lake, unused = tmp_path / "lake", tmp_path / "default-home"
     store = ObjectStore(str(lake))
     days = generate_events(store, START, days=1, rows_per_day=400, seed=2)
@@ -233,29 +314,63 @@ def test_cli_partition_range_is_one_run(tmp_path: Path) -> None:
     )
 
 
-def test_resource_fields_come_from_set_environment_variables(
-    monkeypatch: pytest.MonkeyPatch,
+def test_resources_read_the_environment_when_a_run_builds_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from lake_pipelines.config import ENV
     from lake_pipelines.definitions import build_definitions
 
+    monkeypatch.setenv("LAKE_HOME", str(tmp_path))
     monkeypatch.setenv("LAKE_STORE_URL", "s3://bucket/lake")
     monkeypatch.setenv("LAKE_DF_BATCH_SIZE", "4096")
     monkeypatch.delenv("LAKE_CATALOG_URI", raising=False)
     resources = build_definitions().resources
-    url, batch = resources["object_store"].url, resources["datafusion"].batch_size
-    assert isinstance(url, dg.EnvVar) and url.env_var_name == "LAKE_STORE_URL"
-    assert isinstance(batch, dg.EnvVar) and batch.env_var_name == "LAKE_DF_BATCH_SIZE"
-    assert resources["iceberg"].uri == ""  # unset: the embedded default when a run starts
-    from lake_pipelines.definitions import _FIELDS_FROM_ENV
+    # nothing is copied into the definitions: unset fields, read when a run starts
+    assert resources["object_store"].url is None and resources["datafusion"].batch_size is None
+    assert resources["object_store"].get_store().url == "s3://bucket/lake"
+    assert resources["datafusion"].session_settings().batch_size == 4096
+    assert resources["iceberg"].settings().uri == f"sqlite:///{tmp_path / 'catalog.db'}"
 
-    known = {var for var, _ in ENV.values()}
-    assert {v for fields in _FIELDS_FROM_ENV.values() for v in fields.values()} == known
+
+def test_each_resource_has_a_field_per_setting_of_its_section() -> None:
+    pairs = [
+        (ObjectStoreResource, StoreSettings),
+        (IcebergCatalogResource, CatalogSettings),
+        (DataFusionResource, DataFusionSettings),
+    ]
+    for resource, section in pairs:
+        fields = resource.model_fields
+        assert list(fields) == list(section.settings()), resource
+        for name, spec in section.settings().items():
+            assert fields[name].default is None
+            assert spec.var in (fields[name].description or ""), (resource, name)
+
+
+def test_run_config_overrides_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LAKE_S3_MAX_ATTEMPTS", "not a number")  # never read: config wins
+    monkeypatch.setenv("LAKE_DF_MEMORY_LIMIT", "1GiB")
+    seen = {}
+
+    @dg.asset
+    def probe(object_store: ObjectStoreResource, datafusion: DataFusionResource) -> None:
+        seen["store"] = object_store.get_store()
+        seen["session"] = datafusion.session_settings()
+
+    config = {
+        "object_store": {"config": {"url": f"file://{tmp_path}", "max_attempts": 2}},
+        "datafusion": {"config": {"memory_limit": "2GiB", "target_partitions": 3}},
+    }
+    resources = {"object_store": ObjectStoreResource(), "datafusion": DataFusionResource()}
+    result = dg.materialize([probe], resources=resources, run_config={"resources": config})
+    assert result.success
+    assert (seen["store"].url, seen["store"].max_attempts) == (f"file://{tmp_path}", 2)
+    assert (seen["session"].memory_limit, seen["session"].target_partitions) == (2 << 30, 3)
 
 
 def test_env_example_lists_every_setting_and_secret() -> None:
-    from lake_pipelines.config import ENV, SECRETS
+    from lake_pipelines.config import SECRETS, variables
 
     text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))
-    assert {var for var, _ in ENV.values()} | set(SECRETS.values()) <= listed
+    assert set(variables()) | set(SECRETS.values()) <= listed

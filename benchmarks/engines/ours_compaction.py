@@ -1,9 +1,10 @@
 """Our compaction of bronze Hive partitions, when `lake_pipelines` has it.
 
 The compaction engine was written alongside the benchmarks. This adapter calls
-``lake_pipelines.lake.compaction.hive.compact_hive(store, spec, force=True)`` when that exists
-and reports why not otherwise, so task 4 then shows "ours: not available". Compaction works in
-place, so `prepare` (not timed) hard-links the small files into the output store's bronze day.
+``lake_pipelines.lake.compaction.hive.compact_hive(store, spec, options=CompactionOptions(
+force=True))`` when that exists and reports why not otherwise, so task 4 then shows "ours: not
+available". Compaction works in place, so `prepare` (not timed) hard-links the small files into
+the output store's bronze day.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lake_pipelines.lake.storage import ObjectStore
 
 ENTRY_MODULE = "lake_pipelines.lake.compaction.hive"
 ENTRY_POINT = "compact_hive"
+OPTIONS_MODULE = "lake_pipelines.lake.compaction.options"
 
 
 def unavailable_reason() -> str | None:
@@ -46,5 +48,6 @@ def prepare(op: str, src: str, out: str, day: str, **_: object) -> None:
 
 def compact(src: str, out: str, day: str, **_: object) -> dict[str, Any]:
     compact_hive = getattr(importlib.import_module(ENTRY_MODULE), ENTRY_POINT)
-    report = compact_hive(ObjectStore(out), SPEC, force=True)
+    options = importlib.import_module(OPTIONS_MODULE).CompactionOptions(force=True)
+    report = compact_hive(ObjectStore(out), SPEC, options=options)
     return {k: v for k, v in report.totals().items() if isinstance(v, int | float)}

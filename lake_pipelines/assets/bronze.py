@@ -3,36 +3,22 @@
 # functions to inject the context and resources.
 
 from collections.abc import Iterator
-from typing import Any
 
 import dagster as dg
-import pyarrow.parquet as pq
 
 from lake_pipelines.assets.common import (
     CONTRACT_CHECK,
     ROW_ACCOUNTING_CHECK,
     asset_key,
-    column_schema,
+    daily_asset_args,
     days_of,
-    partitions_for,
-    per_day_table,
+    layer_metadata,
     throughput,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.bronze import IngestReport, ingest_day
-from lake_pipelines.lake.ingest import quarantine
-from lake_pipelines.lake.layout import bronze_dir
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import ObjectStoreResource
-
-
-def stored_counts(store: ObjectStore, spec: DatasetSpec, report: IngestReport) -> tuple[int, int]:
-    """(rows in the day's Parquet footers, row rejects in its quarantine file), read back."""
-    written = 0
-    for f in store.list(bronze_dir(spec, report.day), suffixes=(".parquet",)):
-        written += pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
-    q = quarantine.read(store, spec.name, report.day)
-    return written, sum(1 for k in q.column("kind").to_pylist() if k == "row")
 
 
 def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -40,9 +26,7 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        partitions_def=partitions_for(spec),
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=spec.name,
+        **daily_asset_args(spec, eager=False),
         kinds={"parquet", "pyarrow"},
         # shared with the dataset's bronze compaction: the two never rewrite a day at once
         pool=f"bronze_{spec.name}",
@@ -89,13 +73,9 @@ def _result(
     store: ObjectStore, spec: DatasetSpec, reports: list[IngestReport]
 ) -> dg.MaterializeResult:
     read = sum(r.rows_read for r in reports)
-    written = sum(r.rows_written for r in reports)
-    quarantined = sum(r.rows_quarantined for r in reports)
-    stored_written = stored_quarantined = 0
-    for r in reports:
-        w, q = stored_counts(store, spec, r)
-        stored_written += w
-        stored_quarantined += q
+    # as read back from storage after each day's commit, not the counters that wrote them
+    in_parquet = sum(r.stored.rows_in_parquet for r in reports)
+    in_quarantine = sum(r.stored.rows_in_quarantine for r in reports)
     seconds = sum(r.seconds for r in reports)
     bytes_read = sum(r.bytes_read for r in reports)
     reasons = [
@@ -103,44 +83,39 @@ def _result(
     ]
     # Judged per day: a clean week must not hide one bad day.
     worst = max(reports, key=lambda r: r.quarantined_share)
-    metadata: dict[str, Any] = {
-        "dagster/row_count": stored_written,
-        "dagster/uri": store.uri(spec.bronze_prefix),
-        "dagster/column_schema": column_schema(spec.schema),
-        "rows_read": read,
-        "rows_written": written,
-        "rows_quarantined": quarantined,
-        "files_read": sum(len(r.sources) for r in reports),
-        "files_quarantined": sum(len(r.file_rejects) for r in reports),
-        "files_written": sum(len(r.outputs) for r in reports),
-        "bytes_read": bytes_read,
-        "bytes_written": sum(r.bytes_written for r in reports),
-        "seconds": round(seconds, 3),
-        "mb_per_second": throughput(bytes_read, seconds),
-    }
-    if len(reports) == 1:
-        metadata["dagster/partition_row_count"] = stored_written
-    else:
-        metadata["per_day"] = per_day_table(
-            [
-                {
-                    "day": r.day.isoformat(),
-                    "rows_read": r.rows_read,
-                    "rows_written": r.rows_written,
-                    "rows_quarantined": r.rows_quarantined,
-                    "files_quarantined": len(r.file_rejects),
-                }
-                for r in reports
-            ]
-        )
+    metadata = layer_metadata(
+        in_parquet,
+        spec.schema,
+        [
+            {
+                "day": r.day.isoformat(),
+                "rows_read": r.rows_read,
+                "rows_written": r.rows_written,
+                "rows_quarantined": r.rows_quarantined,
+                "files_quarantined": len(r.file_rejects),
+            }
+            for r in reports
+        ],
+        uri=store.uri(spec.bronze_prefix),
+        rows_read=read,
+        rows_written=sum(r.rows_written for r in reports),
+        rows_quarantined=sum(r.rows_quarantined for r in reports),
+        files_read=sum(len(r.sources) for r in reports),
+        files_quarantined=sum(len(r.file_rejects) for r in reports),
+        files_written=sum(len(r.outputs) for r in reports),
+        bytes_read=bytes_read,
+        bytes_written=sum(r.bytes_written for r in reports),
+        seconds=round(seconds, 3),
+        mb_per_second=throughput(bytes_read, seconds),
+    )
     checks = [
         dg.AssetCheckResult(
             check_name=ROW_ACCOUNTING_CHECK,
-            passed=read == stored_written + stored_quarantined,
+            passed=read == in_parquet + in_quarantine,
             metadata={
                 "rows_read": read,
-                "rows_in_parquet": stored_written,
-                "rows_in_quarantine": stored_quarantined,
+                "rows_in_parquet": in_parquet,
+                "rows_in_quarantine": in_quarantine,
             },
         ),
         dg.AssetCheckResult(

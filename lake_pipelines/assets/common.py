@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
 import pyarrow as pa
 
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.storage import ObjectStore
 
 ROW_ACCOUNTING_CHECK = "row_accounting"
@@ -26,6 +27,20 @@ def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
 
 def partitions_for(spec: DatasetSpec) -> dg.DailyPartitionsDefinition:
     return daily_partitions(spec.start_date)
+
+
+def daily_asset_args(spec: DatasetSpec, *, eager: bool) -> dict[str, Any]:
+    """`dg.asset` arguments every layer's asset of `spec` shares: daily partitions, a range
+    backfilled in one run, the dataset's group; `eager` (silver, gold) materializes a day as
+    soon as its upstream day is."""
+    args: dict[str, Any] = {
+        "partitions_def": partitions_for(spec),
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+    }
+    if eager:
+        args["automation_condition"] = dg.AutomationCondition.eager()
+    args["group_name"] = spec.name
+    return args
 
 
 def asset_key(layer: str, name: str) -> dg.AssetKey:
@@ -49,7 +64,7 @@ def column_schema(schema: pa.Schema) -> dg.TableSchema:
     )
 
 
-def per_day_table(rows: list[dict[str, Any]]) -> dg.TableMetadataValue:
+def per_day_table(rows: Sequence[dict[str, Any]]) -> dg.TableMetadataValue:
     """Per-day numbers of a multi-day run as a table in the UI."""
     columns = list(rows[0]) if rows else []
     schema = dg.TableSchema(columns=[dg.TableColumn(c, type(rows[0][c]).__name__) for c in columns])
@@ -62,8 +77,59 @@ def throughput(nbytes: int, seconds: float) -> float:
     return round(nbytes / (1 << 20) / seconds, 2) if seconds > 0 else 0.0
 
 
-def rows_quarantined(store: ObjectStore, spec: DatasetSpec, days: Sequence[date]) -> int:
-    """Rows of `days` held back in bronze's quarantine (so in no table downstream)."""
-    from lake_pipelines.lake.ingest import quarantine
+def layer_metadata(
+    rows: int,
+    schema: pa.Schema,
+    per_day: Sequence[dict[str, Any]],
+    *,
+    uri: str | None = None,
+    table_name: str | None = None,
+    **numbers: Any,
+) -> dict[str, Any]:
+    """The standard metadata of a layer's run over one day or a range: the row count, where
+    the data is, its columns, the layer's `numbers`, then the partition's row count (one day)
+    or a table with a row per day (`per_day`, one dict per day)."""
+    metadata: dict[str, Any] = {"dagster/row_count": rows}
+    if uri is not None:
+        metadata["dagster/uri"] = uri
+    if table_name is not None:
+        metadata["dagster/table_name"] = table_name
+    metadata["dagster/column_schema"] = column_schema(schema)
+    metadata.update(numbers)
+    if len(per_day) == 1:
+        metadata["dagster/partition_row_count"] = rows
+    else:
+        metadata["per_day"] = per_day_table(per_day)
+    return metadata
 
-    return sum(quarantine.counts(store, spec.name, day)[0] for day in days)
+
+class DayCommit(Protocol):
+    """What silver's and gold's reports of one committed day have in common."""
+
+    day: date
+    files: int  # data files holding the day after the commit
+    bytes: int
+    seconds: float
+
+
+def commit_numbers(
+    store: ObjectStore, spec: DatasetSpec, reports: Sequence[DayCommit]
+) -> dict[str, Any]:
+    """The numbers of an Iceberg layer's run: files and bytes holding its days, the rows of
+    those days quarantined in bronze (so in no table downstream), seconds."""
+    return {
+        "files": sum(r.files for r in reports),
+        "bytes": sum(r.bytes for r in reports),
+        "rows_quarantined": quarantine.rows_quarantined(store, spec.name, [r.day for r in reports]),
+        "seconds": round(sum(r.seconds for r in reports), 3),
+    }
+
+
+def commit_row(report: DayCommit, rows: int) -> dict[str, Any]:
+    """One day of an Iceberg layer's per-day table."""
+    return {
+        "day": report.day.isoformat(),
+        "rows": rows,
+        "files": report.files,
+        "bytes": report.bytes,
+    }

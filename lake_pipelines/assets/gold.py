@@ -2,17 +2,15 @@
 # No `from __future__ import annotations`: Dagster reads the real annotations of asset
 # functions to inject the context and resources.
 
-from typing import Any
-
 import dagster as dg
 
 from lake_pipelines.assets.common import (
     asset_key,
-    column_schema,
+    commit_numbers,
+    commit_row,
+    daily_asset_args,
     days_of,
-    partitions_for,
-    per_day_table,
-    rows_quarantined,
+    layer_metadata,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
@@ -40,10 +38,7 @@ def build_gold_asset(
     @dg.asset(
         key=asset_key("gold", gold.name),
         deps=[dep],
-        partitions_def=partitions_for(spec),
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        automation_condition=dg.AutomationCondition.eager(),
-        group_name=spec.name,
+        **daily_asset_args(spec, eager=True),
         kinds={"iceberg", "datafusion"},
         pool=f"iceberg_{identifier.replace('.', '_')}",
         description=(
@@ -67,27 +62,16 @@ def build_gold_asset(
             for day in days_of(context)
         ]
         rows = sum(r.rows for r in reports)
-        metadata: dict[str, Any] = {
-            "dagster/row_count": rows,
-            "dagster/table_name": identifier,
-            "dagster/column_schema": column_schema(gold.schema),
-            "source_files_scanned": sum(r.source_files for r in reports),
-            "files": sum(r.files for r in reports),  # data files holding the days
-            "bytes": sum(r.bytes for r in reports),
-            # rows of these days quarantined in bronze, so in no aggregate
-            "rows_quarantined": rows_quarantined(store, spec, [r.day for r in reports]),
-            "seconds": round(sum(r.seconds for r in reports), 3),
-        }
+        metadata = layer_metadata(
+            rows,
+            gold.schema,
+            [commit_row(r, r.rows) for r in reports],
+            table_name=identifier,
+            source_files_scanned=sum(r.source_files for r in reports),
+            **commit_numbers(store, spec, reports),
+        )
         if len(reports) == 1:
-            metadata["dagster/partition_row_count"] = rows
             metadata["source_snapshot_id"] = str(reports[0].source_snapshot_id)
-        else:
-            metadata["per_day"] = per_day_table(
-                [
-                    {"day": r.day.isoformat(), "rows": r.rows, "files": r.files, "bytes": r.bytes}
-                    for r in reports
-                ]
-            )
         return dg.MaterializeResult(metadata=metadata)
 
     return gold_asset

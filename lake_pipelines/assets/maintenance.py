@@ -1,10 +1,14 @@
-"""Maintenance: table-health checks on bronze and silver, and the compaction assets they trigger."""
+"""Maintenance: table-health checks on bronze and silver, and the compaction assets they trigger.
+
+Translation only: run config becomes `CompactionOptions`, the core's plans and reports become
+check results and metadata. The work is in `lake_pipelines.lake.compaction`.
+"""
 # No `from __future__ import annotations`: Dagster reads the real annotations of asset and
 # check functions to inject the context, config and resources.
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -12,14 +16,36 @@ from pydantic import Field
 from lake_pipelines.assets.common import TABLE_HEALTH_CHECK, asset_key
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake.compaction.health import TableHealth
 from lake_pipelines.lake.compaction.hive import compact_hive, plan_hive
-from lake_pipelines.lake.compaction.plan import CompactionReport, PartitionPlan
+from lake_pipelines.lake.compaction.options import CompactionOptions, Verify
+from lake_pipelines.lake.compaction.plan import PartitionPlan
+from lake_pipelines.lake.compaction.report import CompactionReport
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 MAINTENANCE_GROUP = "maintenance"
 MAINTENANCE_JOB = "lake_maintenance"
 WEEKLY_SCHEDULE = "lake_maintenance_weekly"
 WORST_PARTITIONS_SHOWN = 10
+# Columns (and their types) of the tables shown in the UI.
+HEALTH_COLUMNS = {
+    "partition": "str",
+    "files": "int",
+    "small_files": "int",
+    "avg_file_kib": "float",
+    "flagged": "bool",
+}
+RESULT_COLUMNS = {
+    "partition": "str",
+    "status": "str",
+    "files_before": "int",
+    "files_after": "int",
+    "bytes_before": "int",
+    "bytes_after": "int",
+    "rows": "int",
+    "checksum": "str",
+    "seconds": "float",
+}
 
 
 class CompactionConfig(dg.Config):
@@ -29,7 +55,7 @@ class CompactionConfig(dg.Config):
     force: bool = Field(
         default=False, description="compact every partition with small files to merge"
     )
-    verify: Literal["footers", "content"] = Field(
+    verify: Verify = Field(
         default="footers",
         description=(
             "how new files are checked before the swap: 'footers' (complete files holding "
@@ -37,6 +63,9 @@ class CompactionConfig(dg.Config):
             "(also read every row back and compare checksums; about twice the work)"
         ),
     )
+
+    def to_options(self) -> CompactionOptions:
+        return CompactionOptions(dry_run=self.dry_run, force=self.force, verify=self.verify)
 
 
 def health_degraded(check: dg.AssetCheckKey) -> dg.AutomationCondition:
@@ -52,105 +81,40 @@ def health_degraded(check: dg.AssetCheckKey) -> dg.AutomationCondition:
     ).with_label("table health degraded")
 
 
+def _table(rows: list[dict[str, Any]], columns: Mapping[str, str]) -> dg.TableMetadataValue:
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, t) for c, t in columns.items()])
+    return dg.MetadataValue.table([dg.TableRecord(r) for r in rows], schema=schema)
+
+
 def _health(plans: list[PartitionPlan], spec: DatasetSpec) -> dg.AssetCheckResult:
-    policy = spec.compaction
-    flagged = [p for p in plans if p.flagged]
-    files = sum(len(p.files) for p in plans)
-    nbytes = sum(p.bytes for p in plans)
-    worst = sorted(plans, key=lambda p: (-p.small_files, p.partition))[:WORST_PARTITIONS_SHOWN]
-    table = dg.MetadataValue.table(
-        [
-            dg.TableRecord(
-                {
-                    "partition": p.partition,
-                    "files": len(p.files),
-                    "small_files": p.small_files,
-                    "avg_file_kib": round(p.avg_file_bytes / 1024, 1),
-                    "flagged": p.flagged,
-                }
-            )
-            for p in worst
-        ],
-        schema=dg.TableSchema(
-            columns=[
-                dg.TableColumn("partition", "str"),
-                dg.TableColumn("files", "int"),
-                dg.TableColumn("small_files", "int"),
-                dg.TableColumn("avg_file_kib", "float"),
-                dg.TableColumn("flagged", "bool"),
-            ]
-        ),
-    )
+    health = TableHealth(tuple(plans), spec.compaction)
+    worst = [
+        {
+            "partition": p.partition,
+            "files": len(p.files),
+            "small_files": p.small_files,
+            "avg_file_kib": round(p.avg_file_bytes / 1024, 1),
+            "flagged": p.flagged,
+        }
+        for p in health.worst(WORST_PARTITIONS_SHOWN)
+    ]
     return dg.AssetCheckResult(
-        passed=not flagged,
+        passed=health.healthy,
         severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"{len(flagged)} of {len(plans)} partitions hold more than {policy.max_small_files} "
-            f"files under {policy.small_file_bytes / (1 << 20):.1f} MiB"
-        ),
-        metadata={
-            "partitions": len(plans),
-            "flagged_partitions": len(flagged),
-            "flagged": [p.partition for p in flagged][:100],
-            "files": files,
-            "small_files": sum(p.small_files for p in plans),
-            "max_small_files_in_a_partition": max((p.small_files for p in plans), default=0),
-            "avg_file_bytes": round(nbytes / files, 1) if files else 0.0,
-            "small_file_bytes": policy.small_file_bytes,
-            "max_small_files": policy.max_small_files,
-            "worst_partitions": table,
-        },
+        description=health.describe(),
+        metadata={**health.summary(), "worst_partitions": _table(worst, HEALTH_COLUMNS)},
     )
 
 
 def _result(report: CompactionReport, extra: dict[str, object]) -> dg.MaterializeResult:
-    results = report.results
-    per_partition = dg.MetadataValue.table(
-        [
-            dg.TableRecord(
-                {
-                    "partition": r.partition,
-                    "status": r.status,
-                    "files_before": r.files_before,
-                    "files_after": r.files_after,
-                    "bytes_before": r.bytes_before,
-                    "bytes_after": r.bytes_after,
-                    "rows": r.rows,
-                    "checksum": r.checksum,
-                    "seconds": round(r.seconds, 3),
-                }
-            )
-            for r in results
-        ],
-        schema=dg.TableSchema(
-            columns=[
-                dg.TableColumn(c, t)
-                for c, t in (
-                    ("partition", "str"),
-                    ("status", "str"),
-                    ("files_before", "int"),
-                    ("files_after", "int"),
-                    ("bytes_before", "int"),
-                    ("bytes_after", "int"),
-                    ("rows", "int"),
-                    ("checksum", "str"),
-                    ("seconds", "float"),
-                )
-            ]
-        ),
-    )
+    per_partition = [
+        {**{c: getattr(r, c) for c in RESULT_COLUMNS}, "seconds": round(r.seconds, 3)}
+        for r in report.results
+    ]
     metadata: dict[str, Any] = {
-        **report.totals(),
-        "dry_run": report.dry_run,
-        "partitions": [r.partition for r in report.compacted],
-        "checksums": {r.partition: r.checksum for r in report.compacted},
-        "skipped": {r.partition: r.reason for r in report.skipped},
-        "recovered": report.recovered,
-        "flagged_partitions": sum(1 for p in report.plans if p.flagged),
-        "plan": dg.MetadataValue.md(
-            "\n".join(f"- {p.describe()}" for p in report.plans if p.bins) or "nothing to compact"
-        ),
-        "per_partition": per_partition,
+        **report.summary(),
+        "plan": dg.MetadataValue.md(report.describe_plans()),
+        "per_partition": _table(per_partition, RESULT_COLUMNS),
         **extra,
     }
     return dg.MaterializeResult(metadata=metadata)
@@ -166,11 +130,27 @@ def _log_plan(context: dg.AssetExecutionContext) -> Callable[[list[PartitionPlan
     return log
 
 
-def build_bronze_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=asset_key("bronze", spec.name),
+def _log_skipped(context: dg.AssetExecutionContext, report: CompactionReport) -> None:
+    for r in report.skipped:
+        context.log.warning(f"skipped {r.partition}: {r.reason}")
+
+
+def _health_check(
+    spec: DatasetSpec, layer: str, description: str
+) -> Callable[[Callable[..., dg.AssetCheckResult]], dg.AssetChecksDefinition]:
+    """The decorator of a layer's table-health check (it warns, it does not block)."""
+    return dg.asset_check(
+        asset=asset_key(layer, spec.name),
         name=TABLE_HEALTH_CHECK,
         blocking=False,
+        description=description,
+    )
+
+
+def build_bronze_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
+    @_health_check(
+        spec,
+        "bronze",
         description=(
             "Small files per day partition of the Hive layer (sizes from the listing). Warns "
             f"when a partition holds more than {spec.compaction.max_small_files} small files; "
@@ -185,10 +165,9 @@ def build_bronze_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
 
 
 def build_silver_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=asset_key("silver", spec.name),
-        name=TABLE_HEALTH_CHECK,
-        blocking=False,
+    @_health_check(
+        spec,
+        "silver",
         description=(
             f"Small data files per partition of `{spec.table_name}` (from the manifests). Warns "
             f"when a partition holds more than {spec.compaction.max_small_files} small files; "
@@ -198,7 +177,7 @@ def build_silver_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
     def silver_table_health(
         object_store: ObjectStoreResource, iceberg: IcebergCatalogResource
     ) -> dg.AssetCheckResult:
-        from lake_pipelines.lake.compaction.iceberg import plan_iceberg
+        from lake_pipelines.lake.compaction.iceberg_plan import plan_iceberg
 
         catalog = iceberg.load(object_store.get_store())
         if not catalog.table_exists(spec.table_name):
@@ -209,25 +188,36 @@ def build_silver_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
     return silver_table_health
 
 
-def build_bronze_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
-    upstream = asset_key("bronze", spec.name)
-
-    @dg.asset(
-        key=asset_key("maintenance", f"{spec.name}_bronze_compaction"),
+def _compaction_asset(
+    spec: DatasetSpec, layer: str, kinds: set[str], pool: str, description: str
+) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
+    """The asset decorator of a layer's compaction: after the layer, started by its health."""
+    upstream = asset_key(layer, spec.name)
+    return dg.asset(
+        key=asset_key("maintenance", f"{spec.name}_{layer}_compaction"),
         deps=[upstream],
         group_name=MAINTENANCE_GROUP,
-        kinds={"parquet", "pyarrow"},
-        pool=f"bronze_{spec.name}",
+        kinds=kinds,
+        pool=pool,
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=health_degraded(dg.AssetCheckKey(upstream, TABLE_HEALTH_CHECK)),
+        description=description,
+    )
+
+
+def build_bronze_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
+    @_compaction_asset(
+        spec,
+        "bronze",
+        kinds={"parquet", "pyarrow"},
+        pool=f"bronze_{spec.name}",
         description=(
             f"Compaction of `{spec.bronze_prefix}`: in every day partition the table-health "
             "check flags, small Parquet files are merged (sorted, dataset codecs) toward "
             f"{spec.compaction.target_file_bytes >> 20} MiB files. New files are complete and "
             "verified (complete files, every row read handed to the writer exactly once; config "
             "`verify: content` also re-reads and checksums them) before a journaled swap "
-            "removes the old ones; an "
-            "interrupted swap is finished by the next run."
+            "removes the old ones; an interrupted swap is finished by the next run."
         ),
     )
     def bronze_compaction(
@@ -236,16 +226,8 @@ def build_bronze_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
         object_store: ObjectStoreResource,
     ) -> dg.MaterializeResult:
         store = object_store.get_store()
-        report = compact_hive(
-            store,
-            spec,
-            dry_run=config.dry_run,
-            force=config.force,
-            verify=config.verify,
-            on_plan=_log_plan(context),
-        )
-        for r in report.skipped:
-            context.log.warning(f"skipped {r.partition}: {r.reason}")
+        report = compact_hive(store, spec, options=config.to_options(), on_plan=_log_plan(context))
+        _log_skipped(context, report)
         return _result(
             report, {"dagster/uri": store.uri(spec.bronze_prefix), "verify": config.verify}
         )
@@ -254,16 +236,11 @@ def build_bronze_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
 
 
 def build_silver_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
-    upstream = asset_key("silver", spec.name)
-
-    @dg.asset(
-        key=asset_key("maintenance", f"{spec.name}_silver_compaction"),
-        deps=[upstream],
-        group_name=MAINTENANCE_GROUP,
+    @_compaction_asset(
+        spec,
+        "silver",
         kinds={"iceberg", "pyarrow"},
         pool=f"iceberg_{spec.namespace}_{spec.name}",
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        automation_condition=health_degraded(dg.AssetCheckKey(upstream, TABLE_HEALTH_CHECK)),
         description=(
             f"Compaction of `{spec.table_name}`: in every partition the table-health check "
             "flags, small data files are rewritten (sorted, dataset codecs) and replaced in one "
@@ -289,14 +266,11 @@ def build_silver_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
             store,
             table,
             spec,
-            dry_run=config.dry_run,
-            force=config.force,
-            verify=config.verify,
+            options=config.to_options(),
             run_id=context.run.run_id,
             on_plan=_log_plan(context),
         )
-        for r in report.skipped:
-            context.log.warning(f"skipped {r.partition}: {r.reason}")
+        _log_skipped(context, report)
         snapshot = table.current_snapshot()
         return _result(
             report,

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Literal, Union
 
 import pyarrow as pa
 
+from lake_pipelines.errors import ConfigError, SpecError
+
 if TYPE_CHECKING:
     import pandera.pandas as pdr
 
@@ -48,8 +50,6 @@ class ColumnCodec:
     dictionary: bool | None = None
 
     def __post_init__(self) -> None:
-        from lake_pipelines.errors import ConfigError
-
         if self.encoding and self.encoding not in PARQUET_ENCODINGS:
             raise ConfigError(
                 "ColumnCodec.encoding",
@@ -82,8 +82,6 @@ class CsvDialect:
     encoding: str = "utf8"
 
     def __post_init__(self) -> None:
-        from lake_pipelines.errors import ConfigError
-
         try:
             info = codecs.lookup(self.encoding)
         except LookupError:
@@ -147,11 +145,17 @@ class CompactionPolicy:
 
     def __post_init__(self) -> None:
         if self.target_file_bytes < 1:
-            raise ValueError(f"compaction target_file_bytes must be positive: {self}")
+            raise ConfigError(
+                "CompactionPolicy.target_file_bytes", self.target_file_bytes, "must be positive"
+            )
         if not 0 < self.small_file_ratio <= 1:
-            raise ValueError(f"compaction small_file_ratio must be in (0, 1]: {self}")
+            raise ConfigError(
+                "CompactionPolicy.small_file_ratio", self.small_file_ratio, "must be in (0, 1]"
+            )
         if self.max_small_files < 1:
-            raise ValueError(f"compaction max_small_files must be at least 1: {self}")
+            raise ConfigError(
+                "CompactionPolicy.max_small_files", self.max_small_files, "must be at least 1"
+            )
 
     @property
     def small_file_bytes(self) -> int:
@@ -200,16 +204,30 @@ class DatasetSpec:
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
 
     def __post_init__(self) -> None:
-        if self.timestamp_column not in self.schema.names:
-            raise ValueError(
-                f"{self.name}: timestamp column {self.timestamp_column!r} not in schema"
+        columns = self.schema.names
+        if self.timestamp_column not in columns:
+            raise SpecError(
+                self.name, "timestamp_column", self.timestamp_column, f"not in schema {columns}"
             )
         ts_type = self.schema.field(self.timestamp_column).type
         if not pa.types.is_timestamp(ts_type) or ts_type.tz is None:
-            raise ValueError(f"{self.name}: {self.timestamp_column!r} must be a UTC timestamp")
-        for col in (*self.sort_by, *self.codecs, *(p.column for p in self.partitioning)):
-            if col not in self.schema.names:
-                raise ValueError(f"{self.name}: unknown column {col!r} in spec")
+            raise SpecError(
+                self.name,
+                "timestamp_column",
+                self.timestamp_column,
+                f"must be a UTC timestamp, not {ts_type}",
+            )
+        named = {
+            "sort_by": self.sort_by,
+            "codecs": tuple(self.codecs),
+            "partitioning": tuple(p.column for p in self.partitioning),
+        }
+        for spec_field, names in named.items():
+            for col in names:
+                if col not in columns:
+                    raise SpecError(
+                        self.name, spec_field, col, f"unknown column (schema: {columns})"
+                    )
         if not self.partitioning:
             object.__setattr__(self, "partitioning", (PartitionField(self.timestamp_column),))
 

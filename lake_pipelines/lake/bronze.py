@@ -1,19 +1,26 @@
 """Landing → bronze for one dataset and day: stream, validate, write, quarantine, commit.
 
 Nothing becomes visible until the whole day is read and the rows add up: staged Parquet files
-are promoted, the quarantine file replaced and files of an older run removed only at the end.
+are promoted, the quarantine file replaced, files of an older run removed and the day's lineage
+manifest (`LandedFile`, the landed files it was made from) replaced only at the end. The
+report then carries the day as read back from storage (`stored_counts`), for checks that must
+not trust the counters that produced it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
+from typing import Any
+
+import pyarrow.parquet as pq
 
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.errors import RowAccountingError, SourceFileError
+from lake_pipelines.errors import LakeError, RowAccountingError, SourceFileError
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.ingest.readers import (
     DEFAULT_BLOCK_BYTES,
@@ -22,7 +29,7 @@ from lake_pipelines.lake.ingest.readers import (
     read_file,
 )
 from lake_pipelines.lake.ingest.validation import UniqueTracker, validate
-from lake_pipelines.lake.layout import bronze_dir, day_bounds, landing_dir
+from lake_pipelines.lake.layout import bronze_dir, bronze_lineage_key, day_bounds, landing_dir
 from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES, TARGET_FILE_BYTES
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, WrittenFile, commit_files
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
@@ -30,6 +37,38 @@ from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
 # Row groups encoded at once (a file each): Parquet encoding is the single busiest step of a
 # conversion, and pyarrow encodes a row group on one core.
 ENCODERS = 2
+LINEAGE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """One landed file of a day as bronze took it in, and what became of it.
+
+    The day's list is bronze's lineage manifest (`bronze_lineage_key`), which silver records
+    in its snapshot summary: the landing folder may be gone or changed by then.
+    """
+
+    path: str
+    size: int
+    etag: str | None
+    version: str  # `FileEntry.version`: the ETag, else the mtime
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    quarantined_whole: bool = False  # unreadable: no rows, no bronze file
+    outputs: tuple[str, ...] = ()  # bronze files written from it (a compaction may merge them)
+
+    @classmethod
+    def of(cls, entry: FileEntry, **outcome: Any) -> LandedFile:
+        return cls(entry.key, entry.size, entry.etag, entry.version, **outcome)
+
+
+@dataclass(frozen=True)
+class StoredCounts:
+    """A committed day as read back from storage, not from the counters that wrote it."""
+
+    rows_in_parquet: int  # rows in the footers of the day's bronze Parquet files
+    rows_in_quarantine: int  # row rejects (kind ``row``) in the day's quarantine file
 
 
 @dataclass
@@ -47,6 +86,9 @@ class IngestReport:
     bytes_read: int = 0
     seconds: float = 0.0
     quarantine_key: str | None = None
+    lineage: list[LandedFile] = field(default_factory=list)
+    # filled by `ingest_day` after the commit (`stored_counts`)
+    stored: StoredCounts = field(default_factory=lambda: StoredCounts(0, 0))
 
     @property
     def rows_quarantined(self) -> int:
@@ -93,6 +135,50 @@ def _remove_stale_staging(store: ObjectStore, prefix: str, older_than: float = 3
     )
 
 
+def write_lineage(
+    store: ObjectStore, spec: DatasetSpec, day: date, landed: list[LandedFile], run_id: str = ""
+) -> str:
+    """Replace the day's lineage manifest (staged, then promoted whole). Returns its key."""
+    key = bronze_lineage_key(spec, day)
+    manifest = {
+        "format": LINEAGE_FORMAT,
+        "dataset": spec.name,
+        "partition": day.isoformat(),
+        "run_id": run_id,
+        "sources": [asdict(f) for f in landed],
+    }
+    store.write_bytes(key, json.dumps(manifest, indent=1).encode())
+    return key
+
+
+def read_lineage(store: ObjectStore, spec: DatasetSpec, day: date) -> list[LandedFile] | None:
+    """The landed files the day's bronze partition was made from, in landing order; None for
+    a day ingested before bronze kept a manifest (or never ingested).
+
+    Raises:
+        LakeError: the manifest is of a format this code does not know.
+    """
+    key = bronze_lineage_key(spec, day)
+    if not store.exists(key):
+        return None
+    manifest = json.loads(store.read_bytes(key))
+    if manifest.get("format") != LINEAGE_FORMAT:
+        raise LakeError(
+            f"{store.uri(key)}: lineage manifest format {manifest.get('format')!r}, "
+            f"expected {LINEAGE_FORMAT}; re-run bronze for {spec.name} {day}"
+        )
+    return [LandedFile(**{**s, "outputs": tuple(s["outputs"])}) for s in manifest["sources"]]
+
+
+def stored_counts(store: ObjectStore, spec: DatasetSpec, day: date) -> StoredCounts:
+    """The day read back: rows in its Parquet footers, row rejects in its quarantine file."""
+    rows = sum(
+        pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
+        for f in store.list(bronze_dir(spec, day), suffixes=(".parquet",))
+    )
+    return StoredCounts(rows, quarantine.counts(store, spec.name, day)[0])
+
+
 def ingest_day(
     store: ObjectStore,
     spec: DatasetSpec,
@@ -106,6 +192,8 @@ def ingest_day(
 
     A file that cannot be read at all is quarantined whole (kind ``file``) and the other files
     still load. The day is committed only if rows read = rows written + rows quarantined.
+    The report lists every landed file in `IngestReport.lineage` (as the day's manifest does)
+    and carries the committed day as read back from storage in `IngestReport.stored`.
 
     Raises:
         RowAccountingError: the counts do not add up; nothing was committed.
@@ -145,6 +233,7 @@ def ingest_day(
                 if unique and mark is not None:
                     unique.rollback(mark)
                 report.file_rejects.append(Reject(src.key, exc.line, None, exc.reason, None))
+                report.lineage.append(LandedFile.of(src, quarantined_whole=True))
                 continue
             except BaseException:
                 writer.abort()
@@ -154,6 +243,15 @@ def ingest_day(
             report.rows_written += sum(f.rows for f in files)
             report.rejects.extend(rejects)
             report.bytes_read += src.size
+            report.lineage.append(
+                LandedFile.of(
+                    src,
+                    rows_read=read,
+                    rows_written=sum(f.rows for f in files),
+                    rows_quarantined=len(rejects),
+                    outputs=tuple(f.key for f in files),
+                )
+            )
         written_total = sum(f.rows for f in staged)
         if report.rows_read != written_total + report.rows_quarantined:
             raise RowAccountingError(
@@ -164,12 +262,15 @@ def ingest_day(
             store.delete([store.key_of(f.tmp_path)])
         raise
 
-    # Commit: new files in, quarantine replaced, files no longer produced removed.
+    # Commit: new files in, quarantine replaced, files no longer produced removed, and last
+    # the lineage, so a manifest never names sources whose rows are not in place yet.
     old = {e.key for e in store.list(out_dir, suffixes=(".parquet",))}
     commit_files(store, staged)
     table = quarantine.to_table(spec.name, day, report.rejects, report.file_rejects, run_id)
     report.quarantine_key = quarantine.write(store, spec.name, day, table)
     store.delete(sorted(old - {f.key for f in staged}))
+    write_lineage(store, spec, day, report.lineage, run_id)
     report.outputs = staged
+    report.stored = stored_counts(store, spec, day)
     report.seconds = time.perf_counter() - started
     return report

@@ -24,6 +24,12 @@ def bronze_dir(spec: DatasetSpec, day: date) -> str:
     return f"{spec.bronze_prefix}/{hive_dir(day)}"
 
 
+def bronze_lineage_key(spec: DatasetSpec, day: date) -> str:
+    """The day's lineage manifest: the landed files bronze's Parquet came from. The ``_``
+    prefix keeps it out of every Hive/Parquet reader and of `ObjectStore.list` by default."""
+    return f"{bronze_dir(spec, day)}/_lineage.json"
+
+
 def quarantine_key(dataset: str, day: date) -> str:
     return f"quarantine/{dataset}/{hive_dir(day)}/part-00000.parquet"
 

@@ -15,6 +15,7 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import RowAccountingError
+from lake_pipelines.lake.bronze import read_lineage
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
 from lake_pipelines.lake.iceberg.snapshots import DAY_TAG_MAX_AGE, day_tag, point_tag
 from lake_pipelines.lake.iceberg.tables import (
@@ -23,7 +24,8 @@ from lake_pipelines.lake.iceberg.tables import (
     overwrite_partition,
     partition_summary,
 )
-from lake_pipelines.lake.layout import bronze_dir, day_bounds
+from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
+from lake_pipelines.lake.layout import bronze_dir, day_bounds, landing_dir
 from lake_pipelines.lake.parquet.options import file_schema
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
 
@@ -101,6 +103,17 @@ def read_bronze(
     return pa.concat_tables(tables, promote_options="permissive")
 
 
+def source_files(store: ObjectStore, spec: DatasetSpec, day: date) -> list[dict[str, object]]:
+    """The day's landed files as the snapshot summary records them (path, size, etag), files
+    quarantined whole included: from bronze's lineage manifest. A day bronze ingested before
+    it kept one falls back to the landing folder as it is now (what silver recorded then)."""
+    landed = read_lineage(store, spec, day)
+    if landed is None:
+        entries = store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
+        return [{"path": e.key, "size": e.size, "etag": e.etag} for e in entries]
+    return [{"path": f.path, "size": f.size, "etag": f.etag} for f in landed]
+
+
 def day_filter(spec: DatasetSpec, day: date) -> And:
     start, end = day_bounds(day)
     col = spec.timestamp_column
@@ -119,6 +132,9 @@ def commit_day(
 ) -> SilverReport:
     """Replace the silver table's `day` with the rows of the bronze partition, in one commit.
 
+    The snapshot summary's ``lake.source-files`` are the landed files bronze recorded for the
+    day (`source_files`), unless `sources` names them.
+
     Raises:
         RowAccountingError: the committed day does not hold exactly the bronze rows.
     """
@@ -134,7 +150,11 @@ def commit_day(
         "run-id": run_id,
         "partition": day.isoformat(),
         "rows": str(data.num_rows),
-        "source-files": [{"path": s.key, "size": s.size, "etag": s.etag} for s in (sources or [])],
+        "source-files": (
+            source_files(store, spec, day)
+            if sources is None
+            else [{"path": s.key, "size": s.size, "etag": s.etag} for s in sources]
+        ),
         # with a hash of the bytes: a bronze file rewritten with the same name and size (a
         # corrected value) must not pass for the one committed before, while a re-run of the
         # same inputs (same bytes, new mtime) still does

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import dagster as dg
-from pydantic import Field
 
-from lake_pipelines import config as settings
+from lake_pipelines.config import DataFusionSettings
 from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.resources.fields import overrides, setting_field
 
 if TYPE_CHECKING:  # imported on first use: only analytics runs need DataFusion
     from datafusion import SessionContext
@@ -17,29 +17,19 @@ if TYPE_CHECKING:  # imported on first use: only analytics runs need DataFusion
 
 
 class DataFusionResource(dg.ConfigurableResource):
-    """Builds `SessionContext`s; empty fields fall back to ``LAKE_DF_*`` variables."""
+    """Builds `SessionContext`s; unset fields are read from ``LAKE_DF_*`` when a run starts.
 
-    target_partitions: str = Field(default="", description="0: number of cores")
-    batch_size: str = Field(default="", description="rows per batch (default 8192)")
-    memory_limit: str = Field(default="", description="e.g. 2GiB; 0: unlimited")
-    spill_dir: str = Field(default="", description="spill directory; empty: OS temp dir")
+    `memory_limit` is text so that run config can say ``2GiB`` as the variable can.
+    """
+
+    target_partitions: int | None = setting_field(DataFusionSettings, "target_partitions")
+    batch_size: int | None = setting_field(DataFusionSettings, "batch_size")
+    memory_limit: str | None = setting_field(DataFusionSettings, "memory_limit")
+    spill_dir: str | None = setting_field(DataFusionSettings, "spill_dir")
 
     def session_settings(self) -> SessionSettings:
-        from lake_pipelines.lake.analytics.session import SessionSettings
-
-        return SessionSettings(
-            target_partitions=settings.as_int(
-                "df_target_partitions",
-                settings.resolve("df_target_partitions", self.target_partitions),
-            ),
-            batch_size=settings.as_int(
-                "df_batch_size", settings.resolve("df_batch_size", self.batch_size)
-            ),
-            memory_limit=settings.as_int(
-                "df_memory_limit", settings.resolve("df_memory_limit", self.memory_limit)
-            ),
-            spill_dir=settings.resolve("df_spill_dir", self.spill_dir),
-        )
+        settings = DataFusionSettings.from_env(None, **overrides(self, DataFusionSettings))
+        return settings.session_settings()
 
     def session(self, *stores: ObjectStore) -> SessionContext:
         from lake_pipelines.lake.analytics.session import make_session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pyarrow.parquet as pq
@@ -13,10 +14,10 @@ from lake_pipelines.lake import bronze as bronze_mod
 from lake_pipelines.lake import layout
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.ingest import quarantine
-from lake_pipelines.lake.layout import bronze_dir
+from lake_pipelines.lake.layout import bronze_dir, landing_dir
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
-from lake_pipelines_tests.support import duckdb_hive, rows
+from lake_pipelines_tests.support import duckdb_hive, duckdb_query, rows
 
 SPEC = get_dataset("events")
 DAY = date(2026, 11, 3)
@@ -79,6 +80,72 @@ def test_files_of_removed_sources_disappear_on_rerun(local_store: ObjectStore, l
     removed = landed.valid.slice(0, 150).column("event_id").to_pylist()
     assert got.num_rows == landed.valid.num_rows - 150
     assert not set(removed) & set(got.column("event_id").to_pylist())
+
+
+def test_report_carries_the_day_as_read_back_from_storage(local_store: ObjectStore, landed) -> None:
+    report = ingest_day(local_store, SPEC, DAY)
+    parquet = duckdb_query(
+        f"SELECT COUNT(*) AS n FROM read_parquet('{local_store.path(bronze_dir(SPEC, DAY))}/*.parquet')"
+    )
+    q = duckdb_query(
+        f"SELECT COUNT(*) AS n FROM read_parquet('{local_store.path(layout.quarantine_key(SPEC.name, DAY))}') "
+        "WHERE kind = 'row'"
+    )
+    assert report.stored.rows_in_parquet == parquet.column("n")[0].as_py() == landed.valid.num_rows
+    assert report.stored.rows_in_quarantine == q.column("n")[0].as_py() == landed.bad_rows
+    assert report.rows_read == report.stored.rows_in_parquet + report.stored.rows_in_quarantine
+
+
+def test_stored_counts_see_what_is_stored_not_what_was_counted(
+    local_store: ObjectStore, landed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stale file the commit failed to remove shows in the read-back, not in the counters."""
+    ingest_day(local_store, SPEC, DAY)
+    stale = [k for k in local_store.list(bronze_dir(SPEC, DAY)) if k.key.endswith(".parquet")]
+    local_store.delete([landed.files[0]])
+    monkeypatch.setattr(ObjectStore, "delete", lambda self, keys: None)
+    report = ingest_day(local_store, SPEC, DAY)
+    footers = sum(pq.read_metadata(local_store.path(e.key)).num_rows for e in stale)
+    assert report.rows_written == landed.valid.num_rows - 150
+    assert report.stored.rows_in_parquet == footers == landed.valid.num_rows
+    assert report.rows_read != report.stored.rows_in_parquet + report.stored.rows_in_quarantine
+
+
+def test_lineage_manifest_lists_every_landed_file_and_what_it_became(
+    local_store: ObjectStore, landed
+) -> None:
+    listing = {e.key: e for e in local_store.list(landing_dir(SPEC, DAY))}
+    report = ingest_day(local_store, SPEC, DAY, run_id="r1")
+    manifest = bronze_mod.read_lineage(local_store, SPEC, DAY)
+    assert manifest == report.lineage
+    assert [f.path for f in manifest] == sorted(landed.files) == sorted(listing)
+    for f in manifest:
+        assert (f.size, f.etag, f.version) == (
+            listing[f.path].size,
+            listing[f.path].etag,
+            listing[f.path].version,
+        )
+    whole = [f for f in manifest if f.quarantined_whole]
+    assert [f.path for f in whole] == [r.source for r in report.file_rejects]
+    assert all(not f.outputs and not f.rows_written for f in whole)
+    loaded = [f for f in manifest if not f.quarantined_whole]
+    outputs = [o for f in loaded for o in f.outputs]
+    assert sorted(outputs) == sorted(o.key for o in report.outputs)
+    for f in loaded:  # each source's rows, from the footers of the files named after it
+        footers = sum(pq.read_metadata(local_store.path(o)).num_rows for o in f.outputs)
+        assert f.rows_written == footers and f.rows_read == footers + f.rows_quarantined
+    assert sum(f.rows_quarantined for f in manifest) == landed.bad_rows
+    # hidden from readers: the day's listing and DuckDB see Parquet only
+    key = layout.bronze_lineage_key(SPEC, DAY)
+    assert local_store.exists(key) and key not in {
+        e.key for e in local_store.list(SPEC.bronze_prefix)
+    }
+    assert json.loads(local_store.read_bytes(key))["run_id"] == "r1"
+    # a re-run without one source drops it from the manifest
+    local_store.delete([landed.files[0]])
+    ingest_day(local_store, SPEC, DAY)
+    again = bronze_mod.read_lineage(local_store, SPEC, DAY)
+    assert again is not None and [f.path for f in again] == sorted(landed.files[1:])
 
 
 def test_a_crash_mid_run_leaves_the_previous_partition_untouched(

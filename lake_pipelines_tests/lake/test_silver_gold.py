@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import date
+from pathlib import Path
 
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.lake.analytics.session import SessionSettings
-from lake_pipelines.lake.bronze import ingest_day
+from lake_pipelines.lake.bronze import ingest_day, read_lineage
 from lake_pipelines.lake.gold import commit_daily_metrics, metrics_table_name
+from lake_pipelines.lake.iceberg.snapshots import day_tag
+from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
+from lake_pipelines.lake.layout import bronze_lineage_key, landing_dir
 from lake_pipelines.lake.silver import commit_day, day_filter
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
@@ -145,3 +151,40 @@ def test_a_corrected_file_of_the_same_size_is_committed_again(
     report = ingest_day(local_store, SPEC, day)
     again = commit_day(local_store, local_catalog, SPEC, day, "r", report.sources)
     assert again.unchanged and again.snapshot_id == committed.snapshot_id
+
+
+def _source_files(catalog: SqlCatalog, day: date) -> list[dict]:
+    table = catalog.load_table(SPEC.table_name)
+    tagged = table.snapshot_by_id(table.metadata.refs[day_tag(day)].snapshot_id)
+    return json.loads(tagged.summary["lake.source-files"])
+
+
+def test_silver_lineage_comes_from_bronze_not_the_landing_folder(
+    local_store: ObjectStore, local_catalog: SqlCatalog, tmp_path: Path
+) -> None:
+    """Silver records every landed file of the day (path, size, etag), the one quarantined
+    whole included, from bronze's manifest: the landing folder may be gone by then."""
+    day = generate_events(local_store, START, days=1, rows_per_day=300, seed=8)[0]
+    landing = local_store.list(landing_dir(SPEC, day.day), suffixes=LANDING_SUFFIXES)
+    expected = [{"path": e.key, "size": e.size, "etag": e.etag} for e in landing]
+    report = ingest_day(local_store, SPEC, day.day)
+    assert report.file_rejects  # the truncated file: no bronze file, yet a landed file
+    shutil.move(local_store.path(landing_dir(SPEC, day.day)), tmp_path / "elsewhere")
+    committed = commit_day(local_store, local_catalog, SPEC, day.day, "r")
+    assert _source_files(local_catalog, day.day) == expected
+    assert sorted(f["path"] for f in expected) == sorted(day.files)
+    # what the Dagster asset used to pass (the landing listing) gives the same fingerprint:
+    # an existing lake is not committed again for this change
+    again = commit_day(local_store, local_catalog, SPEC, day.day, "r", landing)
+    assert again.unchanged and again.snapshot_id == committed.snapshot_id
+
+
+def test_a_day_bronze_ingested_without_a_manifest_falls_back_to_the_landing_folder(
+    local_store: ObjectStore, local_catalog: SqlCatalog
+) -> None:
+    day = generate_events(local_store, START, days=1, rows_per_day=300, seed=9)[0]
+    ingest_day(local_store, SPEC, day.day)
+    local_store.delete([bronze_lineage_key(SPEC, day.day)])  # as an older version left it
+    assert read_lineage(local_store, SPEC, day.day) is None
+    commit_day(local_store, local_catalog, SPEC, day.day, "r")
+    assert [f["path"] for f in _source_files(local_catalog, day.day)] == sorted(day.files)

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext
 
-from lake_pipelines.errors import LakeError, TableCommitError
+from lake_pipelines.errors import SnapshotNotFoundError, TableReadError
 from lake_pipelines.lake.analytics.functions import EXTRACT_DOMAIN, WEIGHTED_MEDIAN
 from lake_pipelines.lake.storage import ObjectStore
 
@@ -122,17 +122,18 @@ def register_iceberg(
     filters into their scan. Returns the number of files registered.
 
     Raises:
-        LakeError: `table` has no snapshot `snapshot_id`.
-        TableCommitError: a planned file lies outside `store`, or carries delete files
+        SnapshotNotFoundError: `table` has no snapshot `snapshot_id`.
+        TableReadError: a planned file lies outside `store`, or carries delete files
             (our writers never make them; another engine may have).
     """
+    table_name = ".".join(table.name())
     snapshot = None
     if snapshot_id is not None:  # an unknown id must not read as an empty table
         snapshot = table.snapshot_by_id(snapshot_id)
         if snapshot is None:
-            raise LakeError(f"{'.'.join(table.name())} has no snapshot {snapshot_id}")
+            raise SnapshotNotFoundError(table_name, snapshot_id=snapshot_id)
     _replace(ctx, name)
-    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.expressions import AlwaysTrue  # pyiceberg: only once a table is registered
 
     scan = table.scan(row_filter=row_filter or AlwaysTrue(), snapshot_id=snapshot_id)
     schema = (
@@ -143,10 +144,14 @@ def register_iceberg(
     paths = []
     for task in scan.plan_files():
         if task.delete_files:
-            raise TableCommitError(
-                ".".join(table.name()), "has delete files; read it with register_iceberg_provider"
+            raise TableReadError(
+                table_name,
+                f"data file {task.file.file_path} has delete files; read the table with "
+                "register_iceberg_provider",
+                snapshot_id=snapshot_id,
+                file=task.file.file_path,
             )
-        paths.append(_path_in(store, task.file.file_path))
+        paths.append(_path_in(store, task.file.file_path, table_name))
     import pyarrow.dataset as ds  # imports pandas: only when a table is registered
 
     dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=store.arrow_fs)
@@ -154,13 +159,15 @@ def register_iceberg(
     return len(paths)
 
 
-def _path_in(store: ObjectStore, uri: str) -> str:
+def _path_in(store: ObjectStore, uri: str, table_name: str) -> str:
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         return parsed.path
     path = parsed.netloc + parsed.path
     if store.scheme not in (parsed.scheme, "s3a" if parsed.scheme == "s3" else parsed.scheme):
-        raise TableCommitError(uri, f"data file is not on the lake's store {store.uri()}")
+        raise TableReadError(
+            table_name, f"data file {uri} is not on the lake's store {store.uri()}", file=uri
+        )
     return path
 
 
@@ -175,15 +182,16 @@ def register_iceberg_provider(
     snapshot was committed and still naming it current.
 
     Raises:
-        LakeError: no metadata file of the log has `snapshot_id` as its current snapshot (it
-            was an intermediate snapshot of a commit, or its metadata file was removed); read
-            it with `register_iceberg(..., snapshot_id=...)`, which plans any snapshot.
+        SnapshotNotFoundError: `table` has no snapshot `snapshot_id`.
+        TableReadError: no metadata file of the log has `snapshot_id` as its current snapshot
+            (it was an intermediate snapshot of a commit, or its metadata file was removed);
+            read it with `register_iceberg(..., snapshot_id=...)`, which plans any snapshot.
     """
     if snapshot_id is None or snapshot_id == table.metadata.current_snapshot_id:
         _replace(ctx, name)
         ctx.register_table(name, table)
         return
-    from pyiceberg_core.datafusion import IcebergDataFusionTable
+    from pyiceberg_core.datafusion import IcebergDataFusionTable  # native: only for time travel
 
     location = metadata_file_of(table, snapshot_id)  # may raise: keep `name` as it was
     _replace(ctx, name)
@@ -195,11 +203,12 @@ def register_iceberg_provider(
 
 def metadata_file_of(table: Table, snapshot_id: int) -> str:
     """The first metadata file of `table`'s log whose current snapshot is `snapshot_id`."""
-    from pyiceberg.serializers import FromInputFile
+    from pyiceberg.serializers import FromInputFile  # pyiceberg: only once a table is read
 
+    table_name = ".".join(table.name())
     snapshot = table.snapshot_by_id(snapshot_id)
     if snapshot is None:
-        raise LakeError(f"{'.'.join(table.name())} has no snapshot {snapshot_id}")
+        raise SnapshotNotFoundError(table_name, snapshot_id=snapshot_id)
     # A metadata file names the snapshot current only if written at or after its commit.
     for entry in sorted(table.metadata.metadata_log, key=lambda e: e.timestamp_ms):
         if entry.timestamp_ms < snapshot.timestamp_ms:
@@ -210,8 +219,10 @@ def metadata_file_of(table: Table, snapshot_id: int) -> str:
             continue  # removed by metadata retention
         if meta.current_snapshot_id == snapshot_id:
             return entry.metadata_file
-    raise LakeError(
-        f"snapshot {snapshot_id} of {'.'.join(table.name())} was never the current snapshot of "
-        "a metadata file still on record (an intermediate snapshot of a commit, or retained "
-        "metadata was removed); register it with register_iceberg(..., snapshot_id=...)"
+    raise TableReadError(
+        table_name,
+        f"snapshot {snapshot_id} was never the current snapshot of a metadata file still on "
+        "record (an intermediate snapshot of a commit, or retained metadata was removed); "
+        "register it with register_iceberg(..., snapshot_id=...)",
+        snapshot_id=snapshot_id,
     )

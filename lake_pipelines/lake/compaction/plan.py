@@ -5,20 +5,20 @@ row count from the Parquet footer or the Iceberg manifest) and packs the small o
 first-fit-decreasing into bins of at most the dataset's target file size. A partition is
 *flagged* when it holds more small files than the policy allows and at least one bin would
 merge two or more of them; healthy partitions are left alone. The plans are reported (dry run)
-before anything is rewritten, by `compaction_hive` and `compaction_iceberg`, which do the work.
+before anything is rewritten, by `driver.compact_layer`, which `compact_hive` and
+`compact_iceberg` run; what was done is reported in `report`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from lake_pipelines.datasets.spec import CompactionPolicy
 from lake_pipelines.errors import LakeError
 
 Layer = Literal["bronze", "silver"]
-Status = Literal["compacted", "skipped", "planned"]
 OUTPUT_PREFIX = "compact-"  # name stem of every file compaction writes
 
 
@@ -27,6 +27,7 @@ class CompactionError(LakeError):
 
     def __init__(self, partition: str, reason: str) -> None:
         self.partition = partition
+        self.reason = reason
         super().__init__(f"compaction of {partition}: {reason}")
 
 
@@ -112,68 +113,6 @@ class PartitionPlan:
         )
 
 
-@dataclass
-class PartitionResult:
-    """What compaction did to one partition. File and byte counts cover the whole partition."""
-
-    partition: str
-    status: Status
-    files_before: int = 0
-    files_after: int = 0
-    bytes_before: int = 0
-    bytes_after: int = 0
-    files_rewritten: int = 0
-    files_written: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
-    rows: int = 0
-    checksum: str = ""
-    seconds: float = 0.0
-    reason: str = ""
-    snapshot_id: int | None = None
-
-
-@dataclass
-class CompactionReport:
-    """One compaction run over a dataset's layer: the plans, then what was done."""
-
-    dataset: str
-    layer: Layer
-    plans: list[PartitionPlan] = field(default_factory=list)
-    results: list[PartitionResult] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    dry_run: bool = False
-
-    @property
-    def compacted(self) -> list[PartitionResult]:
-        return [r for r in self.results if r.status == "compacted"]
-
-    @property
-    def skipped(self) -> list[PartitionResult]:
-        return [r for r in self.results if r.status == "skipped"]
-
-    def totals(self) -> dict[str, int | float]:
-        """Sums over the compacted partitions, plus read throughput in MB/s."""
-        done = self.compacted
-        read = sum(r.bytes_read for r in done)
-        seconds = sum(r.seconds for r in done)
-        return {
-            "partitions_touched": len(done),
-            "files_before": sum(r.files_before for r in done),
-            "files_after": sum(r.files_after for r in done),
-            "bytes_before": sum(r.bytes_before for r in done),
-            "bytes_after": sum(r.bytes_after for r in done),
-            "files_rewritten": sum(r.files_rewritten for r in done),
-            "files_written": sum(r.files_written for r in done),
-            "rows": sum(r.rows for r in done),
-            "bytes_read": read,
-            "bytes_written": sum(r.bytes_written for r in done),
-            "seconds": round(self.seconds, 3),
-            "mb_per_second": round(read / (1 << 20) / seconds, 2) if seconds > 0 else 0.0,
-        }
-
-
 def plan_partition(
     layer: Layer,
     partition: str,
@@ -214,19 +153,6 @@ def plan_partition(
     packed.sort(key=lambda b: b.files[0].path)
     return PartitionPlan(
         layer, partition, all_files, tuple(packed), threshold, policy.max_small_files
-    )
-
-
-def planned_result(plan: PartitionPlan) -> PartitionResult:
-    """The dry-run line of a partition: what compaction would rewrite."""
-    return PartitionResult(
-        plan.partition,
-        "planned",
-        files_before=len(plan.files),
-        bytes_before=plan.bytes,
-        files_rewritten=plan.files_to_rewrite,
-        bytes_read=sum(b.bytes for b in plan.bins),
-        rows=sum(b.rows for b in plan.bins),
     )
 
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 import random
 import time
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.table import Table
 
-from lake_pipelines.errors import LakeError, TableCommitError
-
-if TYPE_CHECKING:
-    pass
+from lake_pipelines.errors import SnapshotNotFoundError, TableCommitError, TableReadError
 
 
 def point_tag(table: Table, name: str, snapshot_id: int, max_age_ms: int | None) -> bool:
@@ -65,28 +61,29 @@ def resolve_snapshot(
     """The snapshot id for one of: an id, a tag (or branch) name, or a point in time.
 
     Raises:
-        LakeError: the id or tag does not exist, or the table had no snapshot at `as_of`.
+        TableReadError: more than one of them was given.
+        SnapshotNotFoundError: the id or tag does not exist, or the table had no snapshot at
+            `as_of`.
     """
     name = ".".join(table.name())
     given = [x is not None for x in (snapshot_id, tag, as_of)]
     if sum(given) > 1:
-        raise LakeError(f"table {name}: give one of snapshot id, tag or timestamp")
+        raise TableReadError(name, "give one of snapshot id, tag or timestamp")
     if snapshot_id is not None:
         if table.snapshot_by_id(snapshot_id) is None:
-            raise LakeError(f"table {name} has no snapshot {snapshot_id}")
+            raise SnapshotNotFoundError(name, snapshot_id=snapshot_id)
         return snapshot_id
     if tag is not None:
         snap = table.snapshot_by_name(tag)
         if snap is None:
-            known = ", ".join(sorted(table.metadata.refs)) or "none"
-            raise LakeError(f"table {name} has no tag or branch {tag!r} (known: {known})")
+            raise SnapshotNotFoundError(name, tag=tag, known=table.metadata.refs)
         return snap.snapshot_id
     if as_of is not None:
         if as_of.tzinfo is None:
             as_of = as_of.replace(tzinfo=UTC)
         snap = table.snapshot_as_of_timestamp(int(as_of.timestamp() * 1000))
         if snap is None:
-            raise LakeError(f"table {name} had no snapshot at {as_of.isoformat()}")
+            raise SnapshotNotFoundError(name, as_of=as_of)
         return snap.snapshot_id
     current = table.current_snapshot()
     return current.snapshot_id if current else None

@@ -13,22 +13,24 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+    ValidationException,
+)
 from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.table.update.snapshot import ManageSnapshots
-from pyiceberg.transforms import (
-    IdentityTransform,
-)
+from pyiceberg.transforms import IdentityTransform
 
 from lake_pipelines.errors import TableCommitError
+from lake_pipelines.lake.iceberg.evolution import Evolution, apply_evolution
 from lake_pipelines.lake.iceberg.snapshots import point_tag
 from lake_pipelines.lake.iceberg.transforms import TRANSFORMS
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
-
-    from lake_pipelines.lake.iceberg.evolution import Evolution
 
 DEFAULT_PROPERTIES = {
     "format-version": "2",
@@ -60,6 +62,12 @@ def ensure_table(
         schema: Arrow schema; nested struct and list types become Iceberg nested types.
         partitioning: ``(column, transform)`` pairs, e.g. ``[("ts", "day")]``.
         sort_by: columns of the table's sort order, ascending.
+
+    Returns:
+        The table; when another run creates it at the same time, the one that run created.
+
+    Raises:
+        TableCommitError: the table could not be created (and no one else created it).
     """
     try:
         return catalog.load_table(identifier)
@@ -78,9 +86,16 @@ def ensure_table(
                 with txn.update_sort_order() as order:
                     for column in sort_by:
                         order.asc(column, IdentityTransform())
+    except TableAlreadyExistsError:
+        pass  # created concurrently by another run (SQL catalog, or a REST catalog's staging)
+    except CommitFailedException as exc:
+        # A creation race lost before the catalog's own check fails the create requirement
+        # (SQL catalog: AssertCreate; REST: 409 Conflict), which pyiceberg raises as
+        # CommitFailedException, like any other conflict: the table being there now tells
+        # the two apart.
+        if not catalog.table_exists(identifier):
+            raise TableCommitError(identifier, f"cannot create: {exc}") from exc
     except Exception as exc:
-        if "already exists" in str(exc).lower():
-            return catalog.load_table(identifier)  # created concurrently by another run
         raise TableCommitError(identifier, f"cannot create: {exc}") from exc
     return catalog.load_table(identifier)
 
@@ -126,8 +141,6 @@ def overwrite_partition(
     try:
         with table.transaction() as tx:
             if evolution:
-                from lake_pipelines.lake.iceberg.evolution import apply_evolution
-
                 apply_evolution(tx, evolution)
             target = tx.table_metadata.schema().as_arrow()
             tx.overwrite(
@@ -143,12 +156,10 @@ def overwrite_partition(
                 manage.create_tag(staged_id, tag[0], max_ref_age_ms=tag[1]).commit()
     except CommitFailedException as exc:
         raise TableCommitError(name, f"commit failed after retries: {exc}") from exc
-    except Exception as exc:
-        if type(exc).__name__ == "ValidationException":
-            raise TableCommitError(
-                name, f"another run wrote the same partition concurrently; nothing written ({exc})"
-            ) from exc
-        raise
+    except ValidationException as exc:
+        raise TableCommitError(
+            name, f"another run wrote the same partition concurrently; nothing written ({exc})"
+        ) from exc
     assert staged_id is not None
     if tag is not None:
         # When the commit had to be retried after a concurrent update, pyiceberg 0.12 rebuilds

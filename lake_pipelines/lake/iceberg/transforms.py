@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyiceberg.transforms import (
     DayTransform,
@@ -12,9 +12,6 @@ from pyiceberg.transforms import (
     MonthTransform,
     YearTransform,
 )
-
-if TYPE_CHECKING:
-    pass
 
 # name → a transform instance's maker (pydantic's view of `Transform()` wants a `root`)
 TRANSFORMS: dict[str, Callable[[], Any]] = {

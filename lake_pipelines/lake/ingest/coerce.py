@@ -197,9 +197,14 @@ def convert_column(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, dict[i
 
 
 class MostlyInvalidColumn(ValueError):
-    """Most values of a column fail: the column has the wrong type, not a few bad rows."""
+    """Most values of a column fail: the column has the wrong type, not a few bad rows.
+
+    A signal inside the readers, not one of our errors: the reader that knows the file and
+    the column re-raises it as `SourceFileError`.
+    """
 
     def __init__(self, target: pa.DataType, examples: list[str]) -> None:
+        self.target = target
         self.examples = examples
         super().__init__(f"most values do not convert to {target} (e.g. {examples!r})")
 

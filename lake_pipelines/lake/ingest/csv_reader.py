@@ -27,71 +27,16 @@ from lake_pipelines.lake.ingest.batches import (
     row_json,
 )
 from lake_pipelines.lake.ingest.coerce import MostlyInvalidColumn, convert_column, parse_json_cells
+from lake_pipelines.lake.ingest.csv_records import (
+    NEWLINE,
+    first_non_utf8_line,
+    first_record_end,
+    record_ends,
+    split_complete,
+)
 from lake_pipelines.lake.threads import ordered_map
 
 BOM = b"\xef\xbb\xbf"
-NEWLINE = ord("\n")
-
-
-def _record_ends(chunk: bytes, dialect: CsvDialect) -> np.ndarray:
-    """Byte offsets of the newlines that end records (outside quotes)."""
-    buf = np.frombuffer(chunk, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == 10)
-    if not dialect.quote_char or not dialect.newlines_in_values:
-        return newlines
-    is_quote = buf == ord(dialect.quote_char)
-    if dialect.escape_char:
-        # a quote right after the escape character does not open or close a value
-        escaped = np.zeros_like(is_quote)
-        escaped[1:] = buf[:-1] == ord(dialect.escape_char)
-        is_quote &= ~escaped
-    quotes = np.cumsum(is_quote)
-    return newlines[(quotes[newlines] % 2) == 0]
-
-
-def _last_record_end(data: bytes, dialect: CsvDialect) -> int:
-    """Offset of the last newline that ends a record, or -1; C-speed byte counts only.
-
-    A newline ends a record when the number of quotes before it is even. Counting the quotes
-    after a candidate (a short tail, usually) and subtracting from the total avoids a pass
-    over the whole block per candidate.
-    """
-    pos = data.rfind(b"\n")
-    if not dialect.quote_char or not dialect.newlines_in_values or dialect.escape_char:
-        if dialect.escape_char and pos >= 0:
-            ends = _record_ends(data, dialect)
-            return int(ends[-1]) if len(ends) else -1
-        return pos
-    quote = dialect.quote_char.encode()
-    if data.find(quote) < 0:
-        return pos  # no quotes at all (memchr): every newline ends a record
-    total = count_byte(data, quote[0])
-    while pos >= 0:
-        if (total - data.count(quote, pos + 1)) % 2 == 0:
-            return pos
-        pos = data.rfind(b"\n", 0, pos)
-    return -1
-
-
-def _split_complete(data: bytes, dialect: CsvDialect, final: bool) -> tuple[bytes, bytes]:
-    """(complete records, remainder) of a buffer."""
-    if final:
-        return data, b""
-    end = _last_record_end(data, dialect)
-    if end < 0:
-        return b"", data
-    return data[: end + 1], data[end + 1 :]
-
-
-def _first_record_end(data: bytes, dialect: CsvDialect) -> int:
-    """Offset of the newline ending the first record (the header), or -1."""
-    quote = dialect.quote_char.encode() if dialect.quote_char else b""
-    pos = data.find(b"\n")
-    while pos >= 0:
-        if not quote or data.count(quote, 0, pos) % 2 == 0:
-            return pos
-        pos = data.find(b"\n", pos + 1)
-    return -1
 
 
 def _header(blocks: Iterator[bytes], key: str, dialect: CsvDialect) -> tuple[list[str], bytes]:
@@ -99,7 +44,7 @@ def _header(blocks: Iterator[bytes], key: str, dialect: CsvDialect) -> tuple[lis
     end = -1
     for block in blocks:
         buf += block
-        end = _first_record_end(buf, dialect)
+        end = first_record_end(buf, dialect)
         if end >= 0:
             break
     else:
@@ -152,7 +97,7 @@ class _CsvChunk:
         """(start line of every non-empty record, whether its field count is right)."""
         if self._map is None:
             buf = np.frombuffer(self.data, dtype=np.uint8)
-            ends = _record_ends(self.data, self.dialect)
+            ends = record_ends(self.data, self.dialect)
             if len(buf) and (not len(ends) or ends[-1] < len(buf) - 1):
                 ends = np.append(ends, len(buf))  # a last record without its end of line
             starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
@@ -215,7 +160,7 @@ def read_csv(
                 block = next(pending)
             except StopIteration:
                 block, done = b"", True
-            data, carry = _split_complete(carry + block, dialect, final=done)
+            data, carry = split_complete(carry + block, dialect, final=done)
             if not data.strip(b"\r\n"):
                 line += count_byte(data, NEWLINE)  # blank lines still count
                 if done:
@@ -279,7 +224,7 @@ def _parse_csv_chunk(
         if table is None:
             table = read({})
     except pa.ArrowInvalid as exc:
-        first_bad = _first_non_utf8_line(data, line)
+        first_bad = first_non_utf8_line(data, line)
         if first_bad is not None:
             raise SourceFileError(key, "not valid UTF-8 text", line=first_bad) from exc
         raise SourceFileError(key, f"cannot parse as CSV: {exc}", line=line) from exc
@@ -314,26 +259,6 @@ def _typed_columns(spec: DatasetSpec, names: list[str]) -> dict[str, pa.DataType
             or pa.types.is_date64(f.type)
         )
     }
-
-
-def _count_fields(text: str, dialect: CsvDialect) -> int:
-    try:
-        t = pcsv.read_csv(
-            io.BytesIO(text.encode()),
-            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
-            parse_options=_parse_options(dialect, None),
-        )
-        return t.num_columns
-    except pa.ArrowInvalid:
-        return text.count(dialect.delimiter) + 1
-
-
-def _first_non_utf8_line(data: bytes, first_line: int) -> int | None:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return first_line + data[: exc.start].count(b"\n")
-    return None
 
 
 def _to_schema(
@@ -379,7 +304,7 @@ def _to_schema(
         try:
             converted, failures = convert_column(src, f.type) if raw_text else (src, {})
         except MostlyInvalidColumn as exc:
-            raise SourceFileError(key, f"column {f.name!r}: {exc}") from exc
+            raise SourceFileError(key, f"column {f.name!r}: {exc}", column=f.name) from exc
         for row, reason in failures.items():
             value = src[row].as_py()
             add_reason(
@@ -393,3 +318,15 @@ def _to_schema(
             out = out.append_column(pa.field(col, pa.string()), table.column(col))
     batch = Batch(out, [], row_lines, row_text=row_text)
     return batch.drop(bad, key, lambda i: row_json(table, i))
+
+
+def _count_fields(text: str, dialect: CsvDialect) -> int:
+    try:
+        t = pcsv.read_csv(
+            io.BytesIO(text.encode()),
+            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+            parse_options=_parse_options(dialect, None),
+        )
+        return t.num_columns
+    except pa.ArrowInvalid:
+        return text.count(dialect.delimiter) + 1

@@ -104,7 +104,7 @@ def parse_values(
             return
         except pa.ArrowInvalid as exc:
             if hi - lo == 1:
-                reject(kept[lo], _column_of(exc), _reason_of(exc))
+                reject(kept[lo], *_json_parse_problem(exc))
                 return
         mid = (lo + hi) // 2
         bisect(lo, mid)
@@ -189,12 +189,15 @@ def _coerce(v: Any, t: pa.DataType) -> Any:
     return v
 
 
-def _column_of(exc: BaseException) -> str | None:
+def _json_parse_problem(exc: pa.ArrowInvalid) -> tuple[str | None, str]:
+    """(column, reason) of one record pyarrow's JSON reader refused.
+
+    pyarrow raises a bare `ArrowInvalid` whose only context is its message (e.g. ``JSON parse
+    error: Column(/price) changed from number to string in row 0``): no type or field names
+    the column, so it is read from the message here, and nowhere else.
+    """
     msg = str(exc)
+    column = None
     if "Column(/" in msg:
-        return msg.split("Column(/", 1)[1].split(")", 1)[0].split("/")[0]
-    return None
-
-
-def _reason_of(exc: BaseException) -> str:
-    return str(exc).replace("JSON parse error: ", "").split(" in row ")[0][:300]
+        column = msg.split("Column(/", 1)[1].split(")", 1)[0].split("/")[0]
+    return column, msg.replace("JSON parse error: ", "").split(" in row ")[0][:300]

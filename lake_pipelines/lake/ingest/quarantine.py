@@ -8,6 +8,7 @@ replaces that file, so quarantine never accumulates duplicates.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
@@ -81,3 +82,8 @@ def counts(store: ObjectStore, dataset: str, day: date) -> tuple[int, int]:
     """(rows, files) the day's quarantine holds."""
     kinds = read(store, dataset, day).column("kind").to_pylist()
     return kinds.count("row"), kinds.count("file")
+
+
+def rows_quarantined(store: ObjectStore, dataset: str, days: Iterable[date]) -> int:
+    """Rows of `days` held back in quarantine (so in no table downstream)."""
+    return sum(counts(store, dataset, day)[0] for day in days)

@@ -6,22 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from lake_pipelines.errors import LakeError
+from lake_pipelines.errors import SensorCursorError
 
 LOOKBACK_SECONDS = 600
 CURSOR_VERSION = 1
-
-
-class SensorCursorError(LakeError):
-    """A sensor's stored cursor cannot be read; the message says how to reset it."""
-
-    def __init__(self, sensor: str, reason: str) -> None:
-        self.sensor = sensor
-        super().__init__(
-            f"sensor {sensor}: unreadable cursor ({reason}); reset it with "
-            f"`dagster sensor cursor {sensor} --delete` (files still landed are then "
-            "requested again, which re-ingests their days idempotently)"
-        )
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.datasets.spec import CompactionPolicy
+from lake_pipelines.lake.compaction.options import CompactionOptions
 from lake_pipelines.lake.compaction.rewrite import conform
 from lake_pipelines.lake.hashing import RowChecksum
 from lake_pipelines.lake.layout import bronze_dir
@@ -27,7 +28,7 @@ POLICY = CompactionPolicy(target_file_bytes=256 << 10, max_small_files=4)
 SPEC = dataclasses.replace(get_dataset("events"), compaction=POLICY)
 COLUMNS = list(SPEC.schema.names)
 ORDER = [(c, "ascending") for c in SPEC.sort_by]
-TUNING = {"sort_memory_bytes": 48 << 10, "row_group_bytes": 24 << 10}
+TUNING = CompactionOptions(sort_memory_bytes=48 << 10, row_group_bytes=24 << 10)
 # Bins of a few dozen tiny files: a day compacts into several outputs (several promotions).
 KILL_POLICY = CompactionPolicy(target_file_bytes=16 << 10, small_file_ratio=0.5)
 KILL_SPEC = dataclasses.replace(SPEC, compaction=KILL_POLICY)

@@ -14,8 +14,12 @@ import pytest
 
 from lake_pipelines.datasets.spec import CompactionPolicy
 from lake_pipelines.lake.compaction import hive as compaction_hive
+from lake_pipelines.lake.compaction import hive_footers as compaction_footers
 from lake_pipelines.lake.compaction import rewrite as compaction_rewrite
+from lake_pipelines.lake.compaction import verify as compaction_verify
 from lake_pipelines.lake.compaction.hive import JOURNAL_NAME, compact_hive, plan_hive
+from lake_pipelines.lake.compaction.options import CompactionOptions
+from lake_pipelines.lake.compaction.plan import CompactionError
 from lake_pipelines.lake.compaction.rewrite import conform
 from lake_pipelines.lake.layout import bronze_dir
 from lake_pipelines.lake.parquet.options import writer_options
@@ -47,12 +51,12 @@ def test_thousands_of_tiny_files_compact_to_the_target_layout(local_store: Objec
     )
     before = {d: visible(local_store, d) for d in days}
 
-    dry = compact_hive(local_store, SPEC, dry_run=True)
+    dry = compact_hive(local_store, SPEC, options=CompactionOptions(dry_run=True))
     assert [p.flagged for p in dry.plans] == [True, True]
     assert all(r.status == "planned" and r.files_rewritten == 1000 for r in dry.results)
     assert {d: visible(local_store, d) for d in days} == before  # a dry run changes nothing
 
-    report = compact_hive(local_store, SPEC, **TUNING)
+    report = compact_hive(local_store, SPEC, options=TUNING)
     assert [r.status for r in report.results] == ["compacted", "compacted"]
     assert rows(hive_rows(local_store)) == rows(original)
     totals = report.totals()
@@ -85,12 +89,12 @@ def test_rows_below_their_files_footer_minimum_stop_the_compaction(
     day = date(2026, 11, 1)
     land_tiny_files(local_store, day, 40, 3, seed=5)
     before = visible(local_store, day)
-    real = compaction_hive._stats_min
+    real = compaction_footers._stats_min
     monkeypatch.setattr(
-        compaction_hive, "_stats_min", lambda stats: real(stats) + timedelta(hours=1)
+        compaction_footers, "_stats_min", lambda stats: real(stats) + timedelta(hours=1)
     )
-    with pytest.raises(compaction_hive.CompactionError, match="below its footer statistics"):
-        compact_hive(local_store, SPEC, **TUNING)
+    with pytest.raises(CompactionError, match="below its footer statistics"):
+        compact_hive(local_store, SPEC, options=TUNING)
     assert visible(local_store, day) == before
 
 
@@ -118,20 +122,20 @@ def test_changed_rows_are_refused_and_the_partition_kept(
 ) -> None:
     original = land_tiny_files(local_store, DAY, 10, 3, seed=3)
     before = visible(local_store, DAY)
-    real = compaction_rewrite.footer_rows
+    real = compaction_verify.footer_rows
 
     def lossy(store, paths):  # a writer that lost a row
         counts = real(store, paths)
         return [counts[0] - 1, *counts[1:]]
 
-    monkeypatch.setattr(compaction_rewrite, "footer_rows", lossy)
+    monkeypatch.setattr(compaction_verify, "footer_rows", lossy)
     with pytest.raises(Exception, match="differ from rows read"):
-        compact_hive(local_store, SPEC, **TUNING)
+        compact_hive(local_store, SPEC, options=TUNING)
     assert visible(local_store, DAY) == before  # no temp file left, no input touched
     assert rows(hive_rows(local_store)) == rows(original)
 
-    monkeypatch.setattr(compaction_rewrite, "footer_rows", real)
-    real_checksum = compaction_rewrite.checksum_files
+    monkeypatch.setattr(compaction_verify, "footer_rows", real)
+    real_checksum = compaction_verify.checksum_files
 
     def altered(store, paths, schema, partition):  # right count, a value changed on disk
         c = real_checksum(store, paths, schema, partition)
@@ -139,12 +143,12 @@ def test_changed_rows_are_refused_and_the_partition_kept(
         c.rows -= 1
         return c
 
-    monkeypatch.setattr(compaction_rewrite, "checksum_files", altered)
+    monkeypatch.setattr(compaction_verify, "checksum_files", altered)
     with pytest.raises(Exception, match="differ from rows read"):
-        compact_hive(local_store, SPEC, **TUNING, verify="content")
+        compact_hive(local_store, SPEC, options=dataclasses.replace(TUNING, verify="content"))
     assert visible(local_store, DAY) == before
-    monkeypatch.setattr(compaction_rewrite, "checksum_files", real_checksum)
-    report = compact_hive(local_store, SPEC, **TUNING, verify="content")
+    monkeypatch.setattr(compaction_verify, "checksum_files", real_checksum)
+    report = compact_hive(local_store, SPEC, options=dataclasses.replace(TUNING, verify="content"))
     assert [r.status for r in report.results] == ["compacted"]
     assert rows(hive_rows(local_store)) == rows(original)
 
@@ -162,7 +166,7 @@ def test_rows_lost_or_doubled_on_the_way_to_the_writer_are_refused(
 
     monkeypatch.setattr(compaction_rewrite, "sorted_stream", swapped)
     with pytest.raises(Exception, match="differ from rows read"):
-        compact_hive(local_store, SPEC, **TUNING)
+        compact_hive(local_store, SPEC, options=TUNING)
     assert visible(local_store, DAY) == before
     assert rows(hive_rows(local_store)) == rows(original)
 
@@ -183,14 +187,14 @@ def test_inputs_changed_meanwhile_skip_the_partition(
     if change.startswith("removed"):
         os.remove(local_store.path(victim))
     else:
-        real = compaction_rewrite.footer_rows
+        real = compaction_verify.footer_rows
 
         def verify_then_change(*args):
             reingest()
             return real(*args)
 
-        monkeypatch.setattr(compaction_rewrite, "footer_rows", verify_then_change)
-    result = compaction_hive.compact_hive_partition(local_store, SPEC, plan, **TUNING)
+        monkeypatch.setattr(compaction_verify, "footer_rows", verify_then_change)
+    result = compaction_hive.compact_hive_partition(local_store, SPEC, plan, TUNING)
     current = rows(hive_rows(local_store))
     assert result.status == "skipped" and "changed" in result.reason
     assert all(n.startswith("part-") for n in visible(local_store, DAY))  # no output, no temp
@@ -210,13 +214,13 @@ def test_a_day_reingested_after_a_crash_wins_over_the_journal(
 
     monkeypatch.setattr(ObjectStore, "promote", promote)
     with pytest.raises(OSError, match="killed"):
-        compact_hive(local_store, SPEC, **TUNING)
+        compact_hive(local_store, SPEC, options=TUNING)
     monkeypatch.setattr(ObjectStore, "promote", real_promote)
     assert JOURNAL_NAME in visible(local_store, DAY)
     time.sleep(0.01)  # the re-ingested files get new modification times
     fresh = land_tiny_files(local_store, DAY, 12, 3, seed=11)  # same names, other rows
 
-    report = compact_hive(local_store, SPEC, **TUNING)
+    report = compact_hive(local_store, SPEC, options=TUNING)
     assert report.recovered == ["year=2026/month=11/day=3"]
     assert rows(hive_rows(local_store)) == rows(fresh)  # the ingestion won; then compacted
     assert [r.status for r in report.results] == ["compacted"]
@@ -237,7 +241,7 @@ def test_on_s3_an_interrupted_swap_is_finished_by_the_next_run(
 
     monkeypatch.setattr(ObjectStore, "promote", promote)
     with pytest.raises(OSError, match="connection reset"):
-        compact_hive(s3_store, KILL_SPEC, **TUNING)
+        compact_hive(s3_store, KILL_SPEC, options=TUNING)
     journal = f"{bronze_dir(SPEC, DAY)}/{JOURNAL_NAME}"
     s3_store.fs.invalidate_cache()  # s3fs lists from a cache that pyarrow's writes miss
     assert s3_store.exists(journal)
@@ -245,7 +249,7 @@ def test_on_s3_an_interrupted_swap_is_finished_by_the_next_run(
     assert everyone <= set(arrow_rows(s3_store).column("event_id").to_pylist())
 
     monkeypatch.setattr(ObjectStore, "promote", real_promote)
-    report = compact_hive(s3_store, KILL_SPEC, **TUNING)
+    report = compact_hive(s3_store, KILL_SPEC, options=TUNING)
     assert report.recovered == ["year=2026/month=11/day=3"]
     assert rows(arrow_rows(s3_store)) == rows(original)
     left = s3_store.fs.find(s3_store.path(SPEC.bronze_prefix))

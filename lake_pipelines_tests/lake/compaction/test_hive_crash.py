@@ -38,6 +38,7 @@ import dataclasses, json, os, random, signal, sys, time
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.datasets.spec import CompactionPolicy
 from lake_pipelines.lake.compaction import hive as compaction_hive
+from lake_pipelines.lake.compaction.options import CompactionOptions
 from lake_pipelines.lake.parquet import writer as parquet
 from lake_pipelines.lake.storage import ObjectStore
 
@@ -77,7 +78,7 @@ def child(stage, after):
     elif stage == "delete":
         crash_after_deleting(after)
     compaction_hive.compact_hive(ObjectStore(args["url_of"][stage + str(after)]), spec,
-                                 **args["tuning"])
+                                 options=CompactionOptions(**args["tuning"]))
 
 
 status = {}
@@ -110,7 +111,7 @@ def _layout(store: ObjectStore) -> dict[str, list | None]:
 def _converge(store: ObjectStore) -> int:
     """Compact until nothing is flagged (outputs can still be small under this tiny policy)."""
     for runs in range(1, 5):
-        if not compact_hive(store, KILL_SPEC, **TUNING).results:
+        if not compact_hive(store, KILL_SPEC, options=TUNING).results:
             return runs
     raise AssertionError("compaction does not converge")
 
@@ -121,7 +122,7 @@ def test_a_killed_compaction_converges_on_rerun(tmp_path: Path) -> None:
     reference = ObjectStore(f"file://{tmp_path / 'reference'}")
     shutil.copytree(seed_lake.root, reference.root)
     started = time.perf_counter()
-    compact_hive(reference, KILL_SPEC, **TUNING)
+    compact_hive(reference, KILL_SPEC, options=TUNING)
     duration = time.perf_counter() - started
     assert sum(k.endswith(".parquet") and "/compact-" in k for k in _layout(reference)) >= 3
     _converge(reference)
@@ -142,7 +143,7 @@ def test_a_killed_compaction_converges_on_rerun(tmp_path: Path) -> None:
         "points": points,
         "url_of": {name: lake.url for name, lake in lakes.items()},
         "policy": dataclasses.asdict(KILL_POLICY),
-        "tuning": TUNING,
+        "tuning": dataclasses.asdict(TUNING),
         "duration": duration,
         "seed": 7,
     }

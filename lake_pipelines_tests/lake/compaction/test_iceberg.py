@@ -13,6 +13,7 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from lake_pipelines.lake.compaction.iceberg import compact_iceberg
+from lake_pipelines.lake.compaction.options import CompactionOptions
 from lake_pipelines.lake.parquet.options import file_schema
 from lake_pipelines.lake.silver import day_filter, ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
@@ -41,10 +42,12 @@ def test_iceberg_partitions_compact_in_one_commit_each(
     commits = len(table.metadata.metadata_log)
     big_file = max(table.scan().plan_files(), key=lambda t: t.file.file_size_in_bytes).file
 
-    assert compact_iceberg(local_store, table, ICE_SPEC, dry_run=True).results
+    assert compact_iceberg(
+        local_store, table, ICE_SPEC, options=CompactionOptions(dry_run=True)
+    ).results
     assert table.current_snapshot().snapshot_id == before  # the dry run committed nothing
 
-    report = compact_iceberg(local_store, table, ICE_SPEC, run_id="r9", **TUNING)
+    report = compact_iceberg(local_store, table, ICE_SPEC, run_id="r9", options=TUNING)
     assert [(r.partition, r.status) for r in report.results] == [
         ("ts_day=2026-11-03", "compacted"),
         ("ts_day=2026-11-04", "compacted"),
@@ -97,7 +100,7 @@ def test_iceberg_concurrent_append_to_another_partition_lands(
     other.append(late.cast(other.schema().as_arrow()))  # commits while `table` is stale
     appended = other.current_snapshot().snapshot_id
 
-    report = compact_iceberg(local_store, table, ICE_SPEC, **TUNING)
+    report = compact_iceberg(local_store, table, ICE_SPEC, options=TUNING)
     assert [r.status for r in report.results] == ["compacted", "compacted"]
     fresh = local_catalog.load_table(SPEC.table_name)
     assert rows(data_file_rows(fresh)) == rows(pa.concat_tables([original, late]))
@@ -124,7 +127,7 @@ def test_iceberg_concurrent_write_to_the_same_partition_skips_it(
         rest = original.filter(pc.field("ts") >= datetime(2026, 11, 4, tzinfo=UTC))
         expected = pa.concat_tables([rest, new.cast(file_schema(SPEC))])
 
-    report = compact_iceberg(local_store, table, ICE_SPEC, **TUNING)
+    report = compact_iceberg(local_store, table, ICE_SPEC, options=TUNING)
     status = {r.partition: (r.status, r.reason) for r in report.results}
     assert status["ts_day=2026-11-04"][0] == "compacted"  # the untouched day still compacts
     if write == "append":
@@ -154,7 +157,7 @@ def test_iceberg_compaction_on_s3(s3_store: ObjectStore, s3_catalog: SqlCatalog)
         uris.append(s3_store.uri(key))
     table.add_files(uris)
 
-    report = compact_iceberg(s3_store, table, ICE_SPEC, **TUNING)
+    report = compact_iceberg(s3_store, table, ICE_SPEC, options=TUNING)
     assert [(r.partition, r.status) for r in report.results] == [(f"ts_day={DAY}", "compacted")]
     table = s3_catalog.load_table(SPEC.table_name)
     paths = [t.file.file_path for t in table.scan().plan_files()]

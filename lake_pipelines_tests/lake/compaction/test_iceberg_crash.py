@@ -27,6 +27,7 @@ from lake_pipelines.datasets import get_dataset
 from lake_pipelines.datasets.spec import CompactionPolicy
 from lake_pipelines.lake.parquet import writer as parquet
 from lake_pipelines.lake.compaction.iceberg import compact_iceberg
+from lake_pipelines.lake.compaction.options import CompactionOptions
 from lake_pipelines.lake.storage import ObjectStore
 
 args = json.loads(sys.argv[1])
@@ -57,7 +58,8 @@ else:  # the new table metadata is written, the catalog not yet pointed at it
         die()
 
     SqlCatalog._write_metadata = staticmethod(write_then_die)
-compact_iceberg(store, catalog.load_table(spec.table_name), spec, **args["tuning"])
+compact_iceberg(store, catalog.load_table(spec.table_name), spec,
+                options=CompactionOptions(**args["tuning"]))
 """
 
 
@@ -77,7 +79,7 @@ def test_a_killed_iceberg_compaction_changes_nothing_and_reruns(
         "url": local_store.url,
         "uri": f"sqlite:///{tmp_path / 'catalog.db'}",
         "policy": dataclasses.asdict(ICE_SPEC.compaction),
-        "tuning": TUNING,
+        "tuning": dataclasses.asdict(TUNING),
     }
     done = subprocess.run(
         [sys.executable, "-c", ICE_DRIVER, json.dumps(args)],
@@ -95,7 +97,7 @@ def test_a_killed_iceberg_compaction_changes_nothing_and_reruns(
     if point == "metadata":
         assert any(p.endswith(".metadata.json") for p, _ in left)
 
-    report = compact_iceberg(local_store, table, ICE_SPEC, **TUNING)
+    report = compact_iceberg(local_store, table, ICE_SPEC, options=TUNING)
     assert [r.status for r in report.results] == ["compacted", "compacted"]
     table = local_catalog.load_table(SPEC.table_name)
     assert rows(data_file_rows(table)) == rows(original)

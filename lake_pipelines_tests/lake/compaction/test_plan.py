@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lake_pipelines.datasets.spec import CompactionPolicy
-from lake_pipelines.lake.compaction import hive as compaction_hive
+from lake_pipelines.lake.compaction import hive_bins, hive_footers
 from lake_pipelines.lake.compaction.plan import FileStat, plan_partition
 
 # -- planner and rewrite units ------------------------------------------------------------------
@@ -49,16 +49,16 @@ def test_footer_minimum_of_a_timestamp_equals_pyarrows_own(
         path = tmp_path / "t.parquet"
         pq.write_table(pa.table({"t": pa.array(values, pa.timestamp(unit, tz=tz))}), path)
         stats = pq.read_metadata(path).row_group(0).column(0).statistics
-        ours = compaction_hive._stats_min(stats)
+        ours = hive_footers._stats_min(stats)
         assert ours == stats.min and type(ours) is type(stats.min)
         assert (ours.tzinfo is None) == (tz is None)
 
 
 def test_small_files_are_read_in_runs_and_big_ones_alone() -> None:
-    small, big = compaction_hive.PARALLEL_READ_BYTES, compaction_hive.PARALLEL_READ_BYTES + 1
-    budget = compaction_hive.GROUP_BYTES
+    small, big = hive_bins.PARALLEL_READ_BYTES, hive_bins.PARALLEL_READ_BYTES + 1
+    budget = hive_bins.GROUP_BYTES
     sizes = [budget // 3] * 4 + [big] + [10, 10] + [big, big] + [small]
     files = [FileStat(f"p/{i}", size) for i, size in enumerate(sizes)]
-    groups = compaction_hive._read_groups(files)
+    groups = hive_bins._read_groups(files)
     assert groups == [[0, 1, 2], [3], [4], [5, 6], [7], [8], [9]]
     assert sorted(i for g in groups for i in g) == list(range(len(files)))  # each file once

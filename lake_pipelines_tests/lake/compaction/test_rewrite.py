@@ -8,8 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lake_pipelines.lake.compaction import rewrite as compaction_rewrite
-from lake_pipelines.lake.compaction.rewrite import conform, sorted_stream
+from lake_pipelines.lake.compaction import external_sort
+from lake_pipelines.lake.compaction.external_sort import sorted_stream
+from lake_pipelines.lake.compaction.rewrite import conform
 from lake_pipelines.lake.parquet.options import file_schema
 from lake_pipelines_tests.lake.compaction.data import DAY, ORDER, SPEC, events
 from lake_pipelines_tests.support import rows
@@ -25,7 +26,7 @@ def test_sorted_stream_streams_inputs_in_order_without_spilling(
     def no_spill(*_):
         raise AssertionError("spilled")
 
-    monkeypatch.setattr(compaction_rewrite, "_spill", no_spill)
+    monkeypatch.setattr(external_sort, "_spill", no_spill)
     floors = [(t, t["ts"][0]) for t in parts]  # each part starts where the rest starts
     chunks = list(sorted_stream(iter(floors), SPEC.sort_by, 60_000, str(tmp_path)))
     assert len(chunks) > 2  # written out as it came, not held until the end

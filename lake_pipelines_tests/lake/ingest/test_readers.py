@@ -445,3 +445,13 @@ def test_an_invalid_character_far_into_a_utf16_file_names_its_own_line(
     with pytest.raises(SourceFileError) as caught:
         list(read_file(local_store, key, _dialect_spec("utf-16"), block_bytes=block_bytes))
     assert caught.value.line == 31, str(caught.value)
+
+
+def test_a_column_of_the_wrong_type_is_a_file_error_naming_the_column(
+    local_store: ObjectStore,
+) -> None:
+    body = HEADER + "".join(f"w{i},2026-11-01T10:00:00Z,u,s,click,,EUR {i},,\n" for i in range(400))
+    with pytest.raises(SourceFileError, match=r"landing/w\.csv: column 'price': most values") as e:
+        _read(local_store, "landing/w.csv", body.encode())
+    assert (e.value.path, e.value.column, e.value.line) == ("landing/w.csv", "price", None)
+    assert e.value.reason.startswith("column 'price': ")  # what the quarantine records

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.ingest.batches import Batch
-from lake_pipelines.lake.ingest.validation import compile_contract, validate
+from lake_pipelines.lake.ingest.validation import UniqueTracker, compile_contract, validate
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 SCHEMA = pa.schema(
@@ -201,3 +202,33 @@ def test_a_clean_batch_passes_whole() -> None:
     )
     out = validate(Batch(table), SPEC, START, START + timedelta(days=1), "probe.csv")
     assert out.rejects == [] and out.table.equals(table)
+
+
+def test_pandera_is_not_asked_for_uniqueness_of_one_batch() -> None:
+    """A unique column left to pandera (a custom check) keeps its other checks; duplicates
+    are the day-wide tracker's to judge, so none is rejected by pandera per batch."""
+    spec = replace(SPEC, contract=CONTRACT.update_columns({"note": {"unique": True}}))
+    assert spec.unique_columns == ["note"]
+    compiled = compile_contract(spec)
+    assert list(compiled.pandera.columns) == ["note"]
+    assert not compiled.pandera.columns["note"].unique
+    n = 4
+    table = pa.table(
+        {
+            "ts": pa.array([START] * n, pa.timestamp("us", tz="UTC")),
+            "code": ["a"] * n,
+            "name": pa.array([None] * n, pa.string()),
+            "amount": [1.0] * n,
+            "qty": pa.array([2] * n, pa.int64()),
+            "note": ["ab", "ab", "abc", "abcd"],
+        }
+    )
+    out = validate(Batch(table), spec, START, START + timedelta(days=1), "probe.csv")
+    assert out.table.column("note").to_pylist() == ["ab", "ab", "abcd"]
+    (reject,) = out.rejects
+    assert reject.column == "note" and "note='abc' fails" in reject.reason
+    tracked = validate(
+        Batch(table), spec, START, START + timedelta(days=1), "probe.csv", UniqueTracker(["note"])
+    )
+    assert tracked.table.column("note").to_pylist() == ["ab", "abcd"]
+    assert sorted(r.reason.split(" ")[0] for r in tracked.rejects) == ["note='ab'", "note='abc'"]

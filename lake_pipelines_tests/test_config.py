@@ -1,0 +1,182 @@
+"""Settings: declared once, typed, read when asked (never at import), errors name the variable."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lake_pipelines import config
+from lake_pipelines.config import (
+    CatalogSettings,
+    DataFusionSettings,
+    LakeSettings,
+    StoreSettings,
+)
+from lake_pipelines.errors import ConfigError
+
+# Every variable and default as they were before the settings object; users' .env files rely on
+# them. (store URL, catalog URI and warehouse default to places under LAKE_HOME / the store.)
+DEFAULTS = {
+    "LAKE_HOME": ".lake",
+    "LAKE_STORE_URL": "file://<LAKE_HOME>",
+    "LAKE_S3_ENDPOINT_URL": "",
+    "LAKE_S3_REGION": "",
+    "LAKE_S3_ALLOW_HTTP": "false",
+    "LAKE_S3_ADDRESSING_STYLE": "auto",
+    "LAKE_S3_MAX_ATTEMPTS": "5",
+    "LAKE_CATALOG_NAME": "lake",
+    "LAKE_CATALOG_TYPE": "sql",
+    "LAKE_CATALOG_URI": "sqlite:///<LAKE_HOME>/catalog.db",
+    "LAKE_WAREHOUSE": "<LAKE_STORE_URL>/warehouse",
+    "LAKE_DF_TARGET_PARTITIONS": "0",
+    "LAKE_DF_BATCH_SIZE": "8192",
+    "LAKE_DF_MEMORY_LIMIT": "0",
+    "LAKE_DF_SPILL_DIR": "the OS temporary directory",
+}
+
+
+def test_every_variable_and_default_is_kept() -> None:
+    assert {var: s.default for var, s in config.variables().items()} == DEFAULTS
+
+
+def test_defaults_are_typed_and_live_under_lake_home(tmp_path: Path) -> None:
+    env = {"LAKE_HOME": str(tmp_path)}
+    settings = LakeSettings.from_env(env)
+    assert settings.store == StoreSettings(url=f"file://{tmp_path}")
+    assert settings.store.allow_http is False and settings.store.max_attempts == 5
+    assert settings.catalog == CatalogSettings(uri=f"sqlite:///{tmp_path / 'catalog.db'}")
+    assert (settings.catalog.name, settings.catalog.type) == ("lake", "sql")
+    assert settings.datafusion == DataFusionSettings()
+    assert settings.datafusion.batch_size == 8192
+
+
+def test_environment_values_are_parsed_to_their_types() -> None:
+    env = {
+        "LAKE_STORE_URL": "s3://bucket/lake",
+        "LAKE_S3_ALLOW_HTTP": "Yes",
+        "LAKE_S3_ADDRESSING_STYLE": "path",
+        "LAKE_S3_MAX_ATTEMPTS": "3",
+        "LAKE_DF_MEMORY_LIMIT": "2GiB",
+        "LAKE_DF_TARGET_PARTITIONS": "1_000",
+        "LAKE_S3_REGION": "",  # empty is unset
+    }
+    settings = LakeSettings.from_env(env)
+    assert settings.store == StoreSettings(
+        url="s3://bucket/lake", allow_http=True, addressing_style="path", max_attempts=3
+    )
+    assert settings.datafusion.memory_limit == 2 << 30
+    assert settings.datafusion.target_partitions == 1000
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "reason"),
+    [
+        ("LAKE_S3_ALLOW_HTTP", "maybe", "expected true or false"),
+        ("LAKE_S3_MAX_ATTEMPTS", "five", "expected a whole number"),
+        ("LAKE_DF_BATCH_SIZE", "8k rows", "expected a whole number"),
+        ("LAKE_DF_MEMORY_LIMIT", "lots", "expected a whole number"),
+        ("LAKE_S3_ADDRESSING_STYLE", "sideways", "use auto, path or virtual"),
+    ],
+)
+def test_a_bad_value_names_its_variable(var: str, value: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason) as err:
+        LakeSettings.from_env({var: value})
+    assert (err.value.setting, err.value.value) == (var, value)
+    assert var in str(err.value)
+
+
+def test_overrides_win_over_the_environment() -> None:
+    env = {"LAKE_S3_MAX_ATTEMPTS": "3", "LAKE_S3_ALLOW_HTTP": "true", "LAKE_S3_REGION": "eu"}
+    store = StoreSettings.from_env(env, max_attempts=7, allow_http=False, region=None)
+    assert (store.max_attempts, store.allow_http, store.region) == (7, False, "eu")
+    # text is parsed as the variable would be; an empty override is unset like an empty variable
+    store = StoreSettings.from_env(env, max_attempts="9", region="")
+    assert (store.max_attempts, store.region) == (9, "eu")
+    lake = LakeSettings.from_env(env, datafusion={"memory_limit": "1MiB"})
+    assert lake.datafusion.memory_limit == 1 << 20 and lake.store.max_attempts == 3
+
+
+def test_an_override_of_the_wrong_type_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as err:
+        StoreSettings.from_env({}, allow_http=3)
+    assert err.value.setting == "LAKE_S3_ALLOW_HTTP"
+    with pytest.raises(ConfigError) as err:
+        DataFusionSettings.from_env({}, batch_size=True)
+    assert err.value.setting == "LAKE_DF_BATCH_SIZE"
+    with pytest.raises(TypeError, match="no setting"):
+        StoreSettings.from_env({}, bucket="b")
+
+
+def test_secrets_come_from_the_environment_only(tmp_path: Path) -> None:
+    assert "access_key_id" not in StoreSettings.settings()
+    env = {"AWS_ACCESS_KEY_ID": "AKIA-test", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
+    store = StoreSettings.from_env(env, url=f"file://{tmp_path}").object_store(env)
+    assert (store.access_key_id, store.secret_access_key, store.session_token) == (
+        "AKIA-test",
+        "s3cr3t-value",
+        "",
+    )
+    assert "AKIA-test" not in repr(store) and "s3cr3t-value" not in repr(store)
+
+
+def test_the_store_checks_what_the_settings_cannot() -> None:
+    settings = StoreSettings.from_env({"LAKE_S3_ENDPOINT_URL": "http://127.0.0.1:9000"})
+    with pytest.raises(ConfigError) as err:
+        settings.object_store({})
+    assert err.value.setting == "LAKE_S3_ENDPOINT_URL"  # plain HTTP without LAKE_S3_ALLOW_HTTP
+
+
+def test_catalog_defaults_to_sqlite_under_lake_home_with_the_warehouse_on_the_store(
+    tmp_path: Path,
+) -> None:
+    env = {"LAKE_HOME": str(tmp_path / "home")}
+    store = StoreSettings.from_env(env).object_store(env)
+    settings = CatalogSettings.from_env(env)
+    props = settings.properties(store)
+    assert props["uri"] == f"sqlite:///{tmp_path / 'home' / 'catalog.db'}"
+    assert props["warehouse"] == store.uri("warehouse")
+    catalog = settings.load(store)
+    catalog.create_namespace("lake")
+    assert ("lake",) in catalog.list_namespaces()
+    assert (tmp_path / "home" / "catalog.db").exists()
+
+
+def test_a_catalog_that_cannot_open_names_the_uri(tmp_path: Path) -> None:
+    store = StoreSettings.from_env({}, url=f"file://{tmp_path}").object_store({})
+    settings = CatalogSettings.from_env({}, type="no-such-kind", uri="nowhere://x")
+    with pytest.raises(ConfigError, match="cannot open no-such-kind catalog") as err:
+        settings.load(store)
+    assert (err.value.setting, err.value.value) == ("LAKE_CATALOG_URI", "nowhere://x")
+
+
+def test_datafusion_settings_become_session_settings() -> None:
+    env = {"LAKE_DF_TARGET_PARTITIONS": "2", "LAKE_DF_SPILL_DIR": "/tmp/spill"}
+    session = DataFusionSettings.from_env(env).session_settings()
+    assert (session.target_partitions, session.batch_size) == (2, 8192)
+    assert (session.memory_limit, session.spill_dir) == (0, "/tmp/spill")
+
+
+def test_definitions_read_no_environment_at_import(tmp_path: Path) -> None:
+    source = (Path(config.__file__).parent / "definitions.py").read_text()
+    names = {n.attr for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Attribute)}
+    assert not names & {"getenv", "environ"}
+    # A bad value loads fine; the run that builds the store is the one that fails, naming it.
+    probe = (
+        "import lake_pipelines.definitions as d\n"
+        "from lake_pipelines.errors import ConfigError\n"
+        "try:\n"
+        "    d.defs.resources['object_store'].get_store()\n"
+        "except ConfigError as exc:\n"
+        "    print(exc.setting)\n"
+    )
+    env = {**os.environ, "LAKE_S3_MAX_ATTEMPTS": "lots", "LAKE_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "LAKE_S3_MAX_ATTEMPTS"
