@@ -255,7 +255,12 @@ def ingest_day(
         written_total = sum(f.rows for f in staged)
         if report.rows_read != written_total + report.rows_quarantined:
             raise RowAccountingError(
-                f"{spec.name} {day}", report.rows_read, written_total, report.rows_quarantined
+                f"{spec.name} {day}",
+                report.rows_read,
+                written_total,
+                report.rows_quarantined,
+                dataset=spec.name,
+                day=day,
             )
     except BaseException:
         for f in staged:

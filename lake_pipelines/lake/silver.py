@@ -15,6 +15,7 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import RowAccountingError
+from lake_pipelines.lake.arrow import fit_to_schema
 from lake_pipelines.lake.bronze import read_lineage
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
 from lake_pipelines.lake.iceberg.snapshots import DAY_TAG_MAX_AGE, day_tag, point_tag
@@ -88,13 +89,10 @@ def read_bronze(
             digests[key] = hashlib.blake2b(memoryview(raw), digest_size=16).hexdigest()
         table = pq.read_table(pa.BufferReader(raw))
         table = table.rename_columns([renames.get(n, n) for n in table.column_names])
-        for f in target:
-            if f.name not in table.column_names:
-                table = table.append_column(f, pa.nulls(table.num_rows, f.type))
         extras = [n for n in table.column_names if n not in target.names]
         if spec.unknown_columns != "evolve":
             extras = []
-        fitted = table.select(target.names).cast(target)
+        fitted = fit_to_schema(table, target)
         for name in extras:
             fitted = fitted.append_column(table.schema.field(name), table.column(name))
         tables.append(fitted)
@@ -200,7 +198,9 @@ def commit_day(
     )
     committed = table.scan(row_filter=flt, snapshot_id=snapshot_id).count()
     if committed != data.num_rows:
-        raise RowAccountingError(f"{spec.table_name} {day}", data.num_rows, committed, 0)
+        raise RowAccountingError(
+            f"{spec.table_name} {day}", data.num_rows, committed, 0, dataset=spec.name, day=day
+        )
     day_files, day_bytes = files_of(table, flt, snapshot_id)
     return SilverReport(
         spec.name,

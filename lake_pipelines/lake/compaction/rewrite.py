@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lake_pipelines.lake.arrow import fit_to_schema
 from lake_pipelines.lake.compaction.external_sort import sorted_stream
 from lake_pipelines.lake.compaction.options import CompactionOptions
 from lake_pipelines.lake.compaction.plan import CompactionError
@@ -30,18 +31,11 @@ ROW_ID = "__lake_compaction_row"  # input row number, carried through the sort, 
 
 def conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema, partition: str) -> pa.Table:
     """Cast rows to the output schema; a column the schema lacks is refused, never dropped."""
-    table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
-    extra = [n for n in table.column_names if n not in schema.names]
+    extra = [n for n in data.schema.names if n not in schema.names]
     if extra:
         raise CompactionError(partition, f"columns {extra} are not in the output schema")
-    columns = [
-        table.column(f.name) if f.name in table.column_names else pa.nulls(len(table), f.type)
-        for f in schema
-    ]
-    if all(c.type == f.type for c, f in zip(columns, schema, strict=True)):
-        return pa.Table.from_arrays(columns, schema=schema)  # nothing to cast (the usual case)
     try:
-        return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
+        return fit_to_schema(data, schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
         raise CompactionError(partition, f"rows do not fit the output schema: {exc}") from exc
 

@@ -25,6 +25,7 @@ from pyiceberg.table.update.snapshot import ManageSnapshots
 from pyiceberg.transforms import IdentityTransform
 
 from lake_pipelines.errors import TableCommitError
+from lake_pipelines.lake.arrow import fit_to_schema
 from lake_pipelines.lake.iceberg.evolution import Evolution, apply_evolution
 from lake_pipelines.lake.iceberg.snapshots import point_tag
 from lake_pipelines.lake.iceberg.transforms import TRANSFORMS
@@ -102,12 +103,9 @@ def ensure_table(
 
 def conform(name: str, target: pa.Schema, data: pa.Table) -> pa.Table:
     """Cast `data` to the table's Arrow schema (names, order, types, nullability)."""
-    for f in target:
-        if f.name not in data.column_names:
-            data = data.append_column(f, pa.nulls(data.num_rows, f.type))
     try:
-        return data.select(target.names).cast(target)
-    except (pa.ArrowInvalid, ValueError) as exc:
+        return fit_to_schema(data, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as exc:
         raise TableCommitError(name, f"data does not fit the table schema: {exc}") from exc
 
 

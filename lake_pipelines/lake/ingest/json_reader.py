@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SourceFileError
@@ -30,6 +31,7 @@ from lake_pipelines.lake.ingest.json_records import (
 from lake_pipelines.lake.ingest.json_strict import (
     BOM,
     DECODER,
+    LENIENT,
     MAX_NESTING,
     BadRecord,
     check_value,
@@ -42,7 +44,6 @@ from lake_pipelines.lake.threads import ordered_map, read_ahead
 ARRAY_BATCH_RECORDS = 20_000
 MAX_RECORD_CHARS = 64 << 20  # one element of a JSON array; bounds what a broken file costs
 _WS = b" \t\r\n"
-_LENIENT = json.JSONDecoder()  # only to find where a refused element ends
 
 
 def read_json(
@@ -160,12 +161,35 @@ def _parse_ndjson_block(data: bytes, first_line: int, key: str, spec: DatasetSpe
         try:
             schema = nullable_schema(spec.schema)
             table = read_ndjson_bytes(data, schema, unexpected_fields(spec), pieces=True)
-            if table.num_rows == records:
+            if table.num_rows == records and not _has_infinity(table):
                 block = _NdjsonBlock(data, first_line)
                 return Batch(table, [], block.lines, False, block.text)
         except pa.ArrowInvalid:
             pass
     return _parse_ndjson_lines(data, first_line, key, spec)
+
+
+def _has_infinity(table: pa.Table) -> bool:
+    """Whether a float anywhere in the table is infinite. JSON has no infinity (the pre-check
+    keeps ``Infinity`` out), but pyarrow reads an integer too long for a double, such as 400
+    nines, as one, silently: such a block goes record by record, where it is refused."""
+
+    def arrays(values: pa.Array) -> Iterator[pa.Array]:
+        t = values.type
+        if pa.types.is_floating(t):
+            yield values
+        elif pa.types.is_list(t) or pa.types.is_large_list(t):
+            yield from arrays(pc.list_flatten(values))
+        elif pa.types.is_struct(t):
+            for i in range(t.num_fields):
+                yield from arrays(pc.struct_field(values, [i]))
+
+    return any(
+        pc.any(pc.is_inf(a)).as_py()
+        for column in table.columns
+        for chunk in column.chunks
+        for a in arrays(chunk)
+    )
 
 
 def _parse_ndjson_lines(data: bytes, first_line: int, key: str, spec: DatasetSpec) -> Batch:
@@ -286,20 +310,19 @@ class _ArrayText:
         """Decode the element at the current position: (value or `BadRecord`, its text)."""
         self.record = record
         while True:
+            bad: BadRecord | None = None
             try:
-                value, end = DECODER.raw_decode(self.buf, self.pos)
+                try:
+                    value, end = DECODER.raw_decode(self.buf, self.pos)
+                except BadRecord as refused:  # NaN, a number out of range, a duplicate key
+                    # Valid to the lenient decoder: it finds where the element ends, and the
+                    # element alone is rejected.
+                    bad = refused
+                    value, end = LENIENT.raw_decode(self.buf, self.pos)
             except RecursionError:
                 raise SourceFileError(
                     self.key, f"record {record} is nested deeper than {MAX_NESTING} levels"
                 ) from None
-            except BadRecord as bad:  # NaN, a number out of range, a duplicate key
-                # Valid to the lenient decoder: find where the element ends, reject it alone.
-                _, end = _LENIENT.raw_decode(self.buf, self.pos)
-                if end == len(self.buf) and self.refill():
-                    continue
-                raw = self.buf[self.pos : end]
-                self.pos = end
-                return bad, raw
             except json.JSONDecodeError as exc:
                 # The element may go on in the next block (the error of a string cut by the
                 # block end points at the string's start, not at the end of the text): read
@@ -316,4 +339,4 @@ class _ArrayText:
                 continue  # a number at the very end may go on in the next block
             raw = self.buf[self.pos : end]
             self.pos = end
-            return value, raw
+            return (bad if bad is not None else value), raw

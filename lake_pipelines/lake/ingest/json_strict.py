@@ -23,6 +23,7 @@ import numpy as np
 # pyarrow's type inference overflows its stack some thousands of levels down, and real
 # records rarely go past ten.
 MAX_NESTING = 100
+MAX_INT_DIGITS = 400
 BOM = b"\xef\xbb\xbf"
 _JSON_WS = b" \t\r\n"
 _OPEN_BRACE, _CLOSE_BRACE, _OPEN_BRACKET = ord("{"), ord("}"), ord("[")
@@ -49,6 +50,14 @@ def _float(text: str) -> float:
     return value
 
 
+def _int(text: str) -> int:
+    # Python refuses to convert more than 4,300 digits (a ValueError, not a decode error);
+    # no column type holds a tenth of that.
+    if len(text) > MAX_INT_DIGITS:
+        raise BadRecord(f"an integer of {len(text):,} digits is beyond any column's range")
+    return int(text)
+
+
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
@@ -58,7 +67,11 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float, object_pairs_hook=_object)
+DECODER = json.JSONDecoder(
+    parse_constant=_constant, parse_float=_float, parse_int=_int, object_pairs_hook=_object
+)
+# Only to find where a refused array element ends: accepts what JSON allows and Python parses.
+LENIENT = json.JSONDecoder(parse_int=lambda text: 0, parse_float=lambda text: 0.0)
 
 
 def _kind(value: Any) -> str:
@@ -116,6 +129,10 @@ def decode_record(text: bytes) -> dict[str, Any]:
         raise BadRecord(f"nesting deeper than {MAX_NESTING} levels") from None
     except json.JSONDecodeError as exc:
         raise BadRecord(_syntax_reason(exc)) from None
+    except BadRecord:
+        raise
+    except ValueError as exc:  # anything else the decoder refuses: still one bad record
+        raise BadRecord(f"invalid JSON: {exc}") from None
     if end != len(body.strip(" \t\r\n")):
         raise BadRecord("two values on one line (one JSON value per line in NDJSON)")
     record = check_value(value)

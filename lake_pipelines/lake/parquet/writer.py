@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake.arrow import fit_to_schema
 from lake_pipelines.lake.parquet.encodings import fit_encodings
 from lake_pipelines.lake.parquet.options import (
     ROW_GROUP_BYTES,
@@ -146,11 +147,8 @@ class RollingParquetWriter:
         extra = [f for f in table.schema if f.name not in self.schema.names]
         try:
             if not extra:
-                for f in self.schema:
-                    if f.name not in table.column_names:
-                        table = table.append_column(f, pa.nulls(table.num_rows, f.type))
-                return table.select(self.schema.names).cast(self.schema)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return fit_to_schema(table, self.schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             pass
         self._submit(final=True)
         self._drain()

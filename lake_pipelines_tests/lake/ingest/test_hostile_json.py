@@ -84,6 +84,12 @@ LINE_CASES = [
     ),
     ("deep nesting", GOOD + "\n" + event("x")[:-1] + f',"deep":{DEEP}}}\n', 2, "nesting deeper"),
     ("float beyond float64", GOOD + "\n" + event("x")[:-1] + ',"price":1e400}\n', 2, "float64"),
+    (
+        "integer of 5,000 digits",
+        GOOD + "\n" + event("x")[:-1] + ',"price":' + "9" * 5000 + "}\n",
+        2,
+        "an integer of 5,000 digits",
+    ),
     ("BOM on a later line", GOOD + "\n\ufeff" + event("x") + "\n", 2, "byte order mark"),
     ("control character", GOOD + "\n" + event("x")[:-1] + ',"url":"a\x01b"}\n', 2, "control"),
 ]
@@ -209,6 +215,17 @@ def test_a_hostile_array_element_is_quarantined_with_its_record_number(
     _, bronze, rejects = _ingest(ingest_worker, local_store, "array.json", body)
     assert [(r["record"], reason in r["reason"]) for r in rejects] == [(record, True)], rejects
     assert [r["event_id"] for r in bronze] == ["good"]
+
+
+def test_a_refused_array_element_across_read_blocks_is_rejected_alone(
+    ingest_worker: IngestWorker, local_store: ObjectStore
+) -> None:
+    """A NaN early in a long element: the element's end lies blocks further on."""
+    long = event("x", url="u" * 700)[:-1] + ',"price":NaN}'
+    body = "[" + ",".join([GOOD, long, GOOD.replace("good", "after")]) + "]"
+    _, bronze, rejects = _ingest(ingest_worker, local_store, "long.json", body, block_bytes=64)
+    assert [(r["record"], r["reason"].split(" (")[0]) for r in rejects] == [(2, "NaN is not JSON")]
+    assert sorted(r["event_id"] for r in bronze) == ["after", "good"]
 
 
 @pytest.mark.parametrize(
