@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SourceFileError
@@ -37,6 +36,7 @@ from lake_pipelines.lake.ingest.json_strict import (
     check_value,
     decode_record,
     encoded,
+    finite_floats,
     safe_for_pyarrow,
 )
 from lake_pipelines.lake.threads import ordered_map, read_ahead
@@ -156,40 +156,17 @@ def _parse_ndjson_block(data: bytes, first_line: int, key: str, spec: DatasetSpe
     """The whole block in one pyarrow call when the pre-check allows it and pyarrow finds one
     row per record; otherwise record by record."""
     _check_utf8(data, first_line, key)
-    records = safe_for_pyarrow(data)
+    unexpected = unexpected_fields(spec)
+    records = safe_for_pyarrow(data, infers=unexpected == "infer")
     if records is not None:
         try:
-            schema = nullable_schema(spec.schema)
-            table = read_ndjson_bytes(data, schema, unexpected_fields(spec), pieces=True)
-            if table.num_rows == records and not _has_infinity(table):
+            table = read_ndjson_bytes(data, nullable_schema(spec.schema), unexpected, pieces=True)
+            if table.num_rows == records and finite_floats(table):
                 block = _NdjsonBlock(data, first_line)
                 return Batch(table, [], block.lines, False, block.text)
         except pa.ArrowInvalid:
             pass
     return _parse_ndjson_lines(data, first_line, key, spec)
-
-
-def _has_infinity(table: pa.Table) -> bool:
-    """Whether a float anywhere in the table is infinite. JSON has no infinity (the pre-check
-    keeps ``Infinity`` out), but pyarrow reads an integer too long for a double, such as 400
-    nines, as one, silently: such a block goes record by record, where it is refused."""
-
-    def arrays(values: pa.Array) -> Iterator[pa.Array]:
-        t = values.type
-        if pa.types.is_floating(t):
-            yield values
-        elif pa.types.is_list(t) or pa.types.is_large_list(t):
-            yield from arrays(pc.list_flatten(values))
-        elif pa.types.is_struct(t):
-            for i in range(t.num_fields):
-                yield from arrays(pc.struct_field(values, [i]))
-
-    return any(
-        pc.any(pc.is_inf(a)).as_py()
-        for column in table.columns
-        for chunk in column.chunks
-        for a in arrays(chunk)
-    )
 
 
 def _parse_ndjson_lines(data: bytes, first_line: int, key: str, spec: DatasetSpec) -> Batch:
