@@ -52,7 +52,20 @@ def _wait_started(instance: dg.DagsterInstance, known: set[str], deadline: float
     pytest.fail("the run did not start its step in time")
 
 
-def test_a_killed_cli_run_is_failed_by_the_reaper_and_a_live_one_is_not(tmp_path: Path) -> None:
+def _reap_with_the_sensor(instance: dg.DagsterInstance) -> list[str]:
+    """What the daemon does every minute: evaluate the code location's reaper sensor."""
+    from lake_pipelines.definitions import defs
+    from lake_pipelines.runs import REAPER_SENSOR
+
+    before = {r.run_id for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE}
+    sensor = defs.resolve_sensor_def(REAPER_SENSOR)
+    sensor(dg.build_sensor_context(instance=instance))
+    after = {r.run_id for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE}
+    return sorted(after - before)
+
+
+@pytest.mark.parametrize("reap", [reap_dead_runs, _reap_with_the_sensor], ids=["cli", "daemon"])
+def test_a_killed_run_is_failed_by_the_reaper_and_a_live_one_is_not(tmp_path: Path, reap) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -67,7 +80,7 @@ def test_a_killed_cli_run_is_failed_by_the_reaper_and_a_live_one_is_not(tmp_path
             doomed.wait(timeout=30)
             assert instance.get_run_by_id(victim.run_id).status == dg.DagsterRunStatus.STARTED
 
-            assert reap_dead_runs(instance) == [victim.run_id]
+            assert reap(instance) == [victim.run_id]
 
             dead = instance.get_run_by_id(victim.run_id)
             assert dead.status == dg.DagsterRunStatus.FAILURE
@@ -78,7 +91,7 @@ def test_a_killed_cli_run_is_failed_by_the_reaper_and_a_live_one_is_not(tmp_path
             assert f"pid {doomed.pid}" in failure[0].event_log_entry.dagster_event.message
             live = instance.get_run_by_id(survivor.run_id)
             assert live.status == dg.DagsterRunStatus.STARTED  # its process still runs
-            assert reap_dead_runs(instance) == []  # nothing left to reap
+            assert reap(instance) == []  # nothing left to reap
         finally:
             alive.kill()
             alive.wait(timeout=30)
