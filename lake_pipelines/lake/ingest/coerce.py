@@ -7,6 +7,7 @@ than one Python call per row.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from lake_pipelines.lake.hashing import value_offsets
+from lake_pipelines.lake.ingest.json_strict import MAX_NESTING, nesting
 
 # A zone only counts after a time of day: the "-13" of a date-only "1996-03-13" is no offset.
 _ZONE = r"\d{2}:\d{2}(:\d{2}([.,]\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
@@ -107,6 +109,12 @@ def parse_json_cells(
     # million values); each line ends in a newline, so the joined values buffer is the document.
     join = pc.JoinOptions(null_handling="replace", null_replacement="null")
     lines = pc.call_function("binary_join_element_wise", [*parts, "}\n", ""], join)
+    # pyarrow infers the type of an unknown key inside a cell and overflows its stack on a
+    # value nested thousands deep: a row with more brackets than the nesting limit allows
+    # never reaches it (the caller's bisection then rejects just that cell).
+    brackets = pc.add(pc.count_substring(lines, "{"), pc.count_substring(lines, "["))
+    if pc.max(brackets).as_py() > MAX_NESTING + 1:
+        _refuse_deep_cells(cells, pc.greater(brackets, MAX_NESTING + 1))
     offsets = value_offsets(lines)
     body = lines.buffers()[2][int(offsets[0]) : int(offsets[-1])]
     schema = pa.schema([pa.field(f"c{i}", types[name]) for i, name in enumerate(names)])
@@ -118,6 +126,24 @@ def parse_json_cells(
     if table.num_rows != n or table.num_columns != len(names):
         raise pa.ArrowInvalid("not a single JSON value")
     return {name: table.column(f"c{i}").combine_chunks() for i, name in enumerate(names)}
+
+
+def _refuse_deep_cells(cells: dict[str, pa.Array], suspect: pa.Array) -> None:
+    """Raise if a cell of the rows with many brackets really nests deeper than the limit
+    (many brackets alone, like an order of 150 items, is no reason to refuse a row)."""
+    rows = np.flatnonzero(np.asarray(suspect.fill_null(False)))
+    for col in cells.values():
+        for text in col.take(pa.array(rows)).to_pylist():
+            if text is None:
+                continue
+            try:
+                value = json.loads(text)
+            except RecursionError:
+                raise pa.ArrowInvalid(f"nesting deeper than {MAX_NESTING} levels") from None
+            except ValueError:
+                continue  # not JSON: pyarrow says so, without crashing
+            if nesting(value) > MAX_NESTING:
+                raise pa.ArrowInvalid(f"nesting deeper than {MAX_NESTING} levels")
 
 
 def _has_blank_cells(arr: pa.Array) -> bool:

@@ -109,6 +109,7 @@ HOSTILE_CSV = [
     b"x,2026-11-05T01:00:00Z,u,s,click,,1.0,{not json},",
     b"x,2026-11-05T01:00:00Z,u,s,click,,1.0,," + b"[" * 3000,
     b"\x01\x02\x03,\x04,\x05",
+    b'x,2026-11-05T01:00:00Z,u,s,click,,1.0,"{""zz"": ' + b"[" * 20_000 + b"]" * 20_000 + b'}",',
 ]
 hostile_csv = st.sampled_from(HOSTILE_CSV) | st.binary(min_size=1, max_size=120).map(
     lambda b: b"#" + bytes(c for c in b if c not in b'\n\r",')

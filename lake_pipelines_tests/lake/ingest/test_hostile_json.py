@@ -274,3 +274,28 @@ def test_the_json_module_is_not_given_a_document_it_refuses() -> None:
     deep = b'{"a":' + b"[" * 101 + b"]" * 101 + b"}\n"
     assert safe_for_pyarrow(deep, infers=True) is None
     assert safe_for_pyarrow(deep, infers=False) == 1  # only inference overflows on depth
+
+
+def test_a_deeply_nested_json_cell_in_a_csv_is_quarantined_and_a_wide_one_is_not(
+    ingest_worker: IngestWorker, local_store: ObjectStore
+) -> None:
+    """Nested CSV columns are JSON text parsed by pyarrow, which crashed on an unknown key
+    nested 100,000 deep; many brackets side by side (150 objects in a list) are no depth."""
+
+    def cell(value: str) -> str:
+        return '"' + value.replace('"', '""') + '"'
+
+    deep = cell('{"zz": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    wide = cell('{"browser": "x", "zz": [' + ",".join(["{}"] * 150) + "]}")
+    body = (
+        "event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms\n"
+        "a,2026-11-05T01:00:00Z,u,s,click,,1.0,,\n"
+        f"b,2026-11-05T01:00:00Z,u,s,click,,1.0,{deep},\n"
+        f"c,2026-11-05T01:00:00Z,u,s,click,,1.0,{wide},\n"
+    )
+    _, bronze, rejects = _ingest(ingest_worker, local_store, "deep.csv", body)
+    assert [(r["line"], "nesting deeper than 100 levels" in r["reason"]) for r in rejects] == [
+        (3, True)
+    ]
+    assert sorted(r["event_id"] for r in bronze) == ["a", "c"]
+    assert {r["event_id"]: r["properties"] for r in bronze}["c"]["browser"] == "x"
