@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -189,9 +190,12 @@ def test_parallel_commits_of_different_days_all_land(
     db = tmp_path / "catalog.db"
     ensure_silver_table(sql_catalog(local_store, db), EVENTS)  # created once, up front
     days = [d.day.isoformat() for d in landed + more]
+    # ProcessPoolExecutor: multiprocessing.Pool's terminate() once hung here after the map
+    # had finished (a worker never saw its sentinel); the executor joins its workers cleanly.
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(len(days)) as pool:
-        committed = pool.map(_commit_in_process, [(local_store.url, str(db), d) for d in days])
+    with ProcessPoolExecutor(len(days), mp_context=ctx) as pool:
+        args = [(local_store.url, str(db), d) for d in days]
+        committed = list(pool.map(_commit_in_process, args))
     assert committed == [300, 300, 300, 200]
     table = sql_catalog(local_store, db).load_table(EVENTS.table_name)
     assert rows(table.scan().to_arrow(), columns=COLUMNS) == _all(landed + more)
