@@ -21,7 +21,7 @@ from lake_pipelines.lake.iceberg.maintenance import expire_snapshots, remove_orp
 from lake_pipelines.lake.iceberg.snapshots import read_as_of
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
-from lake_pipelines.lake.layout import bronze_dir, landing_dir
+from lake_pipelines.lake.layout import bronze_dir, hive_pattern, landing_dir
 from lake_pipelines.lake.storage import ObjectStore
 
 if TYPE_CHECKING:  # pyiceberg.catalog takes seconds to import; loading a catalog imports it
@@ -110,7 +110,8 @@ def summary(store: ObjectStore, catalog_settings: CatalogSettings) -> str:
             lines.append(_row(day.isoformat(), *values))
         lines.append(_row("total", *totals))
         lines.append(f"  landing:    {store.uri(spec.landing_prefix)}")
-        lines.append(f"  bronze:     {store.uri(spec.bronze_prefix)}  (Hive: year=/month=/day=)")
+        layout = hive_pattern(spec.hive_partition_columns)
+        lines.append(f"  bronze:     {store.uri(spec.bronze_prefix)}  (Hive: {layout})")
         lines.append(f"  quarantine: {store.uri('quarantine/' + spec.name)}")
         lines.append(f"  silver:     iceberg {spec.table_name}")
         for name in gold_tables:
