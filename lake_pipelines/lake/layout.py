@@ -3,7 +3,10 @@
 Every layer names its paths through these functions, so the layout is written down once.
 
 A day is written to one Hive folder, ``year=2026/month=01/day=05`` (zero-padded, so that an
-object store's lexicographic listing is chronological; level names from the spec).
+object store's lexicographic listing is chronological; level names from the spec). Lakes
+written before kept ``year=2026/month=1/day=5``: readers of a day look in every folder the day
+may be in (`bronze_dirs`, `quarantine_keys`), and a re-ingestion of the day moves it to the
+current folder.
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ def hive_pattern(names: tuple[str, str, str] = DEFAULT_HIVE_PARTITION_COLUMNS) -
     return f"{year}=YYYY/{month}=MM/{day_}=DD"
 
 
+def hive_dirs(day: date, names: tuple[str, str, str] = DEFAULT_HIVE_PARTITION_COLUMNS) -> list[str]:
+    """Every folder `day` may be in, the current one (`hive_dir`) first: then the default
+    names zero-padded (a dataset that renamed its levels since), then the unpadded folder
+    every lake had before padding (``year=2026/month=1/day=5``)."""
+    year, month, day_ = DEFAULT_HIVE_PARTITION_COLUMNS
+    legacy = f"{year}={day.year}/{month}={day.month}/{day_}={day.day}"
+    candidates = [hive_dir(day, names), hive_dir(day), legacy]
+    return list(dict.fromkeys(candidates))
+
+
 def landing_dir(spec: DatasetSpec, day: date) -> str:
     return f"{spec.landing_prefix}/{day.isoformat()}"
 
@@ -37,10 +50,20 @@ def bronze_dir(spec: DatasetSpec, day: date) -> str:
     return f"{spec.bronze_prefix}/{hive_dir(day, spec.hive_partition_columns)}"
 
 
+def bronze_dirs(spec: DatasetSpec, day: date) -> list[str]:
+    """Every folder `day` may be in: `bronze_dir` first, then those of earlier layouts."""
+    return [f"{spec.bronze_prefix}/{d}" for d in hive_dirs(day, spec.hive_partition_columns)]
+
+
 def bronze_lineage_key(spec: DatasetSpec, day: date) -> str:
     """The day's lineage manifest: the landed files bronze's Parquet came from. The ``_``
     prefix keeps it out of every Hive/Parquet reader and of `ObjectStore.list` by default."""
     return f"{bronze_dir(spec, day)}/{LINEAGE_NAME}"
+
+
+def bronze_lineage_keys(spec: DatasetSpec, day: date) -> list[str]:
+    """Every key the day's lineage manifest may have, `bronze_lineage_key` first."""
+    return [f"{d}/{LINEAGE_NAME}" for d in bronze_dirs(spec, day)]
 
 
 def quarantine_prefix(dataset: str) -> str:
@@ -50,7 +73,12 @@ def quarantine_prefix(dataset: str) -> str:
 def quarantine_key(dataset: str, day: date) -> str:
     """Quarantine keeps the default level names for every dataset: its schema is ours (no
     ``year``/``month``/``day`` column), and one naming lets ``quarantine/**`` be read whole."""
-    return f"{quarantine_prefix(dataset)}/{hive_dir(day)}/part-00000.parquet"
+    return quarantine_keys(dataset, day)[0]
+
+
+def quarantine_keys(dataset: str, day: date) -> list[str]:
+    """Every key the day's quarantine file may have, the current one first."""
+    return [f"{quarantine_prefix(dataset)}/{d}/part-00000.parquet" for d in hive_dirs(day)]
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
