@@ -17,11 +17,12 @@ from lake_pipelines.config import CatalogSettings, StoreSettings
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.errors import LakeError
 from lake_pipelines.lake.analytics.queries import gold_identifier, gold_tables_for
+from lake_pipelines.lake.bronze import bronze_files
 from lake_pipelines.lake.iceberg.maintenance import expire_snapshots, remove_orphans
 from lake_pipelines.lake.iceberg.snapshots import read_as_of
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
-from lake_pipelines.lake.layout import bronze_dir, landing_dir
+from lake_pipelines.lake.layout import hive_pattern, landing_dir
 from lake_pipelines.lake.storage import ObjectStore
 
 if TYPE_CHECKING:  # pyiceberg.catalog takes seconds to import; loading a catalog imports it
@@ -97,7 +98,7 @@ def summary(store: ObjectStore, catalog_settings: CatalogSettings) -> str:
         totals = [0, 0, 0, 0, 0, 0, 0]
         for day in days:
             landed = len(store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES))
-            files = store.list(bronze_dir(spec, day), suffixes=(".parquet",))
+            files = bronze_files(store, spec, day)
             rows = sum(
                 pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
                 for f in files
@@ -110,7 +111,8 @@ def summary(store: ObjectStore, catalog_settings: CatalogSettings) -> str:
             lines.append(_row(day.isoformat(), *values))
         lines.append(_row("total", *totals))
         lines.append(f"  landing:    {store.uri(spec.landing_prefix)}")
-        lines.append(f"  bronze:     {store.uri(spec.bronze_prefix)}  (Hive: year=/month=/day=)")
+        layout = hive_pattern(spec.hive_partition_columns)
+        lines.append(f"  bronze:     {store.uri(spec.bronze_prefix)}  (Hive: {layout})")
         lines.append(f"  quarantine: {store.uri('quarantine/' + spec.name)}")
         lines.append(f"  silver:     iceberg {spec.table_name}")
         for name in gold_tables:

@@ -12,6 +12,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS
+
 
 def normalise(value: Any) -> Any:
     """Comparable Python values: timestamps as UTC ISO strings, nested values recursively."""
@@ -41,11 +43,18 @@ def duckdb_query(sql: str, **tables: Any) -> pa.Table:
     return con.sql(sql).to_arrow_table()
 
 
-def duckdb_hive(path: str, columns: list[str]) -> pa.Table:
-    """The Hive-partitioned Parquet under `path`, read by DuckDB (not by our code)."""
+def duckdb_hive(
+    path: str, columns: list[str], levels: tuple[str, ...] = DEFAULT_HIVE_PARTITION_COLUMNS
+) -> pa.Table:
+    """The Hive-partitioned Parquet under `path`, read by DuckDB (not by our code).
+
+    `levels` are typed as integers: DuckDB reads zero-padded folder values (``month=01``)
+    as text unless told (README, "Bronze partition layout")."""
     cols = ", ".join(columns)
+    types = ", ".join(f"'{name}': INTEGER" for name in levels)
     return duckdb_query(
-        f"SELECT {cols} FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true)"
+        f"SELECT {cols} FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true, "
+        f"hive_types = {{{types}}})"
     )
 
 

@@ -14,6 +14,7 @@ from lake_pipelines import cli
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.iceberg.snapshots import day_tag
+from lake_pipelines.lake.layout import bronze_dir, quarantine_key
 from lake_pipelines.lake.silver import commit_day
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
@@ -49,10 +50,8 @@ def test_summary_counts_each_layer_from_the_lake(small_lake, capsys) -> None:
         bronze = duckdb_hive(store.path(SPEC.bronze_prefix), ["event_id", "ts"])
         in_day = [t for t in bronze.column("ts").to_pylist() if t.date() == d.day]
         assert bronze_rows == len(in_day) == d.valid.num_rows
-        assert files == len(store.list(f"{SPEC.bronze_prefix}/year=2026/month=11/day={d.day.day}"))
-        quarantine = pq.read_table(
-            store.path(f"quarantine/events/year=2026/month=11/day={d.day.day}")
-        )
+        assert files == len(store.list(bronze_dir(SPEC, d.day)))
+        quarantine = pq.read_table(store.path(quarantine_key(SPEC.name, d.day)))
         kinds = quarantine.column("kind").to_pylist()
         assert (q_rows, q_files) == (kinds.count("row"), kinds.count("file"))
         assert q_rows == d.bad_rows and q_files == d.bad_files

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lake_pipelines.datasets.events import SPEC
-from lake_pipelines.lake.layout import hive_dir
+from lake_pipelines.lake.layout import bronze_dir
 from lake_pipelines.lake.storage import ObjectStore
 
 ENTRY_MODULE = "lake_pipelines.lake.compaction.hive"
@@ -39,7 +39,7 @@ def unavailable_reason() -> str | None:
 
 def prepare(op: str, src: str, out: str, day: str, **_: object) -> None:
     importlib.import_module(ENTRY_MODULE)  # imported here, outside the timed call
-    target = Path(out) / SPEC.bronze_prefix / hive_dir(date.fromisoformat(day))
+    target = Path(out) / bronze_dir(SPEC, date.fromisoformat(day))
     target.mkdir(parents=True, exist_ok=True)
     for name in os.listdir(src):
         if name.endswith(".parquet"):

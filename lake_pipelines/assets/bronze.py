@@ -17,6 +17,7 @@ from lake_pipelines.assets.common import (
 )
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.bronze import IngestReport, ingest_day
+from lake_pipelines.lake.layout import hive_pattern
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import ObjectStoreResource
 
@@ -33,8 +34,9 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         description=(
             f"{spec.description}\n\nEvery landed CSV/NDJSON file of the day under "
             f"`{spec.landing_prefix}/<day>/`, converted to Hive-partitioned Parquet "
-            f"(`{spec.bronze_prefix}/year=/month=/day=`). Rows that do not parse or break the "
-            "contract are quarantined with file, line and reason; unreadable files whole."
+            f"(`{spec.bronze_prefix}/{hive_pattern(spec.hive_partition_columns)}`). Rows that do "
+            "not parse or break the contract are quarantined with file, line and reason; "
+            "unreadable files whole."
         ),
         check_specs=[
             dg.AssetCheckSpec(

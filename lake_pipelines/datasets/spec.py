@@ -7,6 +7,7 @@ from it, so adding a dataset never means copying asset code.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,6 +22,12 @@ if TYPE_CHECKING:
 
 Transform = Literal["identity", "year", "month", "day", "hour"]
 UnknownColumns = Literal["evolve", "freeze", "discard_value"]
+
+# The Hive partition columns of the bronze folders (``year=2026/month=01/day=05``) unless a
+# dataset names its own (`DatasetSpec.hive_partition_columns`).
+DEFAULT_HIVE_PARTITION_COLUMNS = ("year", "month", "day")
+# A folder name starting with ``_`` or ``.`` is hidden from every Hive reader.
+_HIVE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 # Column encodings pyarrow's writer takes by name (dictionary encoding is `dictionary=True`).
@@ -185,6 +192,10 @@ class DatasetSpec:
             contract check fails it.
         unknown_columns: what to do with columns/keys the schema does not know.
         compaction: small-file thresholds and target file size of the maintenance assets.
+        hive_partition_columns: the names of the bronze folders' year, month and day levels
+            (``year=2026/month=01/day=05``), which Hive readers add as columns. They must not
+            be data columns too: a dataset with its own ``year``/``month``/``day`` columns
+            names the levels otherwise, e.g. ``("utc_year", "utc_month", "utc_day")``.
     """
 
     name: str
@@ -202,6 +213,7 @@ class DatasetSpec:
     schema_changes: tuple[SchemaChange, ...] = ()
     description: str = ""
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
+    hive_partition_columns: tuple[str, str, str] = DEFAULT_HIVE_PARTITION_COLUMNS
 
     def __post_init__(self) -> None:
         columns = self.schema.names
@@ -230,6 +242,36 @@ class DatasetSpec:
                     )
         if not self.partitioning:
             object.__setattr__(self, "partitioning", (PartitionField(self.timestamp_column),))
+        self._check_hive_partition_columns()
+
+    def _check_hive_partition_columns(self) -> None:
+        """Three distinct, visible folder names, none of them a data column: DuckDB's and
+        Polars' Hive readers would replace the column's values with the folder's, pyarrow's
+        and DataFusion's refuse the table. Compared case-insensitively, as DuckDB does."""
+        names = tuple(self.hive_partition_columns)
+        field_name = "hive_partition_columns"
+        bad = [n for n in names if not isinstance(n, str) or not _HIVE_NAME.fullmatch(n)]
+        if len(names) != 3 or bad or len({n.lower() for n in names}) != 3:
+            raise SpecError(
+                self.name,
+                field_name,
+                names,
+                "give three distinct names (year, month, day levels) of letters, digits and _, "
+                "starting with a letter",
+            )
+        data = {c.lower(): c for c in self.schema.names}
+        taken = [data[n.lower()] for n in names if n.lower() in data]
+        if taken:
+            verb = "is a data column" if len(taken) == 1 else "are data columns"
+            raise SpecError(
+                self.name,
+                field_name,
+                names,
+                f"{', '.join(taken)} {verb} too, and Hive readers would replace their values "
+                "with the folder's: set DatasetSpec.hive_partition_columns to names the schema "
+                "does not use, e.g. "
+                f"{tuple('utc_' + n for n in DEFAULT_HIVE_PARTITION_COLUMNS)}",
+            )
 
     @property
     def table_name(self) -> str:

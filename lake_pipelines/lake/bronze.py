@@ -29,7 +29,14 @@ from lake_pipelines.lake.ingest.readers import (
     read_file,
 )
 from lake_pipelines.lake.ingest.validation import UniqueTracker, validate
-from lake_pipelines.lake.layout import bronze_dir, bronze_lineage_key, day_bounds, landing_dir
+from lake_pipelines.lake.layout import (
+    bronze_dir,
+    bronze_dirs,
+    bronze_lineage_key,
+    bronze_lineage_keys,
+    day_bounds,
+    landing_dir,
+)
 from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES, TARGET_FILE_BYTES
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, WrittenFile, commit_files
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
@@ -135,6 +142,16 @@ def _remove_stale_staging(store: ObjectStore, prefix: str, older_than: float = 3
     )
 
 
+def _remove_earlier_layouts(store: ObjectStore, spec: DatasetSpec, day: date) -> None:
+    """Once the day is committed to `bronze_dir`, whatever an earlier layout's folder still
+    holds belongs to the old copy (its Parquet files are already gone): the lineage manifest,
+    a crashed compaction's journal and temporaries, which a later recovery must not promote
+    next to the new copy. Removed, with the emptied folders."""
+    for folder in bronze_dirs(spec, day)[1:]:
+        store.delete(e.key for e in store.list(folder, hidden=True))
+        store.remove_empty_dirs(folder, stop=spec.bronze_prefix)
+
+
 def write_lineage(
     store: ObjectStore, spec: DatasetSpec, day: date, landed: list[LandedFile], run_id: str = ""
 ) -> str:
@@ -153,13 +170,14 @@ def write_lineage(
 
 def read_lineage(store: ObjectStore, spec: DatasetSpec, day: date) -> list[LandedFile] | None:
     """The landed files the day's bronze partition was made from, in landing order; None for
-    a day ingested before bronze kept a manifest (or never ingested).
+    a day ingested before bronze kept a manifest (or never ingested). A day still in an
+    earlier layout's folder (`bronze_dirs`) has its manifest there.
 
     Raises:
         LakeError: the manifest is of a format this code does not know.
     """
-    key = bronze_lineage_key(spec, day)
-    if not store.exists(key):
+    key = next((k for k in bronze_lineage_keys(spec, day) if store.exists(k)), None)
+    if key is None:
         return None
     manifest = json.loads(store.read_bytes(key))
     if manifest.get("format") != LINEAGE_FORMAT:
@@ -170,11 +188,18 @@ def read_lineage(store: ObjectStore, spec: DatasetSpec, day: date) -> list[Lande
     return [LandedFile(**{**s, "outputs": tuple(s["outputs"])}) for s in manifest["sources"]]
 
 
+def bronze_files(store: ObjectStore, spec: DatasetSpec, day: date) -> list[FileEntry]:
+    """The day's bronze Parquet files, sorted by key, in every folder the day may be in: the
+    current one and an earlier layout's (``month=1/day=5``) until a re-run moves the day."""
+    found = [e for d in bronze_dirs(spec, day) for e in store.list(d, suffixes=(".parquet",))]
+    return sorted(found, key=lambda e: e.key)
+
+
 def stored_counts(store: ObjectStore, spec: DatasetSpec, day: date) -> StoredCounts:
     """The day read back: rows in its Parquet footers, row rejects in its quarantine file."""
     rows = sum(
         pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
-        for f in store.list(bronze_dir(spec, day), suffixes=(".parquet",))
+        for f in bronze_files(store, spec, day)
     )
     return StoredCounts(rows, quarantine.counts(store, spec.name, day)[0])
 
@@ -202,7 +227,8 @@ def ingest_day(
     report = IngestReport(spec.name, day)
     out_dir = bronze_dir(spec, day)
     start, end = day_bounds(day)
-    _remove_stale_staging(store, out_dir)
+    for folder in bronze_dirs(spec, day):
+        _remove_stale_staging(store, folder)
     report.sources = store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
     staged: list[WrittenFile] = []
     unique = UniqueTracker(spec.unique_columns) if spec.unique_columns else None
@@ -267,14 +293,16 @@ def ingest_day(
             store.delete([store.key_of(f.tmp_path)])
         raise
 
-    # Commit: new files in, quarantine replaced, files no longer produced removed, and last
-    # the lineage, so a manifest never names sources whose rows are not in place yet.
-    old = {e.key for e in store.list(out_dir, suffixes=(".parquet",))}
+    # Commit: new files in, quarantine replaced, files no longer produced removed (those of
+    # an earlier layout's folder too), and last the lineage, so a manifest never names
+    # sources whose rows are not in place yet.
+    old = {e.key for e in bronze_files(store, spec, day)}
     commit_files(store, staged)
     table = quarantine.to_table(spec.name, day, report.rejects, report.file_rejects, run_id)
     report.quarantine_key = quarantine.write(store, spec.name, day, table)
     store.delete(sorted(old - {f.key for f in staged}))
     write_lineage(store, spec, day, report.lineage, run_id)
+    _remove_earlier_layouts(store, spec, day)
     report.outputs = staged
     report.stored = stored_counts(store, spec, day)
     report.seconds = time.perf_counter() - started

@@ -16,7 +16,7 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import RowAccountingError
 from lake_pipelines.lake.arrow import fit_to_schema
-from lake_pipelines.lake.bronze import read_lineage
+from lake_pipelines.lake.bronze import bronze_files, read_lineage
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
 from lake_pipelines.lake.iceberg.snapshots import DAY_TAG_MAX_AGE, day_tag, point_tag
 from lake_pipelines.lake.iceberg.tables import (
@@ -26,7 +26,7 @@ from lake_pipelines.lake.iceberg.tables import (
     partition_summary,
 )
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
-from lake_pipelines.lake.layout import bronze_dir, day_bounds, landing_dir
+from lake_pipelines.lake.layout import day_bounds, landing_dir
 from lake_pipelines.lake.parquet.options import file_schema
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
 
@@ -138,7 +138,7 @@ def commit_day(
     """
     started = time.perf_counter()
     table = ensure_silver_table(catalog, spec)
-    files = store.list(bronze_dir(spec, day), suffixes=(".parquet",))
+    files = bronze_files(store, spec, day)
     digests: dict[str, str] = {}
     data = read_bronze(store, spec, [f.key for f in files], digests)
     if spec.sort_by:

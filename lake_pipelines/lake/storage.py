@@ -318,6 +318,25 @@ class ObjectStore:
                 raise ObjectStoreError(self.uri(batch[0]), "delete", exc) from exc
             self.fs.invalidate_cache(posixpath.dirname(self.path(batch[0])))
 
+    def remove_empty_dirs(self, prefix: str, stop: str) -> None:
+        """Remove the folder `prefix` and then its parents below `stop` while they are empty.
+
+        Object stores have no folders (a prefix without objects is gone); a local disk keeps
+        empty ones, which a Hive reader would still walk and a listing still show.
+        """
+        if self.scheme != "file":
+            return
+        stop = stop.strip("/")
+        key = prefix.strip("/")
+        while key.startswith(stop + "/"):
+            try:
+                Path(self.path(key)).rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:  # not empty
+                return
+            key = posixpath.dirname(key)
+
     def write_bytes(self, key: str, data: bytes) -> None:
         with (
             self.staged_output(key) as tmp,

@@ -130,7 +130,7 @@ def test_health_checks_warn_and_the_compaction_assets_fix_it(
         assert dry.success
         planned = dry.get_asset_materialization_events()[0].materialization.metadata
         assert planned["dry_run"].value is True and planned["partitions_touched"].value == 0
-        assert "year=2026/month=11/day=3: 12 files, 12 small" in planned["plan"].value
+        assert "year=2026/month=11/day=03: 12 files, 12 small" in planned["plan"].value
         assert len(local_store.list(SPEC.bronze_prefix)) == 24  # nothing changed
 
         done = dg.materialize(  # new files read back and checksummed before the swap
@@ -154,8 +154,8 @@ def test_health_checks_warn_and_the_compaction_assets_fix_it(
         assert bronze["bytes_after"].value < bronze["bytes_before"].value
         assert bronze["mb_per_second"].value > 0 and bronze["seconds"].value > 0
         assert set(bronze["checksums"].value) == {
-            "year=2026/month=11/day=3",
-            "year=2026/month=11/day=4",
+            "year=2026/month=11/day=03",
+            "year=2026/month=11/day=04",
         }
         silver = meta[SILVER_COMPACTION]
         assert silver["partitions_touched"].value == 1

@@ -10,19 +10,22 @@ Two ways to see an Iceberg table:
   its current snapshot, or as of a past one through the metadata log), which also follows
   field-id based schema evolution such as renames.
 
-Hive Parquet is registered as a listing table with typed ``year/month/day`` columns.
+Hive Parquet is registered as a listing table with its folder levels (``year/month/day`` or a
+dataset's own names) as typed int32 columns.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pyarrow as pa
-from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext
+from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, col
 
+from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS
 from lake_pipelines.errors import SnapshotNotFoundError, TableReadError
 from lake_pipelines.lake.analytics.functions import EXTRACT_DOMAIN, WEIGHTED_MEDIAN
 from lake_pipelines.lake.storage import ObjectStore
@@ -31,7 +34,8 @@ if TYPE_CHECKING:  # pyiceberg is imported by the functions that take its tables
     from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table
 
-HIVE_PARTITION_COLUMNS = [("year", pa.int32()), ("month", pa.int32()), ("day", pa.int32())]
+# Folder values are cast to this type, so ``month=01`` and ``month=1`` are both 1.
+HIVE_PARTITION_TYPE = pa.int32()
 
 
 @dataclass(frozen=True)
@@ -91,20 +95,37 @@ def _replace(ctx: SessionContext, name: str) -> None:
 
 
 def register_hive(
-    ctx: SessionContext, name: str, store: ObjectStore, prefix: str, schema: pa.Schema
+    ctx: SessionContext,
+    name: str,
+    store: ObjectStore,
+    prefix: str,
+    schema: pa.Schema,
+    partition_columns: Sequence[str] = DEFAULT_HIVE_PARTITION_COLUMNS,
 ) -> None:
-    """Hive-partitioned Parquet under `prefix` as a table with int ``year/month/day`` columns."""
+    """Hive-partitioned Parquet under `prefix` as a table with int32 partition columns.
+
+    The folder values are listed as text and cast in a view: DataFusion 53 turns equality
+    filters on integer partition columns into a listing prefix written without padding
+    (``month = 1 AND day = 5`` lists ``month=1/day=5/``), which misses ``month=01/day=05``
+    and silently returns no rows. A filter on the cast is no such prefix, yet still prunes
+    folders: only the files of matching days are opened.
+
+    Args:
+        partition_columns: the folder levels, for bronze the dataset's
+            `DatasetSpec.hive_partition_columns` (``year/month/day`` by default).
+    """
     _replace(ctx, name)
     location = store.uri(prefix) + "/"
     if store.scheme == "file":
         location = store.path(prefix) + "/"
-    ctx.register_listing_table(
-        name,
+    listed = ctx.read_parquet(
         location,
-        table_partition_cols=HIVE_PARTITION_COLUMNS,
+        table_partition_cols=[(c, pa.string()) for c in partition_columns],
         file_extension=".parquet",
         schema=schema,
     )
+    levels = [col(c).cast(HIVE_PARTITION_TYPE).alias(c) for c in partition_columns]
+    ctx.register_view(name, listed.select(*(col(c) for c in schema.names), *levels))
 
 
 def register_iceberg(

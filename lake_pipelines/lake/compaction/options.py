@@ -23,7 +23,7 @@ class CompactionOptions:
     """One compaction run's mode and tuning; the defaults compact what the policy flags.
 
     Attributes:
-        partitions: only these partitions (Hive ``year=2026/month=11/day=3``, Iceberg
+        partitions: only these partitions (Hive ``year=2026/month=11/day=03``, Iceberg
             ``ts_day=2026-11-03``); None: every partition.
         dry_run: plan and report only; nothing is recovered, written, deleted or committed.
         force: compact every partition that has a bin, flagged or not.

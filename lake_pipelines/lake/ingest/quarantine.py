@@ -1,13 +1,15 @@
 """Where rejected rows and files go, and how they are read back.
 
 Quarantine is Hive-partitioned Parquet with a stable schema, one file per dataset and day:
-``quarantine/<dataset>/year=YYYY/month=M/day=D/part-00000.parquet``. A re-run of the day
-replaces that file, so quarantine never accumulates duplicates.
+``quarantine/<dataset>/year=YYYY/month=MM/day=DD/part-00000.parquet``. A re-run of the day
+replaces that file, so quarantine never accumulates duplicates; a day written before the
+folders were zero-padded (``month=M/day=D``) is still read, and moved by its next re-run.
 """
 
 from __future__ import annotations
 
 import io
+import posixpath
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
@@ -15,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake_pipelines.lake.ingest.readers import Reject
-from lake_pipelines.lake.layout import quarantine_key
+from lake_pipelines.lake.layout import quarantine_keys, quarantine_prefix
 from lake_pipelines.lake.storage import ObjectStore
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -59,23 +61,32 @@ def to_table(
 
 
 def write(store: ObjectStore, dataset: str, day: date, table: pa.Table) -> str | None:
-    """Replace the day's quarantine with `table`; an empty table removes it. Returns the key."""
-    key = quarantine_key(dataset, day)
+    """Replace the day's quarantine with `table`; an empty table removes it. Returns the key.
+
+    A file the day has under an earlier layout's key is removed, with its emptied folders.
+    """
+    key, *legacy = quarantine_keys(dataset, day)
+    written = None
     if table.num_rows == 0:
-        store.delete([key])
-        return None
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    store.write_bytes(key, buf.getvalue())
-    return key
+        legacy.append(key)
+    else:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        store.write_bytes(key, buf.getvalue())
+        written = key
+    store.delete(legacy)
+    for old in legacy:
+        store.remove_empty_dirs(posixpath.dirname(old), stop=quarantine_prefix(dataset))
+    return written
 
 
 def read(store: ObjectStore, dataset: str, day: date) -> pa.Table:
-    """The day's quarantine rows (empty when nothing was rejected)."""
-    key = quarantine_key(dataset, day)
-    if not store.exists(key):
-        return QUARANTINE_SCHEMA.empty_table()
-    return pq.read_table(io.BytesIO(store.read_bytes(key)), schema=QUARANTINE_SCHEMA)
+    """The day's quarantine rows (empty when nothing was rejected), from whichever layout's
+    key holds them."""
+    for key in quarantine_keys(dataset, day):
+        if store.exists(key):
+            return pq.read_table(io.BytesIO(store.read_bytes(key)), schema=QUARANTINE_SCHEMA)
+    return QUARANTINE_SCHEMA.empty_table()
 
 
 def counts(store: ObjectStore, dataset: str, day: date) -> tuple[int, int]:

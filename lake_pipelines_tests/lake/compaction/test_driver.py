@@ -19,7 +19,7 @@ POLICY = CompactionPolicy(target_file_bytes=100, small_file_ratio=0.5, max_small
 @pytest.mark.parametrize(
     ("change", "setting"),
     [
-        ({"partitions": "year=2026/month=11/day=3"}, "partitions"),  # one string, not a set
+        ({"partitions": "year=2026/month=11/day=03"}, "partitions"),  # one string, not a set
         ({"verify": "everything"}, "verify"),
         ({"sort_memory_bytes": 0}, "sort_memory_bytes"),
         ({"row_group_bytes": -1}, "row_group_bytes"),

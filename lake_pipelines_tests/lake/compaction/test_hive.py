@@ -110,7 +110,7 @@ def test_healthy_partitions_and_big_files_are_left_alone(local_store: ObjectStor
         for n in visible(local_store, quiet)
     }
     report = compact_hive(local_store, SPEC)
-    assert [r.partition for r in report.results] == ["year=2026/month=11/day=1"]
+    assert [r.partition for r in report.results] == ["year=2026/month=11/day=01"]
     assert {
         n: os.stat(f"{local_store.path(bronze_dir(SPEC, quiet))}/{n}").st_mtime_ns
         for n in visible(local_store, quiet)
@@ -221,7 +221,7 @@ def test_a_day_reingested_after_a_crash_wins_over_the_journal(
     fresh = land_tiny_files(local_store, DAY, 12, 3, seed=11)  # same names, other rows
 
     report = compact_hive(local_store, SPEC, options=TUNING)
-    assert report.recovered == ["year=2026/month=11/day=3"]
+    assert report.recovered == ["year=2026/month=11/day=03"]
     assert rows(hive_rows(local_store)) == rows(fresh)  # the ingestion won; then compacted
     assert [r.status for r in report.results] == ["compacted"]
     assert all(n.startswith("compact-") for n in visible(local_store, DAY))
@@ -250,7 +250,7 @@ def test_on_s3_an_interrupted_swap_is_finished_by_the_next_run(
 
     monkeypatch.setattr(ObjectStore, "promote", real_promote)
     report = compact_hive(s3_store, KILL_SPEC, options=TUNING)
-    assert report.recovered == ["year=2026/month=11/day=3"]
+    assert report.recovered == ["year=2026/month=11/day=03"]
     assert rows(arrow_rows(s3_store)) == rows(original)
     left = s3_store.fs.find(s3_store.path(SPEC.bronze_prefix))
     assert not [p for p in left if p.rsplit("/", 1)[-1].startswith((".", "_"))]
