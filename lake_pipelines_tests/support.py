@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -105,3 +107,33 @@ class IngestWorker:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
             self.proc.wait(timeout=30)
+
+
+LAKE_VARIABLES = ("LAKE_STORE_URL", "LAKE_CATALOG_URI", "LAKE_WAREHOUSE", "LAKE_CATALOG_TYPE")
+
+
+def materialize_cli(
+    args: list[str],
+    lake: Path,
+    home: Path,
+    extra_env: dict[str, str] | None = None,
+    dagster_yaml: str = "telemetry:\n  enabled: false\n",
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`dagster asset materialize -m lake_pipelines.definitions ARGS` as a user runs it: its own
+    process, a lake under `lake` (``LAKE_HOME``) and an instance under `home`."""
+    env = {**os.environ, "LAKE_HOME": str(lake), "DAGSTER_HOME": str(home)}
+    for var in LAKE_VARIABLES:
+        env.pop(var, None)
+    env.update(extra_env or {})
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(dagster_yaml)
+    command = ["asset", "materialize", "-m", "lake_pipelines.definitions", *args]
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", *command],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

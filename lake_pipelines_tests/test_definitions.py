@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import DataFusionResource, IcebergCatalogResource, ObjectStoreResource
 from lake_pipelines.sample_data import generate_events
 from lake_pipelines_tests.conftest import dagster_resources, sql_catalog
-from lake_pipelines_tests.support import duckdb_hive, rows
+from lake_pipelines_tests.support import duckdb_hive, materialize_cli, rows
 
 SPEC = get_dataset("events")
 START = date(2026, 11, 1)
@@ -259,27 +258,7 @@ def test_silver_asset_takes_lineage_from_bronze_not_the_landing_folder(
 def _cli(
     args: list[str], lake: Path, home: Path, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LAKE_HOME": str(lake), "DAGSTER_HOME": str(home)}
-    env.pop("LAKE_STORE_URL", None)
-    env.update(extra_env or {})
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "lake_pipelines.definitions",
-            *args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return materialize_cli(args, lake, home, extra_env)
 
 
 def test_cli_materializes_one_partition(tmp_path: Path) -> None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,7 +14,7 @@ from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
 from lake_pipelines_tests.conftest import sql_catalog
-from lake_pipelines_tests.support import duckdb_hive, rows
+from lake_pipelines_tests.support import duckdb_hive, materialize_cli, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = get_dataset("events")
@@ -43,30 +39,13 @@ def test_three_day_backfill_through_the_cli(tmp_path: Path) -> None:
     lake, home = tmp_path / "lake", tmp_path / "dagster"
     store = ObjectStore(str(lake))
     days = generate_events(store, date(2026, 11, 1), days=3, rows_per_day=300, seed=21)
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # pools, queue, retries as shipped
-    env = {**os.environ, "LAKE_HOME": str(lake), "DAGSTER_HOME": str(home)}
-    for var in ("LAKE_STORE_URL", "LAKE_CATALOG_URI", "LAKE_WAREHOUSE", "LAKE_CATALOG_TYPE"):
-        env.pop(var, None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "lake_pipelines.definitions",
-            "--select",
-            "group:events",
-            "--partition-range",
-            f"{DAYS[0]}...{DAYS[-1]}",
-        ],
-        env=env,
+    shipped = (ROOT / "dagster.yaml").read_text()  # pools, queue, retries as shipped
+    done = materialize_cli(
+        ["--select", "group:events", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"],
+        lake,
+        home,
+        dagster_yaml=shipped,
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("RUN_SUCCESS") == 1  # one run for the whole range
