@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
@@ -15,28 +16,37 @@ from lake_pipelines.errors import SnapshotNotFoundError, TableCommitError, Table
 
 
 def point_tag(table: Table, name: str, snapshot_id: int, max_age_ms: int | None) -> bool:
-    """Make tag `name` point at `snapshot_id`, retrying on concurrent updates.
+    """Make tag `name` point at `snapshot_id` (see `point_tags`)."""
+    return point_tags(table, {name: snapshot_id}, max_age_ms)
 
-    A no-op when it already does. Returns whether a commit was needed.
+
+def point_tags(table: Table, tags: Mapping[str, int], max_age_ms: int | None) -> bool:
+    """Make each tag of `tags` point at its snapshot id, in one commit, retrying on
+    concurrent updates.
+
+    A no-op for the tags that already do. Returns whether a commit was needed.
 
     Raises:
-        TableCommitError: the tag could not be committed after the table's retry budget.
+        TableCommitError: the tags could not be committed after the table's retry budget.
     """
     attempts = 1 + int(table.metadata.properties.get("commit.retry.num-retries", "10"))
     for attempt in range(attempts):
-        ref = table.metadata.refs.get(name)
-        if ref is not None and ref.snapshot_id == snapshot_id:
+        refs = table.metadata.refs
+        stale = {n: sid for n, sid in tags.items() if n not in refs or refs[n].snapshot_id != sid}
+        if not stale:
             return attempt > 0
         try:
             with table.manage_snapshots() as manage:
-                if ref is not None:
-                    manage.remove_tag(name)
-                manage.create_tag(snapshot_id, name, max_ref_age_ms=max_age_ms)
+                for name, snapshot_id in sorted(stale.items()):
+                    if name in refs:
+                        manage.remove_tag(name)
+                    manage.create_tag(snapshot_id, name, max_ref_age_ms=max_age_ms)
             return True
         except CommitFailedException as exc:
             if attempt == attempts - 1:
+                names = ", ".join(sorted(stale))
                 raise TableCommitError(
-                    ".".join(table.name()), f"could not point tag {name!r}: {exc}"
+                    ".".join(table.name()), f"could not point tags {names}: {exc}"
                 ) from exc
             time.sleep(min(0.1 * 2**attempt, 5.0) * (1 + random.random() / 10))
             table.refresh()
