@@ -24,6 +24,7 @@ import itertools
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException, ValidationException
@@ -35,17 +36,18 @@ from pyiceberg.io.pyarrow import (
     _expression_to_complementary_pyarrow,
 )
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
-from pyiceberg.table import FileScanTask, Table, TableProperties
+from pyiceberg.table import FileScanTask, Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Operation
-from pyiceberg.table.update.snapshot import ManageSnapshots, _ManifestMergeManager, _OverwriteFiles
+from pyiceberg.table.update import update_table_metadata
+from pyiceberg.table.update.snapshot import _ManifestMergeManager, _OverwriteFiles
 from pyiceberg.utils.properties import property_as_bool, property_as_int
 
 from lake_pipelines.errors import TableCommitError
 from lake_pipelines.lake.arrow import fit_to_schema
 from lake_pipelines.lake.iceberg.evolution import Evolution, apply_evolution
 from lake_pipelines.lake.iceberg.lineage import SUMMARY_PREFIX, any_of, summary_properties
-from lake_pipelines.lake.iceberg.snapshots import point_tags
+from lake_pipelines.lake.iceberg.snapshots import point_tags, stage_tags
 
 
 def conform(name: str, target: pa.Schema, data: pa.Table) -> pa.Table:
@@ -84,6 +86,28 @@ class _MergingOverwrite(_OverwriteFiles):
         return merger.merge_manifests(data) + deletes
 
 
+class _Transaction(Transaction):
+    """pyiceberg's transaction, deriving its staged metadata once per change.
+
+    pyiceberg 0.12 re-applies the staged updates and deep-copies the whole table metadata on
+    every read of `table_metadata`, dozens of times per commit (its snapshot producer reads
+    it for each schema, spec and manifest writer): the main reason a commit cost more the
+    more snapshots the table kept. The metadata models are frozen, and the cache holds for
+    exactly the base metadata and update tuple it was derived from (a retry refreshes both).
+    """
+
+    _derived: tuple[TableMetadata, tuple[Any, ...], TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates = self._table.metadata, self._updates
+        derived = self._derived
+        if derived is None or derived[0] is not base or derived[1] is not updates:
+            derived = (base, updates, update_table_metadata(base, updates))
+            self._derived = derived
+        return derived[2]
+
+
 class PartitionReplace:
     """Replace partitions of `table` (one `replace` call per day), then `commit` once.
 
@@ -94,7 +118,7 @@ class PartitionReplace:
     def __init__(self, table: Table) -> None:
         self.table = table
         self.name = ".".join(table.name())
-        self._tx = table.transaction()
+        self._tx = _Transaction(table)
         current = table.current_snapshot()
         self._base = current.snapshot_id if current is not None else None
         self._uuid = uuid.uuid4()
@@ -104,11 +128,12 @@ class PartitionReplace:
         self._partial: dict[str, tuple[DataFile, list[BooleanExpression]]] = {}
         self._added: list[DataFile] = []
         self._evolutions: list[str] = []
+        self._metadata = self._tx.table_metadata
 
     @property
     def metadata(self) -> TableMetadata:
         """The table as this replace will leave it (schema and spec changes staged)."""
-        return self._tx.table_metadata
+        return self._metadata
 
     def __bool__(self) -> bool:
         return bool(self._filters)
@@ -118,6 +143,7 @@ class PartitionReplace:
         if evolution:
             apply_evolution(self._tx, evolution)
             self._evolutions.append(evolution.describe())
+            self._metadata = self._tx.table_metadata
 
     def replace(
         self, row_filter: BooleanExpression, data: pa.Table, files: list[DataFile] | None = None
@@ -199,13 +225,8 @@ class PartitionReplace:
                 for data_file in self._added:
                     producer.append_data_file(data_file)
             staged_id = producer.snapshot_id
-            if tags:
-                manage = ManageSnapshots(tx)
-                for name, max_age in tags.items():
-                    if name in tx.table_metadata.refs:
-                        manage = manage.remove_tag(name)
-                    manage = manage.create_tag(staged_id, name, max_ref_age_ms=max_age)
-                manage.commit()
+            for max_age, named in _by_age(tags, staged_id).items():
+                stage_tags(tx, named, max_age)
             tx.commit_transaction()
         except CommitFailedException as exc:
             raise TableCommitError(self.name, f"commit failed after retries: {exc}") from exc
@@ -219,12 +240,18 @@ class PartitionReplace:
         # _rebuild_snapshot_updates): the data lands, the tags do not. Re-point them here
         # (the table's metadata is the committed one). The snapshot id is stable across
         # pyiceberg's retries: `staged_id` is what landed.
-        by_age: dict[int | None, dict[str, int]] = defaultdict(dict)
-        for name, max_age in (tags or {}).items():
-            by_age[max_age][name] = staged_id
-        for max_age, named in by_age.items():
+        for max_age, named in _by_age(tags, staged_id).items():
             point_tags(self.table, named, max_age)
         return staged_id
+
+
+def _by_age(
+    tags: Mapping[str, int | None] | None, snapshot_id: int
+) -> dict[int | None, dict[str, int]]:
+    by_age: dict[int | None, dict[str, int]] = defaultdict(dict)
+    for name, max_age in (tags or {}).items():
+        by_age[max_age][name] = snapshot_id
+    return by_age
 
 
 def overwrite_partition(

@@ -10,7 +10,10 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.refs import SnapshotRef, SnapshotRefType
+from pyiceberg.table.update import AssertRefSnapshotId, SetSnapshotRefUpdate
+from pyiceberg.table.update.snapshot import ManageSnapshots
 
 from lake_pipelines.errors import SnapshotNotFoundError, TableCommitError, TableReadError
 
@@ -18,6 +21,38 @@ from lake_pipelines.errors import SnapshotNotFoundError, TableCommitError, Table
 def point_tag(table: Table, name: str, snapshot_id: int, max_age_ms: int | None) -> bool:
     """Make tag `name` point at `snapshot_id` (see `point_tags`)."""
     return point_tags(table, {name: snapshot_id}, max_age_ms)
+
+
+def stage_tags(
+    tx: Transaction,
+    tags: Mapping[str, int],
+    max_age_ms: int | None,
+    found: Mapping[str, SnapshotRef] | None = None,
+) -> None:
+    """Stage tags `name` → snapshot id in `tx`, replacing tags of the same names.
+
+    One update per tag. With `found` (the refs as the caller read them), the commit requires
+    the first tag to be as found; without, the transaction must guard itself (a snapshot
+    commit requires its branch unchanged). pyiceberg's ``create_tag``/``remove_tag`` instead
+    re-derive the transaction's whole table metadata for every tag, a deep copy that grows
+    with the snapshots kept (and a transaction keeps one ref requirement anyway).
+    """
+    if not tags:
+        return
+    manage = ManageSnapshots(tx)
+    # pydantic models: pyiceberg builds them by field name too (its aliases are kebab-case)
+    manage._updates = tuple(
+        SetSnapshotRefUpdate(  # type: ignore[call-arg]
+            snapshot_id=sid, ref_name=name, type=SnapshotRefType.TAG, max_ref_age_ms=max_age_ms
+        )
+        for name, sid in sorted(tags.items())
+    )
+    if found is not None:
+        first = min(tags)
+        ref = found.get(first)
+        was = ref.snapshot_id if ref else None
+        manage._requirements = (AssertRefSnapshotId(snapshot_id=was, ref=first),)  # type: ignore[call-arg]
+    manage.commit()
 
 
 def point_tags(table: Table, tags: Mapping[str, int], max_age_ms: int | None) -> bool:
@@ -36,11 +71,8 @@ def point_tags(table: Table, tags: Mapping[str, int], max_age_ms: int | None) ->
         if not stale:
             return attempt > 0
         try:
-            with table.manage_snapshots() as manage:
-                for name, snapshot_id in sorted(stale.items()):
-                    if name in refs:
-                        manage.remove_tag(name)
-                    manage.create_tag(snapshot_id, name, max_ref_age_ms=max_age_ms)
+            with table.transaction() as tx:
+                stage_tags(tx, stale, max_age_ms, refs)
             return True
         except CommitFailedException as exc:
             if attempt == attempts - 1:
