@@ -92,8 +92,9 @@ class _Transaction(Transaction):
     pyiceberg 0.12 re-applies the staged updates and deep-copies the whole table metadata on
     every read of `table_metadata`, dozens of times per commit (its snapshot producer reads
     it for each schema, spec and manifest writer): the main reason a commit cost more the
-    more snapshots the table kept. The metadata models are frozen, and the cache holds for
-    exactly the base metadata and update tuple it was derived from (a retry refreshes both).
+    more snapshots the table kept. The metadata models are frozen: with nothing staged the
+    table's own metadata is served, and a derived one is kept for exactly the base metadata
+    and update tuple it came from (a retry refreshes both).
     """
 
     _derived: tuple[TableMetadata, tuple[Any, ...], TableMetadata] | None = None
@@ -101,6 +102,8 @@ class _Transaction(Transaction):
     @property
     def table_metadata(self) -> TableMetadata:
         base, updates = self._table.metadata, self._updates
+        if not updates:
+            return base  # what the table itself serves to every reader
         derived = self._derived
         if derived is None or derived[0] is not base or derived[1] is not updates:
             derived = (base, updates, update_table_metadata(base, updates))
