@@ -30,7 +30,6 @@ from lake_pipelines.lake.silver import DAYS_PER_COMMIT, ensure_silver_table, spa
 from lake_pipelines.lake.storage import ObjectStore
 
 if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
-    from datafusion import SessionContext
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
@@ -150,7 +149,6 @@ def _commit_batch(
     replace = PartitionReplace(table)
     evolution = plan_evolution(table, gold.schema, [("day", "identity")])
     replace.evolve(evolution)
-    ctx: SessionContext | None = None
     done: dict[date, tuple[int, int, float, bool]] = {}  # rows, silver files, seconds, unchanged
     lineage: dict[date, dict[str, object]] = {}
     for day in days:
@@ -167,7 +165,8 @@ def _commit_batch(
             rows = held[day].rows
             done[day] = (rows, len(window), time.perf_counter() - started, True)
             continue
-        ctx = ctx or make_session(settings, (store,))
+        # a session per day: a gold query may register views of its own
+        ctx = make_session(settings, (store,))
         register_files(ctx, "source", store, window, schema, spec.table_name)
         result = gold.compute(ctx, day).sort_by([(c, "ascending") for c in gold.sort_by])
         of_day = EqualTo("day", day.isoformat())  # type: ignore[call-arg,arg-type]
