@@ -29,6 +29,8 @@ class Scale:
         memory_rows: the two sizes of the memory-growth task (task 6).
         tiny_rows_per_day / backfill_days: the Dagster overhead task (task 7); fewer than 2
             backfill days skip the backfill comparison (several Dagster start-ups).
+        year_days / year_rows_per_day: the single-run backfill of task 8 (lands its own
+            input, so not part of the cached inputs' key).
         warmup / reps: unrecorded and recorded rounds; each round runs every engine once.
         orchestration_reps: recorded rounds of task 7 (each costs several Dagster start-ups).
     """
@@ -44,6 +46,8 @@ class Scale:
     memory_rows: tuple[int, int] = (1_000_000, 5_000_000)
     tiny_rows_per_day: int = 200
     backfill_days: int = 7
+    year_days: int = 365
+    year_rows_per_day: int = 1_000
     warmup: int = 1
     reps: int = 3
     orchestration_reps: int = 3
@@ -53,12 +57,22 @@ class Scale:
         sizes = {
             k: v
             for k, v in dataclasses.asdict(self).items()
-            if k not in ("name", "warmup", "reps", "orchestration_reps")
+            if k
+            not in (
+                "name",
+                "warmup",
+                "reps",
+                "orchestration_reps",
+                "year_days",
+                "year_rows_per_day",
+            )
         }
         digest = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.name}-{digest}"
 
 
+# not sizes of cached inputs (task 8 lands its own)
+UNCACHED = ("name", "warmup", "reps", "orchestration_reps", "year_days", "year_rows_per_day")
 FULL = Scale("full")
 # Small inputs, one round, no TPC-H and no backfill comparison: about 1.5 minutes on 2 idle
 # cores (add them back with e.g. --tasks, or use the full scale).
@@ -74,6 +88,7 @@ QUICK = Scale(
     memory_rows=(50_000, 200_000),
     tiny_rows_per_day=50,
     backfill_days=0,
+    year_days=60,
     warmup=0,
     reps=1,
     orchestration_reps=1,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report_backfill import year_table, year_targets
+
 MIB = 1 << 20
 
 
@@ -248,6 +250,9 @@ def targets(results: dict[str, Any]) -> list[Verdict]:
                     ratio >= 3,
                 )
             )
+    year = _find(results, "8-year")
+    if year is not None:
+        out += [Verdict(*t) for t in year_targets(year)]
     return out
 
 
@@ -261,6 +266,8 @@ def print_tables(results: dict[str, Any]) -> str:
     parts = []
     for case in results["cases"]:
         parts.append(f"\n### Task {case['task']}: {case['title']}\n\n{case_table(case)}")
+        if case["key"] == "8-year":
+            parts.append("\n" + year_table(case))
     parts.append("\n### Targets\n\n" + targets_table(results))
     return "".join(parts)
 
@@ -324,6 +331,8 @@ def results_markdown(results: dict[str, Any], profiles: dict[str, str], analysis
     out.append("\n## Every number\n")
     for case in results["cases"]:
         out.append(f"\n### Task {case['task']}: {case['title']}\n\n{case_table(case)}")
+        if case["key"] == "8-year":
+            out.append("\n" + year_table(case))
     if profiles:
         out.append("\n## Profiles of our conversion (pyinstrument)\n")
         for name, text in profiles.items():

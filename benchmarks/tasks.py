@@ -1,4 +1,4 @@
-"""The seven benchmark tasks of issue "Benchmarks that keep us honest", as runnable cases."""
+"""The benchmark tasks of issue "Benchmarks that keep us honest", as runnable cases."""
 
 from __future__ import annotations
 
@@ -344,6 +344,37 @@ def orchestration_cases(s: Scale, inputs: Inputs, paths: Paths) -> list[Case]:
     return [overhead, backfill]
 
 
+def year_backfill_case(s: Scale, paths: Paths) -> Case:
+    """A year (quick: two months) of a small dataset backfilled in one run: bronze, silver,
+    gold, and the same silver committed a day at a time."""
+    args = {
+        "out": str(paths.out / "8-year"),
+        "days": s.year_days,
+        "rows_per_day": s.year_rows_per_day,
+        "first_day": (FIRST_DAY - timedelta(days=s.year_days)).isoformat(),
+    }
+    rows = s.year_days * s.year_rows_per_day
+    engine = Engine(
+        "ours",
+        "ours_backfill",
+        "year_backfill",
+        args,
+        note="bronze day by day, silver `commit_days` over the range, every gold table "
+        "`commit_gold_days`; then silver again one day per commit, on a second table",
+    )
+    return Case(
+        8,
+        "8-year",
+        f"single-run backfill of {s.year_days} days of {s.year_rows_per_day:,} rows: "
+        "bronze → silver → gold",
+        rows,
+        0,
+        [engine],
+        warmup=0,
+        reps=1,
+    )
+
+
 def build(s: Scale, inputs: Inputs, paths: Paths, tasks: set[int]) -> list[Case]:
     """Every case of the selected tasks (generating their inputs when missing)."""
     cases: list[Case] = []
@@ -358,6 +389,8 @@ def build(s: Scale, inputs: Inputs, paths: Paths, tasks: set[int]) -> list[Case]
         cases.append(memory_case(s, inputs, paths))
     if 7 in tasks:
         cases.extend(orchestration_cases(s, inputs, paths))
+    if 8 in tasks:
+        cases.append(year_backfill_case(s, paths))
     return cases
 
 

@@ -43,7 +43,8 @@ def build_gold_asset(
         pool=f"iceberg_{identifier.replace('.', '_')}",
         description=(
             f"{gold.description}\n\nComputed by DataFusion over `{spec.table_name}` "
-            f"and committed to `{identifier}`, one atomic replace per day."
+            f"and committed to `{identifier}`: a range of days in one snapshot per month; "
+            "a day whose silver files did not change is not recomputed."
         ),
     )
     def gold_asset(
@@ -52,22 +53,23 @@ def build_gold_asset(
         iceberg: IcebergCatalogResource,
         datafusion: DataFusionResource,
     ) -> dg.MaterializeResult:
-        from lake_pipelines.lake.gold import commit_gold_day  # pyiceberg: on first use
+        from lake_pipelines.lake.gold import commit_gold_days  # pyiceberg: on first use
 
         store = object_store.get_store()
         catalog = iceberg.load(store)
         settings = datafusion.session_settings()
-        reports = [
-            commit_gold_day(store, catalog, spec, gold, day, settings, context.run.run_id)
-            for day in days_of(context)
-        ]
+        reports = commit_gold_days(
+            store, catalog, spec, gold, days_of(context), settings, context.run.run_id
+        )
         rows = sum(r.rows for r in reports)
         metadata = layer_metadata(
             rows,
             gold.schema,
             [commit_row(r, r.rows) for r in reports],
             table_name=identifier,
-            source_files_scanned=sum(r.source_files for r in reports),
+            source_files_scanned=sum(r.source_files for r in reports if not r.unchanged),
+            # days whose silver inputs were those of their last commit: not recomputed
+            days_unchanged=sum(r.unchanged for r in reports),
             **commit_numbers(store, spec, reports),
         )
         if len(reports) == 1:

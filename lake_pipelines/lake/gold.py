@@ -1,25 +1,37 @@
-"""Silver → gold for one day: a DataFusion computation committed to an Iceberg table."""
+"""Silver → gold: DataFusion computations over silver committed to Iceberg, a range of days
+in one snapshot; a day whose silver inputs did not change is neither computed nor committed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
+from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual
 
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.errors import TableReadError
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
-from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_iceberg
+from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_files
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
-from lake_pipelines.lake.iceberg.tables import ensure_table, files_of, overwrite_partition
-from lake_pipelines.lake.layout import day_bounds
-from lake_pipelines.lake.silver import ensure_silver_table
+from lake_pipelines.lake.iceberg.lineage import (
+    day_span,
+    files_by_day,
+    last_lineage,
+    lineage_summary,
+)
+from lake_pipelines.lake.iceberg.replace import PartitionReplace
+from lake_pipelines.lake.iceberg.tables import ensure_table
+from lake_pipelines.lake.silver import DAYS_PER_COMMIT, ensure_silver_table, span_filter
 from lake_pipelines.lake.storage import ObjectStore
 
 if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
     from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
 
 @dataclass
@@ -28,16 +40,23 @@ class GoldReport:
     day: date
     rows: int
     source_snapshot_id: int | None
-    source_files: int
-    snapshot_id: int
-    seconds: float
+    source_files: int  # silver data files the day's window reads
+    snapshot_id: int  # the gold table's current snapshot after the day's commit (or check)
+    seconds: float  # the day's own work plus its share of the commit
     files: int = 0  # data files holding the day after the commit
     bytes: int = 0
+    unchanged: bool = False  # its silver inputs were those of its last commit: not recomputed
 
 
 def metrics_table_name(spec: DatasetSpec) -> str:
     """The events daily metrics table (the first gold table of a dataset)."""
     return gold_identifier(spec, gold_tables_for(spec)[0])
+
+
+def _day_span(first: date, last: date) -> And:
+    lo = GreaterThanOrEqual("day", first.isoformat())  # type: ignore[call-arg,arg-type]
+    hi = LessThanOrEqual("day", last.isoformat())  # type: ignore[call-arg,arg-type]
+    return And(lo, hi)
 
 
 def commit_gold_day(
@@ -50,49 +69,142 @@ def commit_gold_day(
     run_id: str = "",
 ) -> GoldReport:
     """Compute `gold` for `day` from the silver table and replace that day in one commit."""
-    started = time.perf_counter()
+    return commit_gold_days(store, catalog, spec, gold, [day], settings, run_id)[0]
+
+
+def commit_gold_days(
+    store: ObjectStore,
+    catalog: Catalog,
+    spec: DatasetSpec,
+    gold: GoldTable,
+    days: Iterable[date],
+    settings: SessionSettings,
+    run_id: str = "",
+    days_per_commit: int = DAYS_PER_COMMIT,
+) -> list[GoldReport]:
+    """Compute `gold` for each of `days` from the current silver snapshot and replace the
+    days that changed, one snapshot per `days_per_commit` days.
+
+    A day's fingerprint is the set of silver data files its window (the day and its
+    lookback) reads at that snapshot: silver writes new files for every day it replaces,
+    so the same files mean the same rows, and the day is left as its last commit made it.
+
+    Returns:
+        One report per day, in day order.
+    """
+    ordered = sorted(set(days))
+    step = max(days_per_commit, 1)
+    reports: list[GoldReport] = []
+    for i in range(0, len(ordered), step):
+        reports.extend(
+            _commit_batch(store, catalog, spec, gold, ordered[i : i + step], settings, run_id)
+        )
+    return reports
+
+
+def _silver_inputs(
+    silver: Table, spec: DatasetSpec, first: date, last: date, snapshot_id: int | None
+) -> list[tuple[str, tuple[date, date] | None]]:
+    """The silver files holding days `first`..`last`, each with the days it spans."""
+    if snapshot_id is None:
+        return []
+    scan = silver.scan(row_filter=span_filter(spec, first, last), snapshot_id=snapshot_id)
+    out = []
+    for task in scan.plan_files():
+        if task.delete_files:
+            raise TableReadError(
+                spec.table_name,
+                f"data file {task.file.file_path} has delete files",
+                snapshot_id=snapshot_id,
+                file=task.file.file_path,
+            )
+        out.append((task.file.file_path, day_span(silver, task.file, spec.timestamp_column)))
+    return out
+
+
+def _commit_batch(
+    store: ObjectStore,
+    catalog: Catalog,
+    spec: DatasetSpec,
+    gold: GoldTable,
+    days: list[date],
+    settings: SessionSettings,
+    run_id: str,
+) -> list[GoldReport]:
     silver = ensure_silver_table(catalog, spec)
     source = silver.current_snapshot()
-    ctx = make_session(settings, (store,))
-    first, _ = day_bounds(day - timedelta(days=gold.lookback_days))
-    _, end = day_bounds(day)
-    ts = spec.timestamp_column
-    lo = GreaterThanOrEqual(ts, first.isoformat())  # type: ignore[call-arg,arg-type]
-    hi = LessThan(ts, end.isoformat())  # type: ignore[call-arg,arg-type]
-    window = And(lo, hi)
-    files = register_iceberg(
-        ctx, "source", silver, store, window, source.snapshot_id if source else None
-    )
-    result = gold.compute(ctx, day)
-    table = ensure_table(
-        catalog, gold_identifier(spec, gold), gold.schema, [("day", "identity")], gold.sort_by
-    )
+    source_id = source.snapshot_id if source is not None else None
+    schema = (
+        silver.schemas()[source.schema_id]
+        if source is not None and source.schema_id is not None
+        else silver.schema()
+    ).as_arrow()
+    lookback = timedelta(days=gold.lookback_days)
+    inputs = _silver_inputs(silver, spec, days[0] - lookback, days[-1], source_id)
+    identifier = gold_identifier(spec, gold)
+    table = ensure_table(catalog, identifier, gold.schema, [("day", "identity")], gold.sort_by)
+    base = table.current_snapshot()
+    held = files_by_day(table, "day", days, _day_span, base.snapshot_id if base else None)
+    last = last_lineage(table, days)
+    replace = PartitionReplace(table)
     evolution = plan_evolution(table, gold.schema, [("day", "identity")])
-    of_day = EqualTo("day", day.isoformat())  # type: ignore[call-arg,arg-type]
-    snapshot_id = overwrite_partition(
-        table,
-        result.sort_by([(c, "ascending") for c in gold.sort_by]),
-        of_day,
-        {
+    replace.evolve(evolution)
+    done: dict[date, tuple[int, int, float, bool]] = {}  # rows, silver files, seconds, unchanged
+    lineage: dict[date, dict[str, object]] = {}
+    for day in days:
+        started = time.perf_counter()
+        window = sorted(
+            path
+            for path, span in inputs
+            if span is None or (span[0] <= day and span[1] >= day - lookback)
+        )
+        basis = json.dumps([gold.name, str(gold.schema), window])
+        fingerprint = hashlib.sha256(basis.encode()).hexdigest()[:32]
+        previous = last.get(day)
+        if not evolution and previous is not None and previous[1].get("fingerprint") == fingerprint:
+            rows = held[day].rows
+            done[day] = (rows, len(window), time.perf_counter() - started, True)
+            continue
+        # a session per day: a gold query may register views of its own
+        ctx = make_session(settings, (store,))
+        register_files(ctx, "source", store, window, schema, spec.table_name)
+        result = gold.compute(ctx, day).sort_by([(c, "ascending") for c in gold.sort_by])
+        of_day = EqualTo("day", day.isoformat())  # type: ignore[call-arg,arg-type]
+        replace.replace(of_day, result, held[day].files)
+        lineage[day] = {
+            "rows": str(result.num_rows),
+            "silver-files": len(window),
+            "fingerprint": fingerprint,
+        }
+        done[day] = (result.num_rows, len(window), time.perf_counter() - started, False)
+    started = time.perf_counter()
+    after = held
+    if replace:
+        summary = {
             "run-id": run_id,
-            "partition": day.isoformat(),
+            **lineage_summary(lineage),
             "source-table": spec.table_name,
-            "source-snapshot-id": str(source.snapshot_id) if source else "",
-        },
-        evolution,
-    )
-    day_files, day_bytes = files_of(table, of_day, snapshot_id)
-    return GoldReport(
-        gold_identifier(spec, gold),
-        day,
-        result.num_rows,
-        source.snapshot_id if source else None,
-        files,
-        snapshot_id,
-        time.perf_counter() - started,
-        files=day_files,
-        bytes=day_bytes,
-    )
+            "source-snapshot-id": str(source_id) if source_id is not None else "",
+        }
+        snapshot_id = replace.commit(summary)
+        after = {**held, **files_by_day(table, "day", lineage, _day_span, snapshot_id)}
+    share = (time.perf_counter() - started) / max(len(lineage), 1)
+    current = table.current_snapshot()
+    return [
+        GoldReport(
+            identifier,
+            day,
+            rows,
+            source_id,
+            files,
+            current.snapshot_id if current is not None else 0,
+            seconds + (0.0 if unchanged else share),
+            files=len(after[day].files),
+            bytes=after[day].bytes,
+            unchanged=unchanged,
+        )
+        for day, (rows, files, seconds, unchanged) in done.items()
+    ]
 
 
 def commit_daily_metrics(

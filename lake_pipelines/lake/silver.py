@@ -1,10 +1,12 @@
-"""Bronze → silver for one dataset and day: the day's Hive partition becomes one Iceberg commit."""
+"""Bronze → silver for one dataset: each day's Hive partition replaces that day of the Iceberg
+table, a range of days in one snapshot (`commit_days`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
@@ -18,13 +20,10 @@ from lake_pipelines.errors import RowAccountingError
 from lake_pipelines.lake.arrow import fit_to_schema
 from lake_pipelines.lake.bronze import bronze_files, read_lineage
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
-from lake_pipelines.lake.iceberg.snapshots import DAY_TAG_MAX_AGE, day_tag, point_tag
-from lake_pipelines.lake.iceberg.tables import (
-    ensure_table,
-    files_of,
-    overwrite_partition,
-    partition_summary,
-)
+from lake_pipelines.lake.iceberg.lineage import files_by_day, last_lineage, lineage_summary
+from lake_pipelines.lake.iceberg.replace import PartitionReplace
+from lake_pipelines.lake.iceberg.snapshots import DAY_TAG_MAX_AGE, day_tag, point_tags
+from lake_pipelines.lake.iceberg.tables import ensure_table
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
 from lake_pipelines.lake.layout import day_bounds, landing_dir
 from lake_pipelines.lake.parquet.options import file_schema
@@ -32,6 +31,10 @@ from lake_pipelines.lake.storage import FileEntry, ObjectStore
 
 if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
     from pyiceberg.catalog import Catalog
+
+# Days per snapshot of a range: bounds a snapshot summary (one lineage entry per day) and
+# what a failure in the middle of a long backfill throws away; a month keeps a year at 12.
+DAYS_PER_COMMIT = 31
 
 
 @dataclass
@@ -41,8 +44,8 @@ class SilverReport:
     table: str
     rows_read: int
     rows_committed: int
-    snapshot_id: int
-    seconds: float
+    snapshot_id: int  # the table's current snapshot after the day's commit (or check)
+    seconds: float  # the day's own work plus its share of the commit
     unchanged: bool = False  # the same inputs were already committed: no new snapshot
     files: int = 0  # data files holding the day after the commit
     bytes: int = 0
@@ -113,7 +116,13 @@ def source_files(store: ObjectStore, spec: DatasetSpec, day: date) -> list[dict[
 
 
 def day_filter(spec: DatasetSpec, day: date) -> And:
-    start, end = day_bounds(day)
+    return span_filter(spec, day, day)
+
+
+def span_filter(spec: DatasetSpec, first: date, last: date) -> And:
+    """The rows of the days `first`..`last` (inclusive)."""
+    start, _ = day_bounds(first)
+    _, end = day_bounds(last)
     col = spec.timestamp_column
     lo = GreaterThanOrEqual(col, start.isoformat())  # type: ignore[call-arg,arg-type]
     hi = LessThan(col, end.isoformat())  # type: ignore[call-arg,arg-type]
@@ -128,25 +137,146 @@ def commit_day(
     run_id: str = "",
     sources: list[FileEntry] | None = None,
 ) -> SilverReport:
-    """Replace the silver table's `day` with the rows of the bronze partition, in one commit.
+    """Replace the silver table's `day` with the rows of the bronze partition, in one commit
+    (`commit_days` for one day; `sources` name the landed files if given)."""
+    return commit_days(
+        store, catalog, spec, [day], run_id, None if sources is None else {day: sources}
+    )[0]
 
-    The snapshot summary's ``lake.source-files`` are the landed files bronze recorded for the
-    day (`source_files`), unless `sources` names them.
+
+def commit_days(
+    store: ObjectStore,
+    catalog: Catalog,
+    spec: DatasetSpec,
+    days: Iterable[date],
+    run_id: str = "",
+    sources: Mapping[date, list[FileEntry]] | None = None,
+    days_per_commit: int = DAYS_PER_COMMIT,
+) -> list[SilverReport]:
+    """Replace each of `days` in the silver table with the rows of its bronze partition:
+    one snapshot per `days_per_commit` days, holding only the days whose inputs changed.
+
+    A day whose fingerprint (landed files, bronze files and their bytes, schema) is the one
+    of its last commit, with the rows still there, is not replaced (``unchanged``); its day
+    tag is re-pointed if a crash left it behind. Each replaced day is tagged ``day-<day>``
+    and its lineage recorded in the snapshot summary (`lineage.lineage_summary`). The
+    snapshot summary's source files are those bronze recorded (`source_files`), unless
+    `sources` names them for a day.
+
+    Returns:
+        One report per day, in day order.
 
     Raises:
-        RowAccountingError: the committed day does not hold exactly the bronze rows.
+        RowAccountingError: a committed day does not hold exactly the bronze rows.
     """
-    started = time.perf_counter()
+    ordered = sorted(set(days))
+    reports: list[SilverReport] = []
+    for i in range(0, len(ordered), max(days_per_commit, 1)):
+        batch = ordered[i : i + max(days_per_commit, 1)]
+        reports.extend(_commit_batch(store, catalog, spec, batch, run_id, sources or {}))
+    return reports
+
+
+@dataclass
+class _Day:
+    rows: int
+    lineage: dict[str, object]
+    seconds: float
+
+
+def _commit_batch(
+    store: ObjectStore,
+    catalog: Catalog,
+    spec: DatasetSpec,
+    days: list[date],
+    run_id: str,
+    sources: Mapping[date, list[FileEntry]],
+) -> list[SilverReport]:
     table = ensure_silver_table(catalog, spec)
+    base = table.current_snapshot()
+    col = spec.timestamp_column
+
+    def span(first: date, last: date) -> And:
+        return span_filter(spec, first, last)
+
+    held = files_by_day(table, col, days, span, base.snapshot_id if base else None)
+    last = last_lineage(table, days)
+    replace = PartitionReplace(table)
+    partitioning: list[tuple[str, str]] = [(p.column, p.transform) for p in spec.partitioning]
+    changed: dict[date, _Day] = {}
+    unchanged: dict[date, _Day] = {}
+    retag: dict[str, int] = {}
+    for day in days:
+        started = time.perf_counter()
+        data, lineage, wanted = _bronze_day(store, spec, day, sources.get(day))
+        # evolve mode: the day's unknown columns join the schema the table must have
+        evolution = plan_evolution(replace.metadata, wanted, partitioning, spec.schema_changes)
+        previous = last.get(day)
+        if (
+            not evolution
+            and previous is not None
+            and previous[1].get("fingerprint") == lineage["fingerprint"]
+            and held[day].rows == data.num_rows
+        ):
+            # The same source files, bronze files and schema as the last commit of this day:
+            # the table already holds exactly this; replacing it would change nothing.
+            retag[day_tag(day)] = previous[0]
+            unchanged[day] = _Day(data.num_rows, lineage, time.perf_counter() - started)
+            continue
+        replace.evolve(evolution)
+        replace.replace(day_filter(spec, day), data, held[day].files)
+        changed[day] = _Day(data.num_rows, lineage, time.perf_counter() - started)
+        del data
+    started = time.perf_counter()
+    after = held
+    if replace:
+        summary = {"run-id": run_id, **lineage_summary({d: c.lineage for d, c in changed.items()})}
+        snapshot_id = replace.commit(summary, {day_tag(d): DAY_TAG_MAX_AGE for d in changed})
+        after = {**held, **files_by_day(table, col, changed, span, snapshot_id)}
+        for day, c in changed.items():
+            if after[day].rows != c.rows:
+                raise RowAccountingError(
+                    f"{spec.table_name} {day}",
+                    c.rows,
+                    after[day].rows,
+                    0,
+                    dataset=spec.name,
+                    day=day,
+                )
+    # a crash or a concurrent retry may have left the tag of an unchanged day behind
+    point_tags(table, retag, DAY_TAG_MAX_AGE)
+    commit_share = (time.perf_counter() - started) / max(len(changed), 1)
+    current = table.current_snapshot()
+    current_id = current.snapshot_id if current is not None else 0
+    return [
+        SilverReport(
+            spec.name,
+            day,
+            spec.table_name,
+            d.rows,
+            after[day].rows,
+            current_id,
+            d.seconds + (commit_share if day in changed else 0.0),
+            unchanged=day in unchanged,
+            files=len(after[day].files),
+            bytes=after[day].bytes,
+        )
+        for day in days
+        for d in [changed.get(day) or unchanged[day]]
+    ]
+
+
+def _bronze_day(
+    store: ObjectStore, spec: DatasetSpec, day: date, sources: list[FileEntry] | None
+) -> tuple[pa.Table, dict[str, object], pa.Schema]:
+    """The day's bronze rows (sorted), its lineage (rows, landed files, bronze files with a
+    hash of their bytes, fingerprint) and the schema the table needs for them."""
     files = bronze_files(store, spec, day)
     digests: dict[str, str] = {}
     data = read_bronze(store, spec, [f.key for f in files], digests)
     if spec.sort_by:
         data = data.sort_by([(c, "ascending") for c in spec.sort_by])
-    flt = day_filter(spec, day)
-    summary: dict[str, object] = {
-        "run-id": run_id,
-        "partition": day.isoformat(),
+    lineage: dict[str, object] = {
         "rows": str(data.num_rows),
         "source-files": (
             source_files(store, spec, day)
@@ -158,58 +288,6 @@ def commit_day(
         # same inputs (same bytes, new mtime) still does
         "bronze-files": [[f.key, f.size, digests[f.key]] for f in files],
     }
-    # evolve mode: the day's unknown columns join the schema the table must have
     wanted = pa.schema([*spec.schema, *(f for f in data.schema if f.name not in spec.schema.names)])
-    evolution = plan_evolution(
-        table,
-        wanted,
-        [(p.column, p.transform) for p in spec.partitioning],
-        spec.schema_changes,
-    )
-    summary["fingerprint"] = _fingerprint(spec, summary, wanted)
-    previous = partition_summary(table, day.isoformat())
-    if (
-        not evolution
-        and previous is not None
-        and previous[1].get("lake.fingerprint") == summary["fingerprint"]
-        and table.scan(row_filter=flt).count() == data.num_rows
-    ):
-        # The same source files, bronze files and schema as the last commit of this day:
-        # the table already holds exactly this; a new snapshot would change nothing. The day
-        # tag is re-pointed if a crash or a concurrent retry left it behind.
-        point_tag(table, day_tag(day), previous[0], DAY_TAG_MAX_AGE)
-        current = table.current_snapshot()
-        assert current is not None
-        day_files, day_bytes = files_of(table, flt, current.snapshot_id)
-        return SilverReport(
-            spec.name,
-            day,
-            spec.table_name,
-            data.num_rows,
-            data.num_rows,
-            current.snapshot_id,
-            time.perf_counter() - started,
-            unchanged=True,
-            files=day_files,
-            bytes=day_bytes,
-        )
-    snapshot_id = overwrite_partition(
-        table, data, flt, summary, evolution, tag=(day_tag(day), DAY_TAG_MAX_AGE)
-    )
-    committed = table.scan(row_filter=flt, snapshot_id=snapshot_id).count()
-    if committed != data.num_rows:
-        raise RowAccountingError(
-            f"{spec.table_name} {day}", data.num_rows, committed, 0, dataset=spec.name, day=day
-        )
-    day_files, day_bytes = files_of(table, flt, snapshot_id)
-    return SilverReport(
-        spec.name,
-        day,
-        spec.table_name,
-        data.num_rows,
-        committed,
-        snapshot_id,
-        time.perf_counter() - started,
-        files=day_files,
-        bytes=day_bytes,
-    )
+    lineage["fingerprint"] = _fingerprint(spec, lineage, wanted)
+    return data, lineage, wanted

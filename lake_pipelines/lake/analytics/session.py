@@ -153,7 +153,6 @@ def register_iceberg(
         snapshot = table.snapshot_by_id(snapshot_id)
         if snapshot is None:
             raise SnapshotNotFoundError(table_name, snapshot_id=snapshot_id)
-    _replace(ctx, name)
     from pyiceberg.expressions import AlwaysTrue  # pyiceberg: only once a table is registered
 
     scan = table.scan(row_filter=row_filter or AlwaysTrue(), snapshot_id=snapshot_id)
@@ -162,8 +161,8 @@ def register_iceberg(
         if snapshot is not None and snapshot.schema_id is not None
         else table.schema()
     ).as_arrow()
-    paths = []
-    for task in scan.plan_files():
+    tasks = list(scan.plan_files())
+    for task in tasks:
         if task.delete_files:
             raise TableReadError(
                 table_name,
@@ -172,12 +171,30 @@ def register_iceberg(
                 snapshot_id=snapshot_id,
                 file=task.file.file_path,
             )
-        paths.append(_path_in(store, task.file.file_path, table_name))
+    register_files(ctx, name, store, [t.file.file_path for t in tasks], schema, table_name)
+    return len(tasks)
+
+
+def register_files(
+    ctx: SessionContext,
+    name: str,
+    store: ObjectStore,
+    uris: list[str],
+    schema: pa.Schema,
+    table_name: str,
+) -> None:
+    """Register data files of Iceberg table `table_name` that the caller planned itself
+    (e.g. one plan for a range of days, a subset of it per day) as one table.
+
+    Raises:
+        TableReadError: a file lies outside `store`.
+    """
+    _replace(ctx, name)
+    paths = [_path_in(store, uri, table_name) for uri in uris]
     import pyarrow.dataset as ds  # imports pandas: only when a table is registered
 
     dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=store.arrow_fs)
     ctx.register_dataset(name, dataset)
-    return len(paths)
 
 
 def _path_in(store: ObjectStore, uri: str, table_name: str) -> str:

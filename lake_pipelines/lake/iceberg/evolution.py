@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 from pyiceberg.table import Table, Transaction
+from pyiceberg.table.metadata import TableMetadata
 
 from lake_pipelines.datasets.spec import SchemaChange
 from lake_pipelines.lake.iceberg.transforms import TRANSFORMS
@@ -45,11 +46,11 @@ class Evolution:
         return "; ".join(parts)
 
 
-def _applied(table: Table) -> list[str]:
+def _applied(table: Table | TableMetadata) -> list[str]:
     return json.loads(table.properties.get(APPLIED_CHANGES_PROPERTY, "[]"))
 
 
-def _names_after(table: Table, changes: list[SchemaChange]) -> set[str]:
+def _names_after(table: Table | TableMetadata, changes: list[SchemaChange]) -> set[str]:
     names = set(table.schema().as_arrow().names)
     for c in changes:
         if c.kind == "rename":
@@ -61,12 +62,13 @@ def _names_after(table: Table, changes: list[SchemaChange]) -> set[str]:
 
 
 def plan_evolution(
-    table: Table,
+    table: Table | TableMetadata,
     schema: pa.Schema,
     partitioning: list[tuple[str, str]],
     changes: tuple[SchemaChange, ...] = (),
 ) -> Evolution:
-    """Compare the spec with the table; empty when nothing needs to change."""
+    """Compare the spec with the table (or the metadata a transaction has staged so far);
+    empty when nothing needs to change."""
     done = set(_applied(table))
     pending = [c for c in changes if c.id not in done]
     names = _names_after(table, pending)

@@ -4,39 +4,81 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.refs import SnapshotRef, SnapshotRefType
+from pyiceberg.table.update import AssertRefSnapshotId, SetSnapshotRefUpdate
+from pyiceberg.table.update.snapshot import ManageSnapshots
 
 from lake_pipelines.errors import SnapshotNotFoundError, TableCommitError, TableReadError
 
 
 def point_tag(table: Table, name: str, snapshot_id: int, max_age_ms: int | None) -> bool:
-    """Make tag `name` point at `snapshot_id`, retrying on concurrent updates.
+    """Make tag `name` point at `snapshot_id` (see `point_tags`)."""
+    return point_tags(table, {name: snapshot_id}, max_age_ms)
 
-    A no-op when it already does. Returns whether a commit was needed.
+
+def stage_tags(
+    tx: Transaction,
+    tags: Mapping[str, int],
+    max_age_ms: int | None,
+    found: Mapping[str, SnapshotRef] | None = None,
+) -> None:
+    """Stage tags `name` → snapshot id in `tx`, replacing tags of the same names.
+
+    One update per tag. With `found` (the refs as the caller read them), the commit requires
+    the first tag to be as found; without, the transaction must guard itself (a snapshot
+    commit requires its branch unchanged). pyiceberg's ``create_tag``/``remove_tag`` instead
+    re-derive the transaction's whole table metadata for every tag, a deep copy that grows
+    with the snapshots kept (and a transaction keeps one ref requirement anyway).
+    """
+    if not tags:
+        return
+    manage = ManageSnapshots(tx)
+    # pydantic models: pyiceberg builds them by field name too (its aliases are kebab-case)
+    manage._updates = tuple(
+        SetSnapshotRefUpdate(  # type: ignore[call-arg]
+            snapshot_id=sid, ref_name=name, type=SnapshotRefType.TAG, max_ref_age_ms=max_age_ms
+        )
+        for name, sid in sorted(tags.items())
+    )
+    if found is not None:
+        first = min(tags)
+        ref = found.get(first)
+        was = ref.snapshot_id if ref else None
+        manage._requirements = (AssertRefSnapshotId(snapshot_id=was, ref=first),)  # type: ignore[call-arg]
+    manage.commit()
+
+
+def point_tags(table: Table, tags: Mapping[str, int], max_age_ms: int | None) -> bool:
+    """Make each tag of `tags` point at its snapshot id, in one commit, retrying on
+    concurrent updates.
+
+    A no-op for the tags that already do. Returns whether a commit was needed.
 
     Raises:
-        TableCommitError: the tag could not be committed after the table's retry budget.
+        TableCommitError: the tags could not be committed after the table's retry budget.
     """
     attempts = 1 + int(table.metadata.properties.get("commit.retry.num-retries", "10"))
     for attempt in range(attempts):
-        ref = table.metadata.refs.get(name)
-        if ref is not None and ref.snapshot_id == snapshot_id:
+        refs = table.metadata.refs
+        stale = {n: sid for n, sid in tags.items() if n not in refs or refs[n].snapshot_id != sid}
+        if not stale:
             return attempt > 0
         try:
-            with table.manage_snapshots() as manage:
-                if ref is not None:
-                    manage.remove_tag(name)
-                manage.create_tag(snapshot_id, name, max_ref_age_ms=max_age_ms)
+            with table.transaction() as tx:
+                stage_tags(tx, stale, max_age_ms, refs)
             return True
         except CommitFailedException as exc:
             if attempt == attempts - 1:
+                names = ", ".join(sorted(stale))
                 raise TableCommitError(
-                    ".".join(table.name()), f"could not point tag {name!r}: {exc}"
+                    ".".join(table.name()), f"could not point tags {names}: {exc}"
                 ) from exc
             time.sleep(min(0.1 * 2**attempt, 5.0) * (1 + random.random() / 10))
             table.refresh()

@@ -12,8 +12,8 @@ from pyiceberg.catalog import load_catalog
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.errors import TableCommitError
 from lake_pipelines.lake.bronze import ingest_day
+from lake_pipelines.lake.iceberg.replace import overwrite_partition
 from lake_pipelines.lake.iceberg.snapshots import day_tag, read_as_of
-from lake_pipelines.lake.iceberg.tables import overwrite_partition
 from lake_pipelines.lake.silver import commit_day, day_filter, ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import IcebergCatalogResource

@@ -110,13 +110,13 @@ def test_a_failed_commit_leaves_no_half_evolved_table(
     table = local_catalog.load_table(EVENTS.table_name)
     schema_before, snapshots_before = table.schema(), len(table.snapshots())
     wider = replace(EVENTS, schema=EVENTS.schema.append(pa.field("channel", pa.string())))
-    from lake_pipelines.lake.iceberg import tables as iceberg_tables
+    from lake_pipelines.lake.iceberg import replace as iceberg_replace
 
     def crash(*args, **kwargs):
         raise RuntimeError("worker lost between the schema change and the data")
 
     # the schema change is staged by then; the data write dies
-    monkeypatch.setattr(iceberg_tables, "conform", crash)
+    monkeypatch.setattr(iceberg_replace, "conform", crash)
     with pytest.raises(RuntimeError, match="worker lost"):
         commit_day(local_store, local_catalog, wider, landed[1].day)
     table = local_catalog.load_table(EVENTS.table_name)
@@ -215,7 +215,7 @@ def test_a_commit_retried_after_a_concurrent_update_keeps_its_day_tag(
     stale = local_catalog.load_table(EVENTS.table_name)  # loaded before the other run commits
     commit_day(local_store, local_catalog, EVENTS, landed[1].day)
     data = stale.scan(row_filter=day_filter(EVENTS, START)).to_arrow().slice(0, 7)
-    from lake_pipelines.lake.iceberg.tables import overwrite_partition
+    from lake_pipelines.lake.iceberg.replace import overwrite_partition
 
     # main moved under `stale`: pyiceberg retries the commit, which drops ref updates
     sid = overwrite_partition(
@@ -254,7 +254,7 @@ def test_two_writers_of_the_same_day_one_fails_cleanly(
     first = local_catalog.load_table(EVENTS.table_name)
     second = local_catalog.load_table(EVENTS.table_name)  # a stale handle: the other run
     data = first.scan(row_filter=day_filter(EVENTS, START)).to_arrow()
-    from lake_pipelines.lake.iceberg.tables import overwrite_partition
+    from lake_pipelines.lake.iceberg.replace import overwrite_partition
 
     overwrite_partition(first, data.slice(0, 10), day_filter(EVENTS, START), {"run-id": "a"})
     with pytest.raises(TableCommitError, match="concurrently"):
