@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import posixpath
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,9 +46,10 @@ _WS = b" \t\r\n"
 
 
 def read_json(
-    blocks: Iterator[bytes], key: str, spec: DatasetSpec, parallel: bool = True
+    blocks: Iterator[bytes], key: str, spec: DatasetSpec, parallel: bool = True, arrays: bool = True
 ) -> Iterator[Batch]:
-    """NDJSON, or for a ``.json`` file one top-level array, told apart by the first byte.
+    """NDJSON, or with `arrays` (a ``.json`` file) one top-level array, told apart by the first
+    byte; ``.ndjson``/``.jsonl`` files are read with `arrays` off: a record per line.
 
     With `parallel`, NDJSON blocks are parsed on the shared pool (`ordered_map`), and an
     array's records are decoded one batch ahead on a background thread (`read_ahead`).
@@ -64,20 +64,11 @@ def read_json(
     if not first.strip(_WS):
         return
     chained = _chain(first, blocks)
-    if _may_hold_an_array(key) and first.lstrip(_WS).startswith(b"["):
+    if arrays and first.lstrip(_WS).startswith(b"["):
         records = _read_array(chained, key, spec)
         yield from read_ahead(records) if parallel else records
     else:
         yield from _read_ndjson(chained, key, spec, parallel)
-
-
-def _may_hold_an_array(key: str) -> bool:
-    """Only ``.json`` files may be one array; ``.ndjson``/``.jsonl`` are a record per line."""
-    name = posixpath.basename(key).lower()
-    stem, ext = posixpath.splitext(name)
-    if ext in (".gz", ".gzip", ".zst", ".bz2"):
-        ext = posixpath.splitext(stem)[1]
-    return ext == ".json"
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

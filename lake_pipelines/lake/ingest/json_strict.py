@@ -63,11 +63,11 @@ def _int(text: str) -> int:
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise BadRecord(f"duplicate key {dup!r} in one object", column=dup)
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadRecord(f"duplicate key {key!r} in one object", column=key)
+        out[key] = value
     return out
 
 
@@ -127,8 +127,9 @@ def decode_record(text: bytes) -> dict[str, Any]:
         body = text.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRecord(f"not valid UTF-8 at byte {exc.start + 1} of the line") from exc
+    body = body.strip(" \t\r\n")
     try:
-        value, end = DECODER.raw_decode(body.strip(" \t\r\n"))
+        value, end = DECODER.raw_decode(body)
     except RecursionError:
         raise BadRecord(f"nesting deeper than {MAX_NESTING} levels") from None
     except json.JSONDecodeError as exc:
@@ -137,7 +138,7 @@ def decode_record(text: bytes) -> dict[str, Any]:
         raise
     except ValueError as exc:  # anything else the decoder refuses: still one bad record
         raise BadRecord(f"invalid JSON: {exc}") from None
-    if end != len(body.strip(" \t\r\n")):
+    if end != len(body):
         raise BadRecord("two values on one line (one JSON value per line in NDJSON)")
     record = check_value(value)
     encoded(record)

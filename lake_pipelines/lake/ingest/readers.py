@@ -34,8 +34,8 @@ COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".bz2": 
 FORMAT_SUFFIXES = {
     ".csv": "csv",
     ".tsv": "csv",
-    ".ndjson": "json",
-    ".jsonl": "json",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
     ".json": "json",  # NDJSON or one top-level array, told apart by the first byte
 }
 LANDING_SUFFIXES = tuple(f + c for f in FORMAT_SUFFIXES for c in ("", *COMPRESSION_SUFFIXES))
@@ -143,7 +143,7 @@ def read_file(
             blocks = _to_utf8(blocks, key, spec.csv.encoding)
         yield from read_csv(blocks, key, spec, parallel=ahead)
     else:
-        yield from read_json(blocks, key, spec, parallel=ahead)
+        yield from read_json(blocks, key, spec, parallel=ahead, arrays=fmt == "json")
 
 
 __all__ = [
