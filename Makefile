@@ -36,10 +36,9 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(UV) run --frozen python -m lake_pipelines.sample_data --store $(LAKE_HOME) --start $(DEMO_START) --days $(DEMO_DAYS)
 	@$(UV) run --frozen python -m lake_pipelines.runs  # fail runs an earlier killed process left STARTED
-	@echo "materializing every asset for $(DEMO_START)...$(DEMO_END) (log: .dagster/demo.log)"
-	@$(UV) run --frozen dagster asset materialize -m lake_pipelines.definitions --select '*' \
-		--partition-range $(DEMO_START)...$(DEMO_END) > $(DAGSTER_HOME)/demo.log 2>&1 \
-		|| { tail -n 60 $(DAGSTER_HOME)/demo.log; exit 1; }
+	@echo "materializing every asset for $(DEMO_START)...$(DEMO_END), one run per dataset calendar (log: .dagster/demo.log)"
+	@$(UV) run --frozen python -m lake_pipelines.backfill --start $(DEMO_START) --end $(DEMO_END) \
+		> $(DAGSTER_HOME)/demo.log 2>&1 || { tail -n 60 $(DAGSTER_HOME)/demo.log; exit 1; }
 	$(UV) run --frozen lake-pipelines summary
 
 dev: install $(DAGSTER_HOME)/dagster.yaml

@@ -25,9 +25,13 @@ def daily_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
     )
 
 
-def build_jobs_and_schedules() -> tuple[list[dg.UnresolvedAssetJobDefinition], list]:
+def build_jobs_and_schedules(
+    datasets: tuple[DatasetSpec, ...] = ALL_DATASETS,
+) -> tuple[list[dg.UnresolvedAssetJobDefinition], list]:
+    """A job per dataset (its own calendar: jobs never mix partitions definitions) and the
+    schedule built from that job's partitions, so each fires on its dataset's cadence."""
     jobs, schedules = [], []
-    for spec in ALL_DATASETS:
+    for spec in datasets:
         job = daily_job(spec)
         jobs.append(job)
         schedules.append(
@@ -57,9 +61,12 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
     )
 
 
-def build_sensors(jobs: list[dg.UnresolvedAssetJobDefinition]) -> list[dg.SensorDefinition]:
+def build_sensors(
+    jobs: list[dg.UnresolvedAssetJobDefinition],
+    datasets: tuple[DatasetSpec, ...] = ALL_DATASETS,
+) -> list[dg.SensorDefinition]:
     """A landing sensor per dataset (targeting its daily job), the automation sensor, and the
     reaper of runs whose process died."""
     by_name = {job.name: job for job in jobs}
-    landing = [build_landing_sensor(spec, by_name[f"{spec.name}_daily"]) for spec in ALL_DATASETS]
+    landing = [build_landing_sensor(spec, by_name[f"{spec.name}_daily"]) for spec in datasets]
     return [*landing, automation_sensor(), build_reaper_sensor()]

@@ -10,6 +10,7 @@ from lake_pipelines.assets import build_all_assets
 from lake_pipelines.assets.maintenance import build_maintenance
 from lake_pipelines.assets.snapshot_maintenance import build_all_snapshot_maintenance
 from lake_pipelines.automation import build_jobs_and_schedules, build_sensors
+from lake_pipelines.datasets import ALL_DATASETS, DatasetSpec
 from lake_pipelines.resources import (
     DataFusionResource,
     IcebergCatalogResource,
@@ -22,15 +23,22 @@ from lake_pipelines.resources import (
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 
-def build_definitions() -> dg.Definitions:
-    jobs, schedules = build_jobs_and_schedules()
-    maintenance = build_maintenance()
+def build_definitions(datasets: tuple[DatasetSpec, ...] = ALL_DATASETS) -> dg.Definitions:
+    """The code location over `datasets` (every registered one by default). Each dataset
+    keeps its own calendar: its assets, job, schedule and landing sensor share one
+    partitions definition, and nothing spans datasets except unpartitioned maintenance."""
+    jobs, schedules = build_jobs_and_schedules(datasets)
+    maintenance = build_maintenance(datasets)
     return dg.Definitions(
-        assets=[*build_all_assets(), *maintenance.assets, *build_all_snapshot_maintenance()],
+        assets=[
+            *build_all_assets(datasets),
+            *maintenance.assets,
+            *build_all_snapshot_maintenance(datasets),
+        ],
         asset_checks=maintenance.checks,
         jobs=[*jobs, *maintenance.jobs],
         schedules=[*schedules, *maintenance.schedules],
-        sensors=build_sensors(jobs),
+        sensors=build_sensors(jobs, datasets),
         resources={
             # No field is set here: each run reads LAKE_* on its own worker when it builds a
             # store, catalog or session (lake_pipelines.config); run config may override.

@@ -4,6 +4,7 @@ The planning (file ids, cursor, batching) is `lake_pipelines.lake.landing`; this
 wires it to Dagster.
 """
 
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -40,6 +41,13 @@ def run_request(spec: DatasetSpec, batch: RunBatch) -> dg.RunRequest:
     return dg.RunRequest(run_key=batch.run_key, tags=tags)
 
 
+def calendar_ended(spec: DatasetSpec, last_day: str | None) -> bool:
+    """Whether `last_day` is the dataset's last partition ever (its end date has passed)."""
+    if spec.end_date is None or last_day is None:
+        return False
+    return date.fromisoformat(last_day) + timedelta(days=1) >= date.fromisoformat(spec.end_date)
+
+
 def build_landing_sensor(
     spec: DatasetSpec,
     job: "UnresolvedAssetJobDefinition",
@@ -71,19 +79,21 @@ def build_landing_sensor(
         store = object_store.get_store()
         cursor = LandingCursor.parse(context.cursor, name)
         files = list_landed(store, spec.landing_prefix, cursor.floor(lookback))
+        last_day = partitions.get_last_partition_key()
         plan = plan_runs(
             files,
             cursor,
             landing_prefix=spec.landing_prefix,
             first_day=partitions.get_first_partition_key(),
-            last_day=partitions.get_last_partition_key(),
+            last_day=last_day,
+            calendar_ended=calendar_ended(spec, last_day),
             lookback=lookback,
             max_files_per_run=max_files_per_run,
         )
         for key, reason in plan.incomplete:
             context.log.debug(f"waiting until complete: {store.uri(key)}: {reason}")
-        for key in plan.skipped:
-            context.log.warning(f"ignored: {store.uri(key)} is not under a day of {spec.name}")
+        for key, reason in plan.skipped:
+            context.log.warning(f"ignored: {store.uri(key)}: {reason}")
         for day, count in plan.waiting.items():
             context.log.info(f"{count} files of {day} wait until that partition exists")
         requests = [run_request(spec, b) for b in plan.batches]

@@ -17,5 +17,7 @@ def build_dataset_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     return [bronze, silver, *build_gold_assets(spec, silver.key)]
 
 
-def build_all_assets() -> list[dg.AssetsDefinition]:
-    return [a for spec in ALL_DATASETS for a in build_dataset_assets(spec)]
+def build_all_assets(
+    datasets: tuple[DatasetSpec, ...] = ALL_DATASETS,
+) -> list[dg.AssetsDefinition]:
+    return [a for spec in datasets for a in build_dataset_assets(spec)]

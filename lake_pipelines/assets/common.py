@@ -20,13 +20,14 @@ TABLE_HEALTH_CHECK = "table_health"
 
 
 @functools.cache
-def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
-    """Daily UTC partitions; the same object for every asset of the same start date."""
-    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC")
+def daily_partitions(start_date: str, end_date: str | None = None) -> dg.DailyPartitionsDefinition:
+    """Daily UTC partitions; the same object for every asset of the same calendar."""
+    return dg.DailyPartitionsDefinition(start_date=start_date, end_date=end_date, timezone="UTC")
 
 
 def partitions_for(spec: DatasetSpec) -> dg.DailyPartitionsDefinition:
-    return daily_partitions(spec.start_date)
+    """The dataset's own calendar: every asset, job, schedule and sensor of it uses this."""
+    return daily_partitions(spec.start_date, spec.end_date)
 
 
 def daily_asset_args(spec: DatasetSpec, *, eager: bool) -> dict[str, Any]:

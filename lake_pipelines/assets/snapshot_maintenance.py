@@ -33,8 +33,8 @@ def build_snapshot_maintenance(spec: DatasetSpec) -> dg.AssetsDefinition:
         key=asset_key("maintenance", f"{spec.name}_iceberg_snapshots"),
         group_name=MAINTENANCE_GROUP,
         kinds={"iceberg"},
-        # not partitioned; single-run lets `dagster asset materialize --select '*'
-        # --partition-range ...` include it (the CLI requires it of every selected asset)
+        # not partitioned; single-run lets a `dagster asset materialize --partition-range`
+        # selection include it (the CLI requires it of every selected asset)
         backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
             "Expires old snapshots of " + ", ".join(f"`{t}`" for t in tables) + " and deletes "
@@ -97,5 +97,7 @@ def build_snapshot_maintenance(spec: DatasetSpec) -> dg.AssetsDefinition:
     return snapshot_maintenance
 
 
-def build_all_snapshot_maintenance() -> list[dg.AssetsDefinition]:
-    return [build_snapshot_maintenance(spec) for spec in ALL_DATASETS]
+def build_all_snapshot_maintenance(
+    datasets: tuple[DatasetSpec, ...] = ALL_DATASETS,
+) -> list[dg.AssetsDefinition]:
+    return [build_snapshot_maintenance(spec) for spec in datasets]

@@ -10,6 +10,7 @@ import codecs
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, Union
 
@@ -178,7 +179,11 @@ class DatasetSpec:
         name: dataset name; landing prefix, Hive directory and Iceberg table name.
         schema: the Arrow schema rows are read into (nested struct and list columns allowed).
         timestamp_column: the event time; daily partitions are days of this column (UTC).
-        start_date: the first daily partition (``YYYY-MM-DD``).
+        start_date: the first daily partition (``YYYY-MM-DD``). Each dataset has its own
+            calendar: jobs, schedules, sensors and `lake_pipelines.backfill` select per
+            dataset, so datasets of different ages live side by side.
+        end_date: the day after the last partition, for a dataset that stopped (a past
+            year of history); None: partitions run up to today.
         contract: a pandera schema over the scalar columns, or a function returning one
             (so that pandera is imported when a run validates, not when Dagster loads the
             code location); failing rows are quarantined.
@@ -214,9 +219,11 @@ class DatasetSpec:
     description: str = ""
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
     hive_partition_columns: tuple[str, str, str] = DEFAULT_HIVE_PARTITION_COLUMNS
+    end_date: str | None = None
 
     def __post_init__(self) -> None:
         columns = self.schema.names
+        self._check_calendar()
         if self.timestamp_column not in columns:
             raise SpecError(
                 self.name, "timestamp_column", self.timestamp_column, f"not in schema {columns}"
@@ -243,6 +250,20 @@ class DatasetSpec:
         if not self.partitioning:
             object.__setattr__(self, "partitioning", (PartitionField(self.timestamp_column),))
         self._check_hive_partition_columns()
+
+    def _check_calendar(self) -> None:
+        days = {"start_date": self.start_date, "end_date": self.end_date}
+        for spec_field, value in days.items():
+            if value is None and spec_field == "end_date":
+                continue
+            try:
+                date.fromisoformat(str(value))
+            except ValueError:
+                raise SpecError(self.name, spec_field, value, "not a YYYY-MM-DD date") from None
+        if self.end_date is not None and self.end_date <= self.start_date:
+            raise SpecError(
+                self.name, "end_date", self.end_date, f"must be after start_date {self.start_date}"
+            )
 
     def _check_hive_partition_columns(self) -> None:
         """Three distinct, visible folder names, none of them a data column: DuckDB's and

@@ -335,3 +335,36 @@ def test_an_evolved_column_that_is_null_in_every_row_loads(local_store: ObjectSt
     assert [r["event_id"] for r in rows(got)] == ["e0", "e1", "e2"]
     names = local_store.fs.find(local_store.path(bronze_dir(spec, DAY)))
     assert not [n for n in names if n.endswith(".tmp")]
+
+
+def test_an_evolved_column_named_like_a_hive_level_is_quarantined_not_corrupted(
+    local_store: ObjectStore,
+) -> None:
+    """`evolve` keeps unknown columns; one named ``Year`` or ``day`` would have its values
+    replaced by the folder's in DuckDB and Polars. Rows holding a value there are quarantined
+    with the reason; the others load, and every reader sees the folder levels as integers."""
+    from dataclasses import replace
+
+    spec = replace(SPEC, unknown_columns="evolve")
+    head = "event_id,ts,user_id,session_id,event_type,Year\n"
+    body = "e0,2026-11-03T10:00:00Z,u,s,click,1999\ne1,2026-11-03T11:00:00Z,u,s,click,\n"
+    local_store.write_bytes(f"{landing_dir(spec, DAY)}/a.csv", (head + body).encode())
+    record = {"event_id": "j0", "ts": "2026-11-03T12:00:00Z", "user_id": "u"}
+    lines = [
+        json.dumps({**record, "session_id": "s", "event_type": "click", "day": 7}),
+        json.dumps({**record, "event_id": "j1", "session_id": "s", "event_type": "click"}),
+    ]
+    local_store.write_bytes(f"{landing_dir(spec, DAY)}/b.ndjson", "\n".join(lines).encode())
+    report = ingest_day(local_store, spec, DAY)
+    assert (report.rows_read, report.rows_written, report.rows_quarantined) == (4, 2, 2)
+    reasons = quarantine.read(local_store, spec.name, DAY).to_pylist()
+    assert sorted(r["column"] for r in reasons) == ["Year", "day"]
+    assert all("hive_partition_columns" in r["reason"] for r in reasons)
+    got = duckdb_query(
+        f"SELECT event_id, year, day FROM read_parquet('{local_store.path(spec.bronze_prefix)}"
+        "/**/*.parquet', hive_partitioning = true, union_by_name = true) ORDER BY event_id"
+    ).to_pylist()
+    assert [(r["event_id"], int(r["year"]), int(r["day"])) for r in got] == [
+        ("e1", 2026, 3),
+        ("j1", 2026, 3),
+    ]

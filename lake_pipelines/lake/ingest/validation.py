@@ -277,6 +277,7 @@ def validate(
             for i in _null_rows(table.column(f.name)):
                 add_reason(bad, int(i), f.name, f"{f.name} is null but required")
 
+    clashing = _hive_level_clashes(table, spec, bad)
     compiled = compile_contract(spec)
     _arrow_failures(table, compiled, bad)
     if compiled.pandera is not None:
@@ -289,4 +290,28 @@ def validate(
         candidates = table if len(rows) == table.num_rows else table.take(pa.array(rows))
         for j, (col, reason) in unique.duplicates(candidates).items():
             add_reason(bad, int(rows[j]), col, reason)
-    return batch.drop(bad, source, lambda i: row_json(table, i))
+    kept = batch.drop(bad, source, lambda i: row_json(table, i))
+    if clashing:  # null in every kept row: nothing is lost by leaving the column out
+        kept.table = kept.table.drop_columns(clashing)
+    return kept
+
+
+def _hive_level_clashes(table: pa.Table, spec: DatasetSpec, bad: dict) -> list[str]:
+    """Columns the schema does not know (``evolve`` mode keeps them) named like a bronze Hive
+    level: Hive readers would replace their values with the folder's. Rows holding a value
+    there are quarantined with the reason; the column itself is left out of bronze."""
+    levels = {name.lower() for name in spec.hive_partition_columns}
+    known = set(spec.schema.names)
+    clashing = [c for c in table.column_names if c not in known and c.lower() in levels]
+    for col in clashing:
+        valid = pc.is_valid(table.column(col)).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(valid):
+            add_reason(
+                bad,
+                int(i),
+                col,
+                f"column {col!r} is not in the schema and is named like the bronze Hive level "
+                f"{col.lower()}=: Hive readers would replace its values with the folder's; add "
+                "it to the schema after renaming the levels (DatasetSpec.hive_partition_columns)",
+            )
+    return clashing

@@ -49,7 +49,7 @@ class LandingPlan:
     cursor: LandingCursor
     waiting: dict[str, int]  # day whose partition does not exist yet -> files waiting
     incomplete: list[tuple[str, str]]  # (key, reason): looked at again once complete
-    skipped: list[str]  # keys outside the dataset's days: never taken
+    skipped: list[tuple[str, str]]  # (key, reason): outside the dataset's calendar, never taken
 
 
 def day_of(key: str, landing_prefix: str) -> str | None:
@@ -81,6 +81,7 @@ def plan_runs(
     landing_prefix: str,
     first_day: str | None,
     last_day: str | None,
+    calendar_ended: bool = False,
     lookback: int = LOOKBACK_SECONDS,
     max_files_per_run: int = MAX_FILES_PER_RUN,
 ) -> LandingPlan:
@@ -90,6 +91,8 @@ def plan_runs(
         files: the listing (at least every file arriving at or after ``cursor.floor``).
         first_day / last_day: the first and last daily partition that exist now; files of
             later days wait in the cursor, files of earlier days are skipped for good.
+        calendar_ended: `last_day` is the dataset's last day ever (its spec has an
+            ``end_date`` that has passed): files of later days are skipped, not kept waiting.
         lookback: seconds before the high-water second a file may still show up.
         max_files_per_run: consecutive days share one run up to this many new files (a day
             is never split: its run reads every file of the day anyway).
@@ -99,7 +102,7 @@ def plan_runs(
     deferred = {d: list(ids) for d, ids in cursor.deferred.items()}
     new: dict[str, list[str]] = {}
     incomplete: list[tuple[str, str]] = []
-    skipped: list[str] = []
+    skipped: list[tuple[str, str]] = []
     high_water = cursor.high_water
     for f in sorted(files, key=lambda f: (f.arrival, f.key)):
         if (floor is not None and f.arrival < floor) or f.file_id in seen:
@@ -111,8 +114,12 @@ def plan_runs(
         seen[f.file_id] = f.arrival
         high_water = max(high_water, f.arrival)
         day = day_of(f.key, landing_prefix)
-        if day is None or first_day is None or day < first_day:
-            skipped.append(f.key)
+        if day is None:
+            skipped.append((f.key, "not in a YYYY-MM-DD day folder"))
+        elif first_day is None or day < first_day:
+            skipped.append((f.key, f"{day} is before the dataset's first day {first_day}"))
+        elif calendar_ended and last_day is not None and day > last_day:
+            skipped.append((f.key, f"{day} is after the dataset's last day {last_day}"))
         elif last_day is None or day > last_day:
             deferred.setdefault(day, []).append(f.file_id)
         else:
