@@ -28,7 +28,7 @@ from lake_pipelines.lake.ingest.readers import (
     Reject,
     read_file,
 )
-from lake_pipelines.lake.ingest.validation import UniqueTracker, validate
+from lake_pipelines.lake.ingest.validation import UniqueTracker, compile_contract, validate
 from lake_pipelines.lake.layout import (
     bronze_dir,
     bronze_dirs,
@@ -231,7 +231,8 @@ def ingest_day(
         _remove_stale_staging(store, folder)
     report.sources = store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
     staged: list[WrittenFile] = []
-    unique = UniqueTracker(spec.unique_columns) if spec.unique_columns else None
+    unique_columns = compile_contract(spec).unique
+    unique = UniqueTracker(unique_columns) if unique_columns else None
     try:
         for src in report.sources:
             writer = RollingParquetWriter(

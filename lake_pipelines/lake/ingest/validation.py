@@ -6,8 +6,9 @@ they are quarantined, never silently dropped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.hashing import value_hashes
+from lake_pipelines.lake.ingest import contract_cache
 from lake_pipelines.lake.ingest.readers import Batch, add_reason, row_json
 
 Mask = Callable[[pa.Array], pa.Array]
@@ -39,6 +41,7 @@ class CompiledContract:
     arrow: list[ArrowCheck]
     required: list[str]  # contract columns declared non-nullable
     pandera: Any  # a pandera DataFrameSchema for the rest, or None
+    unique: list[str] = field(default_factory=list)  # unique across the whole day
 
 
 def _scalar(value: Any, type_: pa.DataType) -> pa.Scalar:
@@ -93,46 +96,88 @@ def _arrow_mask(name: str, stats: dict[str, Any], type_: pa.DataType) -> Mask | 
 def compile_contract(spec: DatasetSpec) -> CompiledContract:
     """Split the contract: built-in checks of plain columns run as Arrow kernels (no pandas
     round trip), everything else (custom checks, regex columns, frame-wide checks) stays
-    with pandera. A column with one check we cannot translate goes to pandera whole."""
-    contract = spec.pandera_schema
-    cached = _COMPILED.get(id(contract))
-    if cached is not None and cached[0] is contract:
+    with pandera. A column with one check we cannot translate goes to pandera whole.
+
+    Once per process; a contract left wholly to Arrow is also kept on disk
+    (`contract_cache`), so later processes need neither pandera nor pandas."""
+    cached = _COMPILED.get(id(spec))
+    if cached is not None and cached[0] is spec:
         return cached[1]
+    compiled = _from_record(spec, contract_cache.load(spec)) or _compile(spec)
+    _COMPILED[id(spec)] = (spec, compiled)
+    return compiled
+
+
+def _compile(spec: DatasetSpec) -> CompiledContract:
+    contract = spec.pandera_schema
     types = {f.name: f.type for f in spec.schema}
     arrow: list[ArrowCheck] = []
+    records: list[dict[str, Any]] = []
     required: list[str] = []
     translated: list[str] = []
     for name, column in contract.columns.items():
         if column.regex or name not in types:
             continue
         checks: list[ArrowCheck] = []
+        described: list[dict[str, Any]] = []
         for check in column.checks:
             mask = None
-            if not check.raise_warning and check.groupby is None and check.statistics:
+            stats = dict(check.statistics or {})
+            if not check.raise_warning and check.groupby is None and stats:
                 try:
-                    mask = _arrow_mask(check.name, dict(check.statistics), types[name])
+                    mask = _arrow_mask(check.name, stats, types[name])
                 except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, KeyError):
                     mask = None
             if mask is None:
                 break
-            checks.append(ArrowCheck(name, check.error or check.name, mask, check.ignore_na))
+            label = check.error or check.name
+            checks.append(ArrowCheck(name, label, mask, check.ignore_na))
+            described.append(
+                {"column": name, "check": check.name, "statistics": stats, "label": label}
+                | {"ignore_na": check.ignore_na}
+            )
         else:
             arrow += checks
+            records += described
             if not column.nullable:
                 required.append(name)
             translated.append(name)
+    unique = [n for n, c in contract.columns.items() if c.unique]
     rest = contract.remove_columns(translated) if translated else contract
     # Uniqueness is a property of the whole day (UniqueTracker), not of one batch: pandera is
     # not asked for it, so none of its failure cases has to be told apart by check name.
-    unique = {n: {"unique": False} for n, c in rest.columns.items() if c.unique}
-    rest = rest.update_columns(unique) if unique else rest
+    rest = rest.update_columns({n: {"unique": False} for n in unique if n in rest.columns})
     left = rest if (rest.columns or rest.checks) else None
-    compiled = CompiledContract(arrow, required, left)
-    _COMPILED[id(contract)] = (contract, compiled)
-    return compiled
+    if left is None:
+        try:
+            text = json.dumps(records, default=list)  # sets of allowed values become lists
+        except (TypeError, ValueError):
+            text = None  # e.g. datetime bounds: kept in memory only
+        if text is not None:
+            contract_cache.store(
+                spec, {"checks": json.loads(text), "required": required, "unique": unique}
+            )
+    return CompiledContract(arrow, required, left, unique)
 
 
-_COMPILED: dict[int, tuple[Any, CompiledContract]] = {}
+def _from_record(spec: DatasetSpec, record: dict[str, Any] | None) -> CompiledContract | None:
+    """The contract rebuilt from its cached record, None if any check no longer compiles."""
+    if record is None:
+        return None
+    types = {f.name: f.type for f in spec.schema}
+    arrow: list[ArrowCheck] = []
+    try:
+        for c in record["checks"]:
+            mask = _arrow_mask(c["check"], c["statistics"], types[c["column"]])
+            if mask is None:
+                return None
+            arrow.append(ArrowCheck(c["column"], c["label"], mask, bool(c["ignore_na"])))
+        return CompiledContract(arrow, list(record["required"]), None, list(record["unique"]))
+    except (KeyError, TypeError, ValueError, pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+_COMPILED: dict[int, tuple[DatasetSpec, CompiledContract]] = {}
 
 
 def _arrow_failures(table: pa.Table, compiled: CompiledContract, bad: dict) -> None:
@@ -145,6 +190,9 @@ def _arrow_failures(table: pa.Table, compiled: CompiledContract, bad: dict) -> N
             continue
         values = table.column(check.column)
         ok = check.passes(values)
+        if check.ignore_na and values.null_count:
+            # pandera leaves nulls out of such a check; `is_in` answers False for them
+            ok = pc.or_kleene(ok, pc.is_null(values))
         if ok.null_count:
             ok = pc.fill_null(ok, check.ignore_na)
         if pc.all(ok).as_py():

@@ -26,6 +26,7 @@ SCHEMA = pa.schema(
         pa.field("amount", pa.float64()),
         pa.field("qty", pa.int64()),
         pa.field("note", pa.string()),
+        pa.field("tag", pa.string()),
     ]
 )
 CONTRACT = pdr.DataFrameSchema(
@@ -56,6 +57,8 @@ CONTRACT = pdr.DataFrameSchema(
         ),
         # custom: left to pandera
         "note": pdr.Column(str, pdr.Check(lambda s: s.str.len() != 3), nullable=True),
+        # nullable with a value set: pandera leaves nulls out of the check
+        "tag": pdr.Column(str, pdr.Check.isin(["p", "q"]), nullable=True),
     },
     strict=False,
     coerce=False,
@@ -90,6 +93,7 @@ def _table(seed: int, n: int = 400) -> pa.Table:
             ],
             "qty": [maybe(rnd.randint(-1, 10)) for _ in range(n)],
             "note": [maybe(rnd.choice(["ab", "abc", "abcd"])) for _ in range(n)],
+            "tag": [maybe(rnd.choice("pqr")) for _ in range(n)],
         },
         schema=SCHEMA,
     )
@@ -141,7 +145,7 @@ def _rejected_ts(table: pa.Table, out: Batch) -> list:
 
 def test_only_untranslatable_columns_are_left_to_pandera() -> None:
     compiled = compile_contract(SPEC)
-    assert sorted({c.column for c in compiled.arrow}) == ["amount", "code", "name", "qty"]
+    assert sorted({c.column for c in compiled.arrow}) == ["amount", "code", "name", "qty", "tag"]
     assert compiled.required == ["code"]
     assert list(compiled.pandera.columns) == ["note"]
 
