@@ -85,7 +85,13 @@ def read(store: ObjectStore, dataset: str, day: date) -> pa.Table:
     key holds them."""
     for key in quarantine_keys(dataset, day):
         if store.exists(key):
-            return pq.read_table(io.BytesIO(store.read_bytes(key)), schema=QUARANTINE_SCHEMA)
+            # Through the store's native filesystem, not a Python buffer: pyarrow's scanner
+            # may drop its last reference to its input on one of its own threads after this
+            # returns, and a Python-owned buffer then needs the GIL, which at interpreter exit
+            # aborts the process ("terminate called without an active exception").
+            return pq.read_table(
+                store.path(key), filesystem=store.arrow_fs, schema=QUARANTINE_SCHEMA
+            )
     return QUARANTINE_SCHEMA.empty_table()
 
 
