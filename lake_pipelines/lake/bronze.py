@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import LakeError, RowAccountingError, SourceFileError
+from lake_pipelines.lake import metrics
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.ingest.readers import (
     DEFAULT_BLOCK_BYTES,
@@ -306,4 +307,5 @@ def ingest_day(
     report.outputs = staged
     report.stored = stored_counts(store, spec, day)
     report.seconds = time.perf_counter() - started
+    metrics.record_ingest(report, spec.quarantine_threshold)
     return report

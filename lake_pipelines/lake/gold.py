@@ -15,6 +15,7 @@ from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEq
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import TableReadError
+from lake_pipelines.lake import metrics
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_files
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
@@ -99,6 +100,7 @@ def commit_gold_days(
         reports.extend(
             _commit_batch(store, catalog, spec, gold, ordered[i : i + step], settings, run_id)
         )
+    metrics.record_gold(reports)
     return reports
 
 
