@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -48,19 +49,18 @@ class PrometheusStack:
         assert body["status"] == "success", body
         return body["data"]["result"]
 
-    def wait_for(self, promql: str, want: float, deadline_s: float = 60) -> float:
-        """The query's single value once it equals `want` (scrapes are asynchronous), else
-        the last value seen after `deadline_s`."""
-        value = float("nan")
+    def values(self, want: dict[str, float], deadline_s: float = 90) -> dict[str, float]:
+        """Each query's single value, read until all equal `want` (scrapes are asynchronous)
+        or `deadline_s` passed; a query without exactly one series gives NaN."""
         deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            result = self.query(promql)
-            if len(result) == 1:
-                value = float(result[0]["value"][1])
-                if value == want:
-                    break
+        while True:
+            seen = {}
+            for promql in want:
+                result = self.query(promql)
+                seen[promql] = float(result[0]["value"][1]) if len(result) == 1 else float("nan")
+            if seen == want or time.monotonic() > deadline:
+                return seen
             time.sleep(0.5)
-        return value
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
@@ -76,12 +76,29 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextmanager
-def prometheus_stack(workdir: Path) -> Iterator[PrometheusStack]:
-    """A Pushgateway and a Prometheus scraping it, both stopped on exit."""
+def prometheus_stack() -> Iterator[PrometheusStack]:
+    """A Pushgateway and a Prometheus scraping it, both stopped on exit.
+
+    Their files live in a directory of their own, not under pytest's temporary directories,
+    which a concurrent pytest session may prune while the servers still write there."""
+    with (
+        tempfile.TemporaryDirectory(prefix="lake-prometheus-") as tmp,
+        _servers(Path(tmp)) as stack,
+    ):
+        yield stack
+
+
+@contextmanager
+def _servers(workdir: Path) -> Iterator[PrometheusStack]:
     gw_port, prom_port = _free_port(), _free_port()
     gateway = f"http://127.0.0.1:{gw_port}"
     gw = subprocess.Popen(
-        [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{gw_port}"],
+        [
+            binary("prometheus-pushgateway"),
+            f"--web.listen-address=127.0.0.1:{gw_port}",
+            # in memory only: Debian's build persists to /var/lib/prometheus by default
+            "--persistence.file=",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "pushgateway.log").open("wb"),
     )
