@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
 
 log = logs.logger(__name__)
 
+
 @dataclass
 class GoldReport:
     table: str

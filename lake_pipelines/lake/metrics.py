@@ -168,34 +168,40 @@ class Scope:
         return self.families[name].labels(**base, **labels)
 
 
-_active: Scope | None = None
-_lock = threading.Lock()
+# The step of each thread: the daemon evaluates several sensors at once, in threads; the
+# engine records from the thread that runs the step (never from its pools' workers).
+_state = threading.local()
+
+
+def active() -> Scope | None:
+    """The calling thread's open step, if any."""
+    scope: Scope | None = getattr(_state, "scope", None)
+    return scope
 
 
 def _swap(scope: Scope | None) -> Scope | None:
-    global _active
-    with _lock:
-        previous, _active = _active, scope
+    previous = active()
+    _state.scope = scope
     return previous
 
 
 def inc(name: str, value: float = 1, **labels: str) -> None:
     """Add `value` to counter `name` of the active step (nothing outside a step)."""
-    scope = _active
+    scope = active()
     if scope is not None and value:
         scope.child(name, labels).inc(value)
 
 
 def observe(name: str, seconds: float, **labels: str) -> None:
     """Observe `seconds` in histogram `name` of the active step."""
-    scope = _active
+    scope = active()
     if scope is not None:
         scope.child(name, labels).observe(seconds)
 
 
 def gauge(name: str, value: float, *, keep_max: bool = False, **labels: str) -> None:
     """Set gauge `name` of the active step; `keep_max` keeps the step's largest value."""
-    scope = _active
+    scope = active()
     if scope is None:
         return
     if keep_max:
@@ -214,7 +220,14 @@ class _CommitRetries(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if str(record.msg).startswith("Commit failed due to a concurrent update"):
-            inc("lake_iceberg_commit_retries_total")
+            inc("lake_iceberg_commit_retries_total")  # into the emitting thread's step
+
+
+def _count_commit_retries() -> None:
+    """One handler per process (steps of several threads share it)."""
+    iceberg_log = logging.getLogger("pyiceberg.table")
+    if not any(isinstance(h, _CommitRetries) for h in iceberg_log.handlers):
+        iceberg_log.addHandler(_CommitRetries(logging.WARNING))
 
 
 @contextmanager
@@ -228,16 +241,13 @@ def step(
         yield None
         return
     scope = Scope.new(dataset, layer)
+    _count_commit_retries()
     previous = _swap(scope)
-    retries = _CommitRetries(logging.WARNING)
-    iceberg_log = logging.getLogger("pyiceberg.table")
-    iceberg_log.addHandler(retries)
     outcome = "failure"
     try:
         yield scope
         outcome = "success"
     finally:
-        iceberg_log.removeHandler(retries)
         inc("lake_steps_total", outcome=outcome)
         observe("lake_step_duration_seconds", time.perf_counter() - scope.started, outcome=outcome)
         if outcome == "success":

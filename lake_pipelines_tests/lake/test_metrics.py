@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import threading
 from datetime import date
 
 from lake_pipelines.lake import metrics
@@ -77,7 +79,7 @@ def test_a_failed_step_counts_as_a_failure_and_sets_no_last_success() -> None:
     assert outcome == "failure"
     assert _sample(families, "lake_steps", "lake_steps_total", layer="silver", outcome="failure")
     assert not families["lake_last_success_timestamp_seconds"].samples
-    assert metrics._active is None  # the step's scope is gone with it
+    assert metrics.active() is None  # the step's scope is gone with it
 
 
 def test_without_a_gateway_nothing_is_recorded_and_prometheus_client_never_imported(
@@ -102,3 +104,32 @@ def test_without_a_gateway_nothing_is_recorded_and_prometheus_client_never_impor
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
     )
     assert out.stdout.split() == ["None", "50", "False"]
+
+
+def test_steps_of_concurrent_threads_keep_their_own_numbers_and_commit_retries() -> None:
+    # the daemon evaluates sensors in threads; each tick is a step of its own dataset
+    pushed: dict[str, metrics.Scope] = {}
+    both_open = threading.Barrier(2)
+
+    def tick(dataset: str, rows: int) -> None:
+        with metrics.step(lambda s, _: pushed.setdefault(dataset, s), dataset, "silver"):
+            both_open.wait(timeout=60)
+            metrics.inc("lake_rows_written_total", rows)
+            # what pyiceberg logs when it retries a commit after a concurrent update
+            logging.getLogger("pyiceberg.table").warning(
+                "Commit failed due to a concurrent update, retrying (%s/%s) in %s ms", 1, 10, 100
+            )
+            both_open.wait(timeout=60)
+
+    threads = [threading.Thread(target=tick, args=a) for a in (("events", 5), ("orders", 7))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for dataset, rows in (("events", 5), ("orders", 7)):
+        families = _families(pushed[dataset].registry.collect(), {})
+        labels = {"dataset": dataset, "layer": "silver"}
+        written = families["lake_rows_written"].samples
+        assert written == {("lake_rows_written_total", tuple(sorted(labels.items()))): rows}
+        retries = families["lake_iceberg_commit_retries"].samples
+        assert list(retries.values()) == [1]
