@@ -72,9 +72,11 @@ bench-quick: install
 clean:
 	rm -rf .lake .dagster
 
-# System packages some tests start: headless Chromium (web-UI test) and Debian's PostgreSQL
-# server (catalog tests). Each script is a no-op when the package is already there.
+# System packages some tests start: headless Chromium (web-UI test), Debian's PostgreSQL
+# server (catalog tests), Prometheus, promtool and the Pushgateway (metrics tests). Each script
+# is a no-op when the package is already there.
 .PHONY: test-deps
 test-deps:
 	.ci/install-chromium
 	.ci/install-postgresql
+	.ci/install-prometheus

@@ -280,7 +280,25 @@ class DataFusionSettings(Section):
         )
 
 
-SECTIONS: tuple[type[Section], ...] = (StoreSettings, CatalogSettings, DataFusionSettings)
+@dataclass(frozen=True)
+class MetricsSettings(Section):
+    """Where each step pushes its Prometheus metrics (`lake.pushgateway`); unset: nowhere."""
+
+    pushgateway: str = _setting(
+        "LAKE_PROMETHEUS_PUSHGATEWAY", "", "Pushgateway URL (http://host:9091); empty: no metrics"
+    )
+    job: str = _setting("LAKE_PROMETHEUS_JOB", "lake_pipelines", "job label of the pushed metrics")
+    timeout: int = _setting(
+        "LAKE_PROMETHEUS_TIMEOUT", 5, "seconds a push may take before it is given up (a warning)"
+    )
+
+
+SECTIONS: tuple[type[Section], ...] = (
+    StoreSettings,
+    CatalogSettings,
+    DataFusionSettings,
+    MetricsSettings,
+)
 
 
 @dataclass(frozen=True)

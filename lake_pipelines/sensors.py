@@ -4,14 +4,18 @@ The planning (file ids, cursor, batching) is `lake_pipelines.lake.landing`; this
 wires it to Dagster.
 """
 
+import time
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from lake_pipelines.assets.common import partitions_for
+from lake_pipelines.assets.observability import step_metrics
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake import metrics
 from lake_pipelines.lake.landing.cursor import LOOKBACK_SECONDS, LandingCursor
+from lake_pipelines.lake.landing.lag import landing_lag
 from lake_pipelines.lake.landing.listing import list_landed
 from lake_pipelines.lake.landing.planner import MAX_FILES_PER_RUN, RunBatch, plan_runs
 from lake_pipelines.resources import ObjectStoreResource
@@ -78,18 +82,21 @@ def build_landing_sensor(
     ) -> dg.SensorResult:
         store = object_store.get_store()
         cursor = LandingCursor.parse(context.cursor, name)
-        files = list_landed(store, spec.landing_prefix, cursor.floor(lookback))
-        last_day = partitions.get_last_partition_key()
-        plan = plan_runs(
-            files,
-            cursor,
-            landing_prefix=spec.landing_prefix,
-            first_day=partitions.get_first_partition_key(),
-            last_day=last_day,
-            calendar_ended=calendar_ended(spec, last_day),
-            lookback=lookback,
-            max_files_per_run=max_files_per_run,
-        )
+        with step_metrics(context, spec.name, "landing", "landing_sensor"):
+            files = list_landed(store, spec.landing_prefix, cursor.floor(lookback))
+            last_day = partitions.get_last_partition_key()
+            plan = plan_runs(
+                files,
+                cursor,
+                landing_prefix=spec.landing_prefix,
+                first_day=partitions.get_first_partition_key(),
+                last_day=last_day,
+                calendar_ended=calendar_ended(spec, last_day),
+                lookback=lookback,
+                max_files_per_run=max_files_per_run,
+            )
+            lag = landing_lag(files, plan, time.time())
+            metrics.record_landing(lag.files, lag.oldest_seconds)
         for key, reason in plan.incomplete:
             context.log.debug(f"waiting until complete: {store.uri(key)}: {reason}")
         for key, reason in plan.skipped:

@@ -37,6 +37,9 @@ DEFAULTS = {
     "LAKE_DF_BATCH_SIZE": "8192",
     "LAKE_DF_MEMORY_LIMIT": "0",
     "LAKE_DF_SPILL_DIR": "the OS temporary directory",
+    "LAKE_PROMETHEUS_PUSHGATEWAY": "",
+    "LAKE_PROMETHEUS_JOB": "lake_pipelines",
+    "LAKE_PROMETHEUS_TIMEOUT": "5",
 }
 
 

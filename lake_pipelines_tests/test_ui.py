@@ -39,6 +39,8 @@ ARTIFACTS = ROOT / "test-artifacts" / "ui"
 BIN = Path(sys.executable).parent
 SPEC = get_dataset("events")
 DAY = "2026-11-02"
+# A range run in the same instance, over a lake the landing sensor does not watch.
+RANGE = ["2026-10-27", "2026-10-28", "2026-10-29", "2026-10-30"]
 BRONZE = dg.AssetKey(["lake", "bronze", "events"])
 LAYERS = [BRONZE, dg.AssetKey(["lake", "silver", "events"])]
 LAYERS.append(dg.AssetKey(["lake", "gold", "events_daily_metrics"]))
@@ -141,6 +143,11 @@ class Browser:
     def open(self, url: str, expect: list[str], shot: str, timeout: float = 90) -> str:
         """Navigate and wait until the rendered text shows every `expect` string; screenshot."""
         self.call("Page.navigate", url=url)
+        return self.open_current(expect, shot, timeout)
+
+    def open_current(self, expect: list[str], shot: str, timeout: float = 90) -> str:
+        """Wait until the current page shows every `expect` string; screenshot."""
+        url = self.eval("location.href")
         deadline = time.monotonic() + timeout
         text = ""
         while time.monotonic() < deadline:
@@ -171,6 +178,72 @@ def browser(binary: str, profile: Path) -> Iterator[Browser]:
             page = next(t for t in json.load(resp) if t["type"] == "page")
         with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
             yield Browser(ws)
+
+
+# the Metadata section's Plots view (by partition), scrolled to the top of the page's pane
+CLICK_PLOTS = """[...document.querySelectorAll("button")].filter(
+    b => b.innerText.trim() === "Plots").forEach(b => {b.click(); b.scrollIntoView(true)})"""
+ROW_COUNTS = """query RowCounts($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    ... on Asset {
+      assetMaterializations {
+        partition
+        metadataEntries { label ... on IntMetadataEntry { intValue } }
+      }
+    }
+  }
+}"""
+
+
+def range_run(instance: dg.DagsterInstance, lake: Path) -> dict[dg.AssetKey, dict[str, int]]:
+    """Land and materialize `RANGE` in one run (a single-run backfill); the rows of each day
+    in bronze and silver, read back from the tables."""
+    from lake_pipelines_tests.conftest import sql_catalog
+    from lake_pipelines_tests.support import duckdb_query
+
+    store = ObjectStore(str(lake))
+    generate_events(store, date.fromisoformat(RANGE[0]), days=len(RANGE), seed=19)
+    result = dg.materialize(
+        build_dataset_assets(SPEC),
+        selection=LAYERS,
+        tags={
+            "dagster/asset_partition_range_start": RANGE[0],
+            "dagster/asset_partition_range_end": RANGE[-1],
+        },
+        resources=dagster_resources(store, lake / "catalog.db"),
+        instance=instance,
+    )
+    assert result.success
+    bronze = duckdb_query(
+        "SELECT make_date(year, month, day)::VARCHAR AS day, count(*) AS n FROM read_parquet("
+        f"'{store.path(SPEC.bronze_prefix)}/**/*.parquet', hive_partitioning = true, "
+        "hive_types = {'year': INTEGER, 'month': INTEGER, 'day': INTEGER}) GROUP BY 1"
+    )
+    silver = sql_catalog(store, lake / "catalog.db").load_table(SPEC.table_name).scan()
+    days = duckdb_query(
+        "SELECT strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d') AS day, count(*) AS n "
+        "FROM t GROUP BY 1",
+        t=silver.to_arrow(),
+    )
+    return {
+        BRONZE: {r["day"]: r["n"] for r in bronze.to_pylist()},
+        LAYERS[1]: {r["day"]: r["n"] for r in days.to_pylist()},
+    }
+
+
+def graphql_row_counts(base: str, key: dg.AssetKey) -> dict[str, int]:
+    """`dagster/row_count` of the latest materialization of each partition, as the UI gets it."""
+    body = json.dumps({"query": ROW_COUNTS, "variables": {"key": {"path": key.path}}}).encode()
+    request = urllib.request.Request(
+        f"{base}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        events = json.load(resp)["data"]["assetOrError"]["assetMaterializations"]
+    counts: dict[str, int] = {}
+    for e in events:  # newest first
+        entries = {m["label"]: m.get("intValue") for m in e["metadataEntries"]}
+        counts.setdefault(e["partition"], entries["dagster/row_count"])
+    return counts
 
 
 METADATA_ROWS = """JSON.stringify([...document.querySelectorAll("tr")].map(
@@ -209,8 +282,10 @@ def test_web_ui_shows_assets_materializations_and_sensor_runs(tmp_path: Path) ->
             process([str(BIN / "dagster-daemon"), "run", "-w", workspace], env, daemon_log)
         )
         stack.callback(terminate_all, web, daemon)  # both shut down at once, then are awaited
-        # One materialized partition in that instance, made while the servers start.
+        # A range run, then one materialized partition in that instance (the latest), made
+        # while the servers start.
         with dg.DagsterInstance.from_config(str(home)) as instance:
+            per_day = range_run(instance, tmp_path / "other-lake")
             result = dg.materialize(
                 build_dataset_assets(SPEC),
                 selection=LAYERS,
@@ -223,6 +298,12 @@ def test_web_ui_shows_assets_materializations_and_sensor_runs(tmp_path: Path) ->
             assert event is not None and event.asset_materialization is not None
             meta = event.asset_materialization.metadata
         wait_for_server(base, {"webserver": (web, web_log), "daemon": (daemon, daemon_log)})
+
+        # Through the UI's own API: each day of the range run has its own row count, the
+        # rows of that day in the tables (and the single-day run's day its own).
+        per_day[BRONZE][DAY] = per_day[LAYERS[1]][DAY] = landed.valid.num_rows
+        for key in LAYERS[:2]:
+            assert graphql_row_counts(base, key) == per_day[key], key
 
         chrome = stack.enter_context(browser(binary, tmp_path / "chromium-profile"))
         chrome.open(
@@ -245,6 +326,27 @@ def test_web_ui_shows_assets_materializations_and_sensor_runs(tmp_path: Path) ->
             assert shown.get(label) == str(meta[label].value), (label, shown)
         assert meta["rows_written"].value == landed.valid.num_rows
         assert meta["rows_quarantined"].value == landed.bad_rows
+
+        # The per-partition plots of the asset's metadata, one point per day.
+        chrome.open(
+            f"{base}/assets/{BRONZE.to_user_string()}",
+            expect=["Metadata", "Plots"],
+            shot="asset-overview-bronze.png",
+        )
+        # a taller window for this screenshot, so that it holds a dozen plots
+        chrome.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1400,
+            height=2200,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        chrome.eval(CLICK_PLOTS)
+        chrome.open_current(
+            expect=["rows_quarantined", "quarantined_share", "bytes_written", "Partitions"],
+            shot="asset-plots-bronze.png",
+        )
+        chrome.call("Emulation.clearDeviceMetricsOverride")
 
         # The daemon ticks the landing sensor, which requests the landed day: queued, by it.
         text = chrome.open(

@@ -3,6 +3,7 @@
 # functions to inject the context and resources.
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -15,6 +16,7 @@ from lake_pipelines.assets.common import (
     layer_metadata,
     throughput,
 )
+from lake_pipelines.assets.observability import day_numbers, record_days, step_metrics
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.bronze import IngestReport, ingest_day
 from lake_pipelines.lake.layout import hive_pattern
@@ -58,15 +60,18 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult]:
         store = object_store.get_store()
         reports = []
-        for day in days_of(context):
-            report = ingest_day(store, spec, day, run_id=context.run.run_id)
-            context.log.info(
-                f"{spec.name} {day}: {len(report.sources)} files, {report.rows_read} rows read, "
-                f"{report.rows_written} written, {report.rows_quarantined} quarantined, "
-                f"{len(report.file_rejects)} files quarantined"
-            )
-            reports.append(report)
-        yield _result(store, spec, reports)
+        with step_metrics(context, spec.name, "bronze", "materialize"):
+            for day in days_of(context):
+                report = ingest_day(store, spec, day, run_id=context.run.run_id)
+                context.log.info(
+                    f"{spec.name} {day}: {len(report.sources)} files, {report.rows_read} rows "
+                    f"read, {report.rows_written} written, {report.rows_quarantined} "
+                    f"quarantined, {len(report.file_rejects)} files quarantined",
+                    extra={"dataset": spec.name, "day": day.isoformat(), "layer": "bronze"},
+                )
+                reports.append(report)
+            record_days(context, {r.day: _day_numbers(r) for r in reports})
+            yield _result(store, spec, reports)
 
     return bronze
 
@@ -78,15 +83,12 @@ def _result(
     # as read back from storage after each day's commit, not the counters that wrote them
     in_parquet = sum(r.stored.rows_in_parquet for r in reports)
     in_quarantine = sum(r.stored.rows_in_quarantine for r in reports)
-    seconds = sum(r.seconds for r in reports)
-    bytes_read = sum(r.bytes_read for r in reports)
     reasons = [
         f"{x.source}:{x.line}: {x.reason}" for r in reports for x in r.file_rejects + r.rejects
     ]
     # Judged per day: a clean week must not hide one bad day.
     worst = max(reports, key=lambda r: r.quarantined_share)
     metadata = layer_metadata(
-        in_parquet,
         spec.schema,
         [
             {
@@ -99,16 +101,6 @@ def _result(
             for r in reports
         ],
         uri=store.uri(spec.bronze_prefix),
-        rows_read=read,
-        rows_written=sum(r.rows_written for r in reports),
-        rows_quarantined=sum(r.rows_quarantined for r in reports),
-        files_read=sum(len(r.sources) for r in reports),
-        files_quarantined=sum(len(r.file_rejects) for r in reports),
-        files_written=sum(len(r.outputs) for r in reports),
-        bytes_read=bytes_read,
-        bytes_written=sum(r.bytes_written for r in reports),
-        seconds=round(seconds, 3),
-        mb_per_second=throughput(bytes_read, seconds),
     )
     checks = [
         dg.AssetCheckResult(
@@ -135,3 +127,22 @@ def _result(
         ),
     ]
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def _day_numbers(r: IngestReport) -> dict[str, Any]:
+    """One day's bronze numbers, on that day's materialization."""
+    return day_numbers(
+        # as read back from storage after the day's commit, not the counters that wrote it
+        r.stored.rows_in_parquet,
+        rows_read=r.rows_read,
+        rows_written=r.rows_written,
+        rows_quarantined=r.rows_quarantined,
+        quarantined_share=round(r.quarantined_share, 6),
+        files_read=len(r.sources),
+        files_quarantined=len(r.file_rejects),
+        files_written=len(r.outputs),
+        bytes_read=r.bytes_read,
+        bytes_written=r.bytes_written,
+        seconds=round(r.seconds, 3),
+        mb_per_second=throughput(r.bytes_read, r.seconds),
+    )

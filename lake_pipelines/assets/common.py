@@ -79,27 +79,22 @@ def throughput(nbytes: int, seconds: float) -> float:
 
 
 def layer_metadata(
-    rows: int,
     schema: pa.Schema,
     per_day: Sequence[dict[str, Any]],
     *,
     uri: str | None = None,
     table_name: str | None = None,
-    **numbers: Any,
 ) -> dict[str, Any]:
-    """The standard metadata of a layer's run over one day or a range: the row count, where
-    the data is, its columns, the layer's `numbers`, then the partition's row count (one day)
-    or a table with a row per day (`per_day`, one dict per day)."""
-    metadata: dict[str, Any] = {"dagster/row_count": rows}
+    """The metadata of a layer's run that is true of every day it covers: where the data is,
+    its columns and, for a range, a table with a row per day (`per_day`). Each day's own
+    numbers go on that day's event (`observability.record_days`)."""
+    metadata: dict[str, Any] = {}
     if uri is not None:
         metadata["dagster/uri"] = uri
     if table_name is not None:
         metadata["dagster/table_name"] = table_name
     metadata["dagster/column_schema"] = column_schema(schema)
-    metadata.update(numbers)
-    if len(per_day) == 1:
-        metadata["dagster/partition_row_count"] = rows
-    else:
+    if len(per_day) > 1:
         metadata["per_day"] = per_day_table(per_day)
     return metadata
 
@@ -111,18 +106,18 @@ class DayCommit(Protocol):
     files: int  # data files holding the day after the commit
     bytes: int
     seconds: float
+    unchanged: bool
 
 
-def commit_numbers(
-    store: ObjectStore, spec: DatasetSpec, reports: Sequence[DayCommit]
-) -> dict[str, Any]:
-    """The numbers of an Iceberg layer's run: files and bytes holding its days, the rows of
-    those days quarantined in bronze (so in no table downstream), seconds."""
+def commit_numbers(store: ObjectStore, spec: DatasetSpec, report: DayCommit) -> dict[str, Any]:
+    """One day of an Iceberg layer: files and bytes holding it, its rows quarantined in bronze
+    (so in no table downstream), seconds, whether its inputs were those of its last commit."""
     return {
-        "files": sum(r.files for r in reports),
-        "bytes": sum(r.bytes for r in reports),
-        "rows_quarantined": quarantine.rows_quarantined(store, spec.name, [r.day for r in reports]),
-        "seconds": round(sum(r.seconds for r in reports), 3),
+        "files": report.files,
+        "bytes": report.bytes,
+        "rows_quarantined": quarantine.rows_quarantined(store, spec.name, [report.day]),
+        "seconds": round(report.seconds, 3),
+        "unchanged": report.unchanged,
     }
 
 

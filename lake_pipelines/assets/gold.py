@@ -12,6 +12,7 @@ from lake_pipelines.assets.common import (
     days_of,
     layer_metadata,
 )
+from lake_pipelines.assets.observability import day_numbers, record_days, step_metrics
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.resources import (
@@ -55,25 +56,30 @@ def build_gold_asset(
     ) -> dg.MaterializeResult:
         from lake_pipelines.lake.gold import commit_gold_days  # pyiceberg: on first use
 
-        store = object_store.get_store()
-        catalog = iceberg.load(store)
-        settings = datafusion.session_settings()
-        reports = commit_gold_days(
-            store, catalog, spec, gold, days_of(context), settings, context.run.run_id
-        )
-        rows = sum(r.rows for r in reports)
+        with step_metrics(context, spec.name, "gold", gold.name):
+            store = object_store.get_store()
+            catalog = iceberg.load(store)
+            settings = datafusion.session_settings()
+            reports = commit_gold_days(
+                store, catalog, spec, gold, days_of(context), settings, context.run.run_id
+            )
+            record_days(
+                context,
+                {
+                    r.day: day_numbers(
+                        r.rows,
+                        **commit_numbers(store, spec, r),
+                        # days whose silver inputs were those of their last commit: not recomputed
+                        source_files_scanned=0 if r.unchanged else r.source_files,
+                        source_snapshot_id=str(r.source_snapshot_id),
+                        snapshot_id=str(r.snapshot_id),
+                    )
+                    for r in reports
+                },
+            )
         metadata = layer_metadata(
-            rows,
-            gold.schema,
-            [commit_row(r, r.rows) for r in reports],
-            table_name=identifier,
-            source_files_scanned=sum(r.source_files for r in reports if not r.unchanged),
-            # days whose silver inputs were those of their last commit: not recomputed
-            days_unchanged=sum(r.unchanged for r in reports),
-            **commit_numbers(store, spec, reports),
+            gold.schema, [commit_row(r, r.rows) for r in reports], table_name=identifier
         )
-        if len(reports) == 1:
-            metadata["source_snapshot_id"] = str(reports[0].source_snapshot_id)
         return dg.MaterializeResult(metadata=metadata)
 
     return gold_asset

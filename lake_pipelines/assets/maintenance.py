@@ -14,8 +14,10 @@ import dagster as dg
 from pydantic import Field
 
 from lake_pipelines.assets.common import TABLE_HEALTH_CHECK, asset_key
+from lake_pipelines.assets.observability import step_metrics
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake import metrics
 from lake_pipelines.lake.compaction.health import TableHealth
 from lake_pipelines.lake.compaction.hive import compact_hive, plan_hive
 from lake_pipelines.lake.compaction.options import CompactionOptions, Verify
@@ -88,6 +90,7 @@ def _table(rows: list[dict[str, Any]], columns: Mapping[str, str]) -> dg.TableMe
 
 def _health(plans: list[PartitionPlan], spec: DatasetSpec) -> dg.AssetCheckResult:
     health = TableHealth(tuple(plans), spec.compaction)
+    metrics.record_health(len(health.flagged), sum(p.small_files for p in plans))
     worst = [
         {
             "partition": p.partition,
@@ -157,9 +160,12 @@ def build_bronze_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
             "each warning starts the bronze compaction asset."
         ),
     )
-    def bronze_table_health(object_store: ObjectStoreResource) -> dg.AssetCheckResult:
-        store = object_store.get_store()
-        return _health(plan_hive(store, spec, with_rows=False), spec)
+    def bronze_table_health(
+        context: dg.AssetCheckExecutionContext, object_store: ObjectStoreResource
+    ) -> dg.AssetCheckResult:
+        with step_metrics(context, spec.name, "bronze", TABLE_HEALTH_CHECK):
+            store = object_store.get_store()
+            return _health(plan_hive(store, spec, with_rows=False), spec)
 
     return bronze_table_health
 
@@ -175,15 +181,18 @@ def build_silver_health_check(spec: DatasetSpec) -> dg.AssetChecksDefinition:
         ),
     )
     def silver_table_health(
-        object_store: ObjectStoreResource, iceberg: IcebergCatalogResource
+        context: dg.AssetCheckExecutionContext,
+        object_store: ObjectStoreResource,
+        iceberg: IcebergCatalogResource,
     ) -> dg.AssetCheckResult:
         from lake_pipelines.lake.compaction.iceberg_plan import plan_iceberg
 
-        catalog = iceberg.load(object_store.get_store())
-        if not catalog.table_exists(spec.table_name):
-            return dg.AssetCheckResult(passed=True, metadata={"partitions": 0})
-        table = catalog.load_table(spec.table_name)
-        return _health(plan_iceberg(table, spec.compaction), spec)
+        with step_metrics(context, spec.name, "silver", TABLE_HEALTH_CHECK):
+            catalog = iceberg.load(object_store.get_store())
+            if not catalog.table_exists(spec.table_name):
+                return dg.AssetCheckResult(passed=True, metadata={"partitions": 0})
+            table = catalog.load_table(spec.table_name)
+            return _health(plan_iceberg(table, spec.compaction), spec)
 
     return silver_table_health
 
@@ -226,7 +235,10 @@ def build_bronze_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
         object_store: ObjectStoreResource,
     ) -> dg.MaterializeResult:
         store = object_store.get_store()
-        report = compact_hive(store, spec, options=config.to_options(), on_plan=_log_plan(context))
+        with step_metrics(context, spec.name, "bronze", "compaction"):
+            report = compact_hive(
+                store, spec, options=config.to_options(), on_plan=_log_plan(context)
+            )
         _log_skipped(context, report)
         return _result(
             report, {"dagster/uri": store.uri(spec.bronze_prefix), "verify": config.verify}
@@ -262,14 +274,15 @@ def build_silver_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
             context.log.info(f"{spec.table_name} does not exist yet: nothing to compact")
             return _result(CompactionReport(spec.name, "silver", dry_run=config.dry_run), {})
         table = catalog.load_table(spec.table_name)
-        report = compact_iceberg(
-            store,
-            table,
-            spec,
-            options=config.to_options(),
-            run_id=context.run.run_id,
-            on_plan=_log_plan(context),
-        )
+        with step_metrics(context, spec.name, "silver", "compaction"):
+            report = compact_iceberg(
+                store,
+                table,
+                spec,
+                options=config.to_options(),
+                run_id=context.run.run_id,
+                on_plan=_log_plan(context),
+            )
         _log_skipped(context, report)
         snapshot = table.current_snapshot()
         return _result(

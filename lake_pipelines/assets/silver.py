@@ -13,6 +13,7 @@ from lake_pipelines.assets.common import (
     days_of,
     layer_metadata,
 )
+from lake_pipelines.assets.observability import day_numbers, record_days, step_metrics
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
@@ -49,28 +50,37 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
     ) -> dg.MaterializeResult:
         from lake_pipelines.lake.silver import commit_days  # pyiceberg: on first use
 
-        store = object_store.get_store()
-        catalog = iceberg.load(store)
-        # a range is committed a month per snapshot; each day's lineage (landed files) comes
-        # from bronze's manifest
-        reports = commit_days(store, catalog, spec, days_of(context), context.run.run_id)
-        for report in reports:
-            context.log.info(
-                f"{spec.table_name} {report.day}: {report.rows_committed} rows, "
-                f"snapshot {report.snapshot_id}"
-                + (" (unchanged inputs: no new commit)" if report.unchanged else "")
+        with step_metrics(context, spec.name, "silver", "materialize"):
+            store = object_store.get_store()
+            catalog = iceberg.load(store)
+            # a range is committed a month per snapshot; each day's lineage (landed files)
+            # comes from bronze's manifest
+            reports = commit_days(store, catalog, spec, days_of(context), context.run.run_id)
+            for report in reports:
+                context.log.info(
+                    f"{spec.table_name} {report.day}: {report.rows_committed} rows, "
+                    f"snapshot {report.snapshot_id}"
+                    + (" (unchanged inputs: no new commit)" if report.unchanged else ""),
+                    extra={"dataset": spec.name, "day": report.day.isoformat(), "layer": "silver"},
+                )
+            record_days(
+                context,
+                {
+                    r.day: day_numbers(
+                        r.rows_committed,
+                        **commit_numbers(store, spec, r),
+                        snapshot_id=str(r.snapshot_id),
+                    )
+                    for r in reports
+                },
             )
+            location = catalog.load_table(spec.table_name).location()
         committed = sum(r.rows_committed for r in reports)
         metadata = layer_metadata(
-            committed,
             spec.schema,
             [{**commit_row(r, r.rows_committed), "snapshot": str(r.snapshot_id)} for r in reports],
-            uri=catalog.load_table(spec.table_name).location(),
+            uri=location,
             table_name=spec.table_name,
-            snapshot_id=str(reports[-1].snapshot_id) if reports else "",
-            # days whose source and bronze files were already committed as they are
-            days_unchanged=sum(r.unchanged for r in reports),
-            **commit_numbers(store, spec, reports),
         )
         check = dg.AssetCheckResult(
             check_name=ROW_ACCOUNTING_CHECK,

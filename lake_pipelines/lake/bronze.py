@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import LakeError, RowAccountingError, SourceFileError
+from lake_pipelines.lake import logs, metrics
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.ingest.readers import (
     DEFAULT_BLOCK_BYTES,
@@ -45,6 +46,7 @@ from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
 # conversion, and pyarrow encodes a row group on one core.
 ENCODERS = 2
 LINEAGE_FORMAT = 1
+log = logs.logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -261,10 +263,21 @@ def ingest_day(
                     unique.rollback(mark)
                 report.file_rejects.append(Reject(src.key, exc.line, None, exc.reason, None))
                 report.lineage.append(LandedFile.of(src, quarantined_whole=True))
+                logs.rejected_file(log, spec.name, day, store.uri(src.key), src, exc.reason)
                 continue
             except BaseException:
                 writer.abort()
                 raise
+            logs.landed_file(
+                log,
+                spec.name,
+                day,
+                store.uri(src.key),
+                src,
+                read,
+                sum(f.rows for f in files),
+                rejects,
+            )
             staged.extend(files)
             report.rows_read += read
             report.rows_written += sum(f.rows for f in files)
@@ -307,4 +320,5 @@ def ingest_day(
     report.outputs = staged
     report.stored = stored_counts(store, spec, day)
     report.seconds = time.perf_counter() - started
+    metrics.record_ingest(report, spec.quarantine_threshold)
     return report

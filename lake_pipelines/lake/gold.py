@@ -15,6 +15,7 @@ from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEq
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import TableReadError
+from lake_pipelines.lake import logs, metrics
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_files
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
@@ -32,6 +33,9 @@ from lake_pipelines.lake.storage import ObjectStore
 if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
+
+
+log = logs.logger(__name__)
 
 
 @dataclass
@@ -99,6 +103,17 @@ def commit_gold_days(
         reports.extend(
             _commit_batch(store, catalog, spec, gold, ordered[i : i + step], settings, run_id)
         )
+    for r in reports:
+        log.info(
+            "%s %s: %s: %d rows%s",
+            spec.name,
+            r.day,
+            r.table,
+            r.rows,
+            " (silver inputs unchanged: not recomputed)" if r.unchanged else "",
+            extra=logs.context(spec.name, r.day, layer="gold", table=r.table, rows=r.rows),
+        )
+    metrics.record_gold(reports)
     return reports
 
 

@@ -17,6 +17,7 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import RowAccountingError
+from lake_pipelines.lake import metrics
 from lake_pipelines.lake.arrow import fit_to_schema
 from lake_pipelines.lake.bronze import bronze_files, read_lineage
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
@@ -174,6 +175,7 @@ def commit_days(
     for i in range(0, len(ordered), max(days_per_commit, 1)):
         batch = ordered[i : i + max(days_per_commit, 1)]
         reports.extend(_commit_batch(store, catalog, spec, batch, run_id, sources or {}))
+    metrics.record_silver(reports)
     return reports
 
 

@@ -35,6 +35,17 @@ def by_day(table_rows: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def _day_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, day: str) -> dict:
+    """The metadata values of the latest materialization of `key`'s partition `day`."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+    ).records
+    assert records, (key, day)
+    materialization = records[0].asset_materialization
+    assert materialization is not None and materialization.partition == day
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
 def test_three_day_backfill_through_the_cli(tmp_path: Path) -> None:
     lake, home = tmp_path / "lake", tmp_path / "dagster"
     store = ObjectStore(str(lake))
@@ -82,5 +93,25 @@ def test_three_day_backfill_through_the_cli(tmp_path: Path) -> None:
         assert [(r.data["day"], r.data["rows"]) for r in per_day] == [
             (d.day.isoformat(), d.valid.num_rows) for d in days
         ]
+        # each day's own event carries that day's numbers, not the range's: what the asset
+        # page plots per partition
+        gold_rows = Counter(r["day"].isoformat() for r in gold)
+        for d in days:
+            day = d.day.isoformat()
+            b, s, g = (_day_metadata(instance, key, day) for key in LAYERS)
+            assert b["dagster/row_count"] == b["dagster/partition_row_count"] == len(bronze[day])
+            assert b["rows_quarantined"] == d.bad_rows
+            assert b["rows_read"] == b["rows_written"] + b["rows_quarantined"]
+            assert b["files_read"] == len(d.files)
+            assert b["files_quarantined"] == d.bad_files
+            assert b["quarantined_share"] >= d.bad_rows / b["rows_read"]
+            assert s["dagster/row_count"] == len(silver[day])
+            assert s["rows_quarantined"] == d.bad_rows
+            assert g["dagster/row_count"] == gold_rows[day]
+        files = catalog.load_table(SPEC.table_name).inspect.data_files().to_pylist()
+        # silver's files and bytes per day add up to the table's (each file holds one day)
+        silver_meta = [_day_metadata(instance, LAYERS[1], day) for day in DAYS]
+        assert sum(m["files"] for m in silver_meta) == len(files)
+        assert sum(m["bytes"] for m in silver_meta) == sum(f["file_size_in_bytes"] for f in files)
     assert len(catalog.load_table(SPEC.table_name).snapshots()) == 1
     assert len(catalog.load_table(metrics_table_name(SPEC)).snapshots()) == 1

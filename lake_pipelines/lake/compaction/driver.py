@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from lake_pipelines.lake import metrics
 from lake_pipelines.lake.compaction.options import CompactionOptions
 from lake_pipelines.lake.compaction.plan import Layer, PartitionPlan
 from lake_pipelines.lake.compaction.report import CompactionReport, PartitionResult, planned_result
@@ -73,4 +74,6 @@ def compact_layer(
             planned_result(plan) if options.dry_run else target.compact(plan, options)
         )
     report.seconds = time.perf_counter() - started
+    if not options.dry_run:
+        metrics.record_compaction(report)
     return report

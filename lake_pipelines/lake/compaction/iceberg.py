@@ -31,6 +31,7 @@ from pyiceberg.table import FileScanTask, Table
 
 from lake_pipelines.datasets.spec import CompactionPolicy, DatasetSpec
 from lake_pipelines.errors import LakeError, TableCommitError
+from lake_pipelines.lake import metrics
 from lake_pipelines.lake.compaction.driver import PlanHook, compact_layer
 from lake_pipelines.lake.compaction.iceberg_filter import partition_filter
 from lake_pipelines.lake.compaction.iceberg_plan import plan_iceberg, scan_tasks
@@ -156,12 +157,15 @@ def compact_iceberg_partition(
     try:
         _commit(table, rewritten, data_files, summary)
     except ValidationException as exc:
+        metrics.inc("lake_iceberg_commits_total", outcome="conflict")
         store.delete([f.key for f in written])
         return skipped_result(plan, f"concurrent write to the partition: {exc}")
     except CommitFailedException as exc:
+        metrics.inc("lake_iceberg_commits_total", outcome="failed")
         store.delete([f.key for f in written])
         name = ".".join(table.name())
         raise TableCommitError(name, f"compaction commit failed after retries: {exc}") from exc
+    metrics.inc("lake_iceberg_commits_total", outcome="committed")
     result = compacted_result(plan, written, seen, started)
     snapshot = table.current_snapshot()
     result.snapshot_id = snapshot.snapshot_id if snapshot else None

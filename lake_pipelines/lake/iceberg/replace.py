@@ -44,6 +44,7 @@ from pyiceberg.table.update.snapshot import _ManifestMergeManager, _OverwriteFil
 from pyiceberg.utils.properties import property_as_bool, property_as_int
 
 from lake_pipelines.errors import TableCommitError
+from lake_pipelines.lake import metrics
 from lake_pipelines.lake.arrow import fit_to_schema
 from lake_pipelines.lake.iceberg.evolution import Evolution, apply_evolution
 from lake_pipelines.lake.iceberg.lineage import SUMMARY_PREFIX, any_of, summary_properties
@@ -232,8 +233,10 @@ class PartitionReplace:
                 stage_tags(tx, named, max_age)
             tx.commit_transaction()
         except CommitFailedException as exc:
+            metrics.inc("lake_iceberg_commits_total", outcome="failed")
             raise TableCommitError(self.name, f"commit failed after retries: {exc}") from exc
         except ValidationException as exc:
+            metrics.inc("lake_iceberg_commits_total", outcome="conflict")
             raise TableCommitError(
                 self.name,
                 f"another run wrote the same partition concurrently; nothing written ({exc})",
@@ -243,6 +246,7 @@ class PartitionReplace:
         # _rebuild_snapshot_updates): the data lands, the tags do not. Re-point them here
         # (the table's metadata is the committed one). The snapshot id is stable across
         # pyiceberg's retries: `staged_id` is what landed.
+        metrics.inc("lake_iceberg_commits_total", outcome="committed")
         for max_age, named in _by_age(tags, staged_id).items():
             point_tags(self.table, named, max_age)
         return staged_id

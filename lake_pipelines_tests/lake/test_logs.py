@@ -1,0 +1,38 @@
+"""Data-path log lines: one per landed file, naming dataset, day and file, as text and fields."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import pytest
+
+from lake_pipelines.datasets import get_dataset
+from lake_pipelines.lake.bronze import ingest_day
+from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.sample_data import generate_events
+
+SPEC = get_dataset("events")
+DAY = date(2026, 11, 3)
+
+
+def test_bronze_logs_one_line_per_file_and_summarises_its_quarantined_rows(
+    local_store: ObjectStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    (landed,) = generate_events(local_store, DAY, days=1, rows_per_day=300, seed=41)
+    with caplog.at_level(logging.INFO, logger="lake_pipelines"):
+        report = ingest_day(local_store, SPEC, DAY)
+    lines = [r for r in caplog.records if r.name == "lake_pipelines.lake.bronze"]
+    # one line per landed file, whatever the number of rows quarantined
+    assert sorted(r.file for r in lines) == sorted(s.key for s in report.sources)
+    assert {(r.dataset, r.day, r.layer) for r in lines} == {(SPEC.name, DAY.isoformat(), "bronze")}
+    for r in lines:
+        assert SPEC.name in r.getMessage() and DAY.isoformat() in r.getMessage()
+        assert r.file in r.getMessage()
+    warned = [r for r in lines if r.levelno == logging.WARNING]
+    rejected = {x.source for x in report.rejects} | {x.source for x in report.file_rejects}
+    assert {r.file for r in warned} == rejected
+    assert sum(getattr(r, "rows_quarantined", 0) for r in warned) == landed.bad_rows > 0
+    assert len(warned) < landed.bad_rows + landed.bad_files  # a summary, not a line per row
+    whole = [r for r in warned if "quarantined whole" in r.getMessage()]
+    assert len(whole) == landed.bad_files == 1
