@@ -40,6 +40,7 @@ class Progress:
         self.bytes = 0
         self.started = clock()
         self._next = self.started + interval
+        self.lines = 0  # lines emitted so far
 
     def add(self, rows: int, nbytes: int = 0) -> None:
         """Count `rows` (and `nbytes`) more done; emit a line if the interval has passed."""
@@ -49,7 +50,14 @@ class Progress:
             now = self.clock()
             if now >= self._next:
                 self._next = now + self.interval
+                self.lines += 1
                 self.hook(self.line(now))
+
+    def finish(self) -> None:
+        """A last line with the totals, if the work was long enough to report progress."""
+        if self.hook is not None and self.lines:
+            self.lines += 1
+            self.hook(self.line())
 
     def line(self, now: float | None = None) -> str:
         """The progress so far, as one line."""

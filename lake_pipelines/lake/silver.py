@@ -21,7 +21,7 @@ from lake_pipelines.lake.iceberg.tables import ensure_table
 from lake_pipelines.lake.iceberg.writer import DataFileWriter
 from lake_pipelines.lake.layout import day_bounds
 from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES
-from lake_pipelines.lake.progress import Progress, ProgressHook
+from lake_pipelines.lake.progress import PROGRESS_INTERVAL, Progress, ProgressHook
 from lake_pipelines.lake.silver_input import (
     READ_BATCH_ROWS,
     SORT_MEMORY_BYTES,
@@ -144,12 +144,14 @@ class SilverOptions:
         row_group_bytes: rows buffered (uncompressed Arrow) per row group of a data file.
         batch_rows: rows read from bronze at a time.
         spill_dir: where sorted runs spill; None: the OS temporary directory.
+        progress_seconds: seconds between two progress lines of a day being written.
     """
 
     sort_memory_bytes: int = SORT_MEMORY_BYTES
     row_group_bytes: int = ROW_GROUP_BYTES
     batch_rows: int = READ_BATCH_ROWS
     spill_dir: str | None = None
+    progress_seconds: float = PROGRESS_INTERVAL
 
 
 @dataclass
@@ -267,7 +269,7 @@ class _Batch:
         in their footers must be the rows in the bronze footers (checked before any commit)."""
         spec, options = self.spec, self.options
         what = f"silver {spec.name} {day}"
-        progress = Progress(what, self.progress, day_input.rows)
+        progress = Progress(what, self.progress, day_input.rows, options.progress_seconds)
         writer = DataFileWriter(table, replace.metadata, spec, options.row_group_bytes)
         with writer:
             rows = sorted_rows(
@@ -295,6 +297,5 @@ class _Batch:
                 dataset=spec.name,
                 day=day,
             )
-        if progress.rows:
-            progress.hook and progress.hook(progress.line())
+        progress.finish()
         return files
