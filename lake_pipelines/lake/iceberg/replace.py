@@ -202,6 +202,8 @@ class PartitionReplace:
             if path in self._deleted:
                 continue
             scan = ArrowScan(self.metadata, self.table.io, schema, AlwaysTrue())
+            # one data file in memory (at most the target file size, ~4x in Arrow): only a
+            # file of a coarser partitioning than the replaced day lands here
             rows = scan.to_table([FileScanTask(data_file)])
             keep = _expression_to_complementary_pyarrow(bind(schema, any_of(filters), True), schema)
             kept = rows.filter(keep)
