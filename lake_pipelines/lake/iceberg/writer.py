@@ -9,8 +9,10 @@ codecs and encodings and row groups sized by bytes like bronze. The files it ret
 visible only when a commit adds them (`PartitionReplace.add`); files of a write that is never
 committed are orphans for the table's orphan cleanup.
 
-Memory: one row group per open file being filled, plus one being encoded. A file is open per
-partition the rows reach (one for the default ``day`` partitioning of a day).
+Memory: about two row groups being filled, plus one being encoded. A file is open per
+partition the rows reach (one for the default ``day`` partitioning of a day); when rows of
+many partitions are buffered at once (``hour``, ``identity``), the fullest buffer is written
+out early as a smaller row group, so the buffers never hold more than two row groups.
 """
 
 from __future__ import annotations
@@ -23,16 +25,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import (
     _determine_partitions,
+    _get_field_from_arrow_table,
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
     parquet_path_to_id_mapping,
     schema_to_pyarrow,
 )
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
-from pyiceberg.partitioning import PartitionKey
+from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
@@ -109,11 +113,28 @@ class DataFileWriter:
             slot.buffered += part.nbytes
             if slot.buffered >= self.row_group_bytes:
                 self._flush(slot)
+        while sum(s.buffered for s in self._open.values()) > 2 * self.row_group_bytes:
+            self._flush(max(self._open.values(), key=lambda s: s.buffered))
 
     def _partitions(self, rows: pa.Table) -> Iterator[tuple[PartitionKey | None, pa.Table]]:
         spec = self.metadata.spec()
         if spec.is_unpartitioned():
             yield None, rows
+            return
+        values = []
+        for pf in spec.fields:  # the usual case first: all rows in one partition, no copy
+            source = self.schema.find_field(pf.source_id)
+            name = self.schema.find_column_name(pf.source_id)
+            column = _get_field_from_arrow_table(rows, name) if name else None
+            if column is None:
+                break
+            keys = pf.transform.pyarrow_transform(source.field_type)(column)
+            low_high = pc.min_max(keys).as_py()
+            if keys.null_count or low_high["min"] != low_high["max"]:
+                break
+            values.append(PartitionFieldValue(pf, low_high["min"]))
+        else:
+            yield PartitionKey(values, spec, self.schema), rows
             return
         for part in _determine_partitions(spec, self.schema, rows):
             yield part.partition_key, part.arrow_table_partition
