@@ -59,7 +59,9 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         store = object_store.get_store()
         reports = []
         for day in days_of(context):
-            report = ingest_day(store, spec, day, run_id=context.run.run_id)
+            report = ingest_day(
+                store, spec, day, run_id=context.run.run_id, progress=context.log.info
+            )
             context.log.info(
                 f"{spec.name} {day}: {len(report.sources)} files, {report.rows_read} rows read, "
                 f"{report.rows_written} written, {report.rows_quarantined} quarantined, "

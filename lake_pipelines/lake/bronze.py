@@ -39,6 +39,7 @@ from lake_pipelines.lake.layout import (
 )
 from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES, TARGET_FILE_BYTES
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, WrittenFile, commit_files
+from lake_pipelines.lake.progress import Progress, ProgressHook
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
 
 # Row groups encoded at once (a file each): Parquet encoding is the single busiest step of a
@@ -212,6 +213,7 @@ def ingest_day(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     row_group_bytes: int = ROW_GROUP_BYTES,
     target_file_bytes: int = TARGET_FILE_BYTES,
+    progress: ProgressHook | None = None,
 ) -> IngestReport:
     """Convert every landed file of `day` into the day's bronze partition.
 
@@ -219,6 +221,7 @@ def ingest_day(
     still load. The day is committed only if rows read = rows written + rows quarantined.
     The report lists every landed file in `IngestReport.lineage` (as the day's manifest does)
     and carries the committed day as read back from storage in `IngestReport.stored`.
+    `progress` receives a line (rows, landed MiB, rate) now and then on a long day.
 
     Raises:
         RowAccountingError: the counts do not add up; nothing was committed.
@@ -232,6 +235,7 @@ def ingest_day(
     report.sources = store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
     staged: list[WrittenFile] = []
     unique = UniqueTracker(spec.unique_columns) if spec.unique_columns else None
+    meter = Progress(f"bronze {spec.name} {day}", progress)
     try:
         for src in report.sources:
             writer = RollingParquetWriter(
@@ -250,6 +254,7 @@ def ingest_day(
                 for batch in read_file(store, src.key, spec, block_bytes):
                     # Counted as the reader hands rows over, before anything can lose them.
                     read += batch.rows_read
+                    meter.add(batch.rows_read, batch.table.nbytes)
                     checked = validate(batch, spec, start, end, src.key, unique)
                     rejects.extend(checked.rejects)
                     writer.write(checked.table)
@@ -306,4 +311,5 @@ def ingest_day(
     report.outputs = staged
     report.stored = stored_counts(store, spec, day)
     report.seconds = time.perf_counter() - started
+    meter.finish()
     return report

@@ -22,7 +22,7 @@ class Progress:
         what: names the work in every line, e.g. ``silver events 2026-11-01``.
         hook: where lines go; None: nowhere (counting still works).
         total_rows: when known, lines also say how far along the work is.
-        interval: seconds between two lines.
+        interval: seconds between two lines (default: `PROGRESS_INTERVAL`).
         clock: seconds, monotonic (tests pass their own).
     """
 
@@ -31,15 +31,16 @@ class Progress:
         what: str,
         hook: ProgressHook | None = None,
         total_rows: int | None = None,
-        interval: float = PROGRESS_INTERVAL,
+        interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.what, self.hook, self.total_rows = what, hook, total_rows
-        self.interval, self.clock = interval, clock
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
+        self.clock = clock
         self.rows = 0
         self.bytes = 0
         self.started = clock()
-        self._next = self.started + interval
+        self._next = self.started + self.interval
         self.lines = 0  # lines emitted so far
 
     def add(self, rows: int, nbytes: int = 0) -> None:
