@@ -85,6 +85,8 @@ class DataFileWriter:
         self.schema = metadata.schema()
         self.arrow_schema = schema_to_pyarrow(self.schema).with_metadata(file_schema(spec).metadata)
         self.options = writer_options(spec, self.arrow_schema)
+        # Iceberg's Parquet mapping: decimals of up to 18 digits as INT32/INT64 (as pyiceberg)
+        self.options["store_decimal_as_integer"] = True
         if spec.sort_by:
             order = [(c, "ascending") for c in spec.sort_by]
             self.options["sorting_columns"] = pq.SortingColumn.from_ordering(
