@@ -26,25 +26,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.errors import LakeError
+from lake_pipelines.errors import BronzeReadError
 from lake_pipelines.lake.bronze import bronze_files, read_lineage
 from lake_pipelines.lake.compaction.external_sort import sorted_stream
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
-from lake_pipelines.lake.layout import landing_dir
+from lake_pipelines.lake.layout import bronze_dir, landing_dir
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
 from lake_pipelines.lake.threads import read_ahead
 
 FOOTER_READ_BYTES = 64 << 10  # tail read at once: the footer of a bronze file almost always
 READ_BATCH_ROWS = 64 * 1024
 SORT_MEMORY_BYTES = 64 << 20  # rows held by the sort (uncompressed Arrow) before it spills
-
-
-class BronzeReadError(LakeError):
-    """A bronze file of the day cannot be read (its footer or its rows)."""
-
-    def __init__(self, uri: str, reason: str) -> None:
-        self.uri = uri
-        super().__init__(f"{uri}: {reason}; re-run bronze for the day")
 
 
 @dataclass(frozen=True)
@@ -82,7 +74,7 @@ def _footer(store: ObjectStore, entry: FileEntry) -> tuple[bytes, pq.FileMetaDat
                 tail = f.read_at(min(length, size), size - min(length, size))
         footer = tail[-length:]
         return footer, pq.read_metadata(pa.BufferReader(footer))
-    except (OSError, pa.ArrowInvalid) as exc:
+    except (OSError, pa.ArrowException) as exc:
         raise BronzeReadError(uri, f"cannot read its footer: {exc}") from exc
 
 
@@ -190,7 +182,7 @@ def sorted_rows(
                         )
                         counted(table)
                         yield table, _floor(group, later, table, first)
-                except (OSError, pa.ArrowInvalid) as exc:
+                except (OSError, pa.ArrowException) as exc:
                     raise BronzeReadError(store.uri(f.key), f"cannot read its rows: {exc}") from exc
 
     items = read_ahead(batches(), depth=2)  # reading and decoding overlap the merge
@@ -247,13 +239,14 @@ def day_input(
         "source-files": recorded,
         "bronze-files": bronze,
     }
-    wanted = wanted_schema(spec, files, f"{spec.name} {day}")
+    wanted = wanted_schema(spec, files, store.uri(bronze_dir(spec, day)))
     lineage["fingerprint"] = _fingerprint(spec, [recorded, versions, bronze], wanted)
     return DayInput(files, rows, lineage, wanted)
 
 
-def wanted_schema(spec: DatasetSpec, files: list[BronzeFile], what: str) -> pa.Schema:
-    """The spec's schema, plus (``evolve`` mode) the columns bronze kept that it lacks."""
+def wanted_schema(spec: DatasetSpec, files: list[BronzeFile], where: str) -> pa.Schema:
+    """The spec's schema, plus (``evolve`` mode) the columns bronze kept that it lacks
+    (`where`: the day's bronze folder, for the error)."""
     if spec.unknown_columns != "evolve":
         return spec.schema
     names = renames(spec)
@@ -270,5 +263,6 @@ def wanted_schema(spec: DatasetSpec, files: list[BronzeFile], what: str) -> pa.S
     try:
         extra = pa.unify_schemas(extras, promote_options="permissive") if extras else pa.schema([])
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise LakeError(f"{what}: bronze files disagree on an extra column's type: {exc}") from exc
+        reason = f"its files disagree on the type of a column the spec lacks: {exc}"
+        raise BronzeReadError(where, reason) from exc
     return pa.schema([*spec.schema, *(f.with_nullable(True) for f in extra)])

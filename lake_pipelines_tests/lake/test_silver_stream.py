@@ -15,7 +15,7 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from lake_pipelines.datasets import get_dataset
-from lake_pipelines.errors import RowAccountingError
+from lake_pipelines.errors import BronzeReadError, RowAccountingError
 from lake_pipelines.lake.iceberg.writer import DataFileWriter
 from lake_pipelines.lake.layout import bronze_dir
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, commit_files
@@ -26,7 +26,6 @@ from lake_pipelines.lake.silver import (
     day_filter,
     ensure_silver_table,
 )
-from lake_pipelines.lake.silver_input import BronzeReadError
 from lake_pipelines.lake.storage import ObjectStore
 
 SPEC = get_dataset("events")
