@@ -3,6 +3,7 @@ table, a range of days in one snapshot (`commit_days`)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -282,8 +283,9 @@ class _Batch:
                 options.batch_rows,
                 options.spill_dir,
             )
-            for chunk in rows:
-                writer.write(chunk)
+            with contextlib.closing(rows):  # on error too: the spill files, the reader
+                for chunk in rows:
+                    writer.write(chunk)
             files = writer.close()
         written = sum(f.record_count for f in files)
         if not day_input.rows == progress.rows == writer.rows == written:

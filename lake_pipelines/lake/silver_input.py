@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -154,7 +154,7 @@ def sorted_rows(
     sort_memory_bytes: int = SORT_MEMORY_BYTES,
     batch_rows: int = READ_BATCH_ROWS,
     spill_dir: str | None = None,
-) -> Iterator[pa.Table]:
+) -> Generator[pa.Table, None, None]:
     """The day's rows in the spec's sort order, batch by batch, each `conform`-ed (renamed
     columns already under their new names). `counted` sees every batch as read, before it
     enters the sort (the rows read, for the caller's accounting)."""
