@@ -96,6 +96,15 @@ class SourceFileError(LakeError):
         super().__init__(f"{where}: {reason}")
 
 
+class BronzeReadError(LakeError):
+    """A bronze file of a day cannot be read (its footer or its rows) by a later layer."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        self.uri = uri
+        self.reason = reason
+        super().__init__(f"{uri}: {reason}; re-run bronze for the day")
+
+
 class RowAccountingError(LakeError):
     """Rows read differ from rows written plus rows quarantined: something would be lost."""
 

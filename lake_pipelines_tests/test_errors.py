@@ -12,6 +12,7 @@ import pytest
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.datasets.spec import ColumnCodec, CompactionPolicy, PartitionField
 from lake_pipelines.errors import (
+    BronzeReadError,
     ConfigError,
     LakeError,
     ObjectStoreError,
@@ -49,6 +50,11 @@ EXAMPLES: list[tuple[LakeError, dict[str, object], str]] = [
         SourceFileError("landing/a.csv", "column 'qty': bad", line=3, column="qty"),
         {"path": "landing/a.csv", "line": 3, "column": "qty", "reason": "column 'qty': bad"},
         "landing/a.csv:3: column 'qty': bad",
+    ),
+    (
+        BronzeReadError("file:///lake/bronze/events/x.parquet", "cannot read its footer"),
+        {"uri": "file:///lake/bronze/events/x.parquet", "reason": "cannot read its footer"},
+        "file:///lake/bronze/events/x.parquet: cannot read its footer; re-run bronze for the day",
     ),
     (
         RowAccountingError("events 2026-11-01", 10, 8, 1, dataset="events", day=date(2026, 11, 1)),

@@ -62,7 +62,9 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         reports = []
         with step_metrics(context, spec.name, "bronze", "materialize"):
             for day in days_of(context):
-                report = ingest_day(store, spec, day, run_id=context.run.run_id)
+                report = ingest_day(
+                    store, spec, day, run_id=context.run.run_id, progress=context.log.info
+                )
                 context.log.info(
                     f"{spec.name} {day}: {len(report.sources)} files, {report.rows_read} rows "
                     f"read, {report.rows_written} written, {report.rows_quarantined} "

@@ -23,6 +23,7 @@ from lake_pipelines.lake.compaction.hive import compact_hive, plan_hive
 from lake_pipelines.lake.compaction.options import CompactionOptions, Verify
 from lake_pipelines.lake.compaction.plan import PartitionPlan
 from lake_pipelines.lake.compaction.report import CompactionReport
+from lake_pipelines.lake.progress import ProgressHook
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 MAINTENANCE_GROUP = "maintenance"
@@ -66,8 +67,10 @@ class CompactionConfig(dg.Config):
         ),
     )
 
-    def to_options(self) -> CompactionOptions:
-        return CompactionOptions(dry_run=self.dry_run, force=self.force, verify=self.verify)
+    def to_options(self, progress: ProgressHook | None = None) -> CompactionOptions:
+        return CompactionOptions(
+            dry_run=self.dry_run, force=self.force, verify=self.verify, progress=progress
+        )
 
 
 def health_degraded(check: dg.AssetCheckKey) -> dg.AutomationCondition:
@@ -236,9 +239,8 @@ def build_bronze_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         store = object_store.get_store()
         with step_metrics(context, spec.name, "bronze", "compaction"):
-            report = compact_hive(
-                store, spec, options=config.to_options(), on_plan=_log_plan(context)
-            )
+            options = config.to_options(progress=context.log.info)
+            report = compact_hive(store, spec, options=options, on_plan=_log_plan(context))
         _log_skipped(context, report)
         return _result(
             report, {"dagster/uri": store.uri(spec.bronze_prefix), "verify": config.verify}
@@ -279,7 +281,7 @@ def build_silver_compaction(spec: DatasetSpec) -> dg.AssetsDefinition:
                 store,
                 table,
                 spec,
-                options=config.to_options(),
+                options=config.to_options(progress=context.log.info),
                 run_id=context.run.run_id,
                 on_plan=_log_plan(context),
             )

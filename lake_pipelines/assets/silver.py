@@ -54,8 +54,15 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
             store = object_store.get_store()
             catalog = iceberg.load(store)
             # a range is committed a month per snapshot; each day's lineage (landed files)
-            # comes from bronze's manifest
-            reports = commit_days(store, catalog, spec, days_of(context), context.run.run_id)
+            # comes from bronze's manifest; a long day reports its progress to the run's log
+            reports = commit_days(
+                store,
+                catalog,
+                spec,
+                days_of(context),
+                context.run.run_id,
+                progress=context.log.info,
+            )
             for report in reports:
                 context.log.info(
                     f"{spec.table_name} {report.day}: {report.rows_committed} rows, "

@@ -40,6 +40,7 @@ from lake_pipelines.lake.layout import (
 )
 from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES, TARGET_FILE_BYTES
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, WrittenFile, commit_files
+from lake_pipelines.lake.progress import Progress, ProgressHook
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
 
 # Row groups encoded at once (a file each): Parquet encoding is the single busiest step of a
@@ -214,6 +215,7 @@ def ingest_day(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     row_group_bytes: int = ROW_GROUP_BYTES,
     target_file_bytes: int = TARGET_FILE_BYTES,
+    progress: ProgressHook | None = None,
 ) -> IngestReport:
     """Convert every landed file of `day` into the day's bronze partition.
 
@@ -221,6 +223,7 @@ def ingest_day(
     still load. The day is committed only if rows read = rows written + rows quarantined.
     The report lists every landed file in `IngestReport.lineage` (as the day's manifest does)
     and carries the committed day as read back from storage in `IngestReport.stored`.
+    `progress` receives a line (rows, landed MiB, rate) now and then on a long day.
 
     Raises:
         RowAccountingError: the counts do not add up; nothing was committed.
@@ -235,6 +238,7 @@ def ingest_day(
     staged: list[WrittenFile] = []
     unique_columns = compile_contract(spec).unique
     unique = UniqueTracker(unique_columns) if unique_columns else None
+    meter = Progress(f"bronze {spec.name} {day}", progress)
     try:
         for src in report.sources:
             writer = RollingParquetWriter(
@@ -253,6 +257,7 @@ def ingest_day(
                 for batch in read_file(store, src.key, spec, block_bytes):
                     # Counted as the reader hands rows over, before anything can lose them.
                     read += batch.rows_read
+                    meter.add(batch.rows_read, batch.table.nbytes)
                     checked = validate(batch, spec, start, end, src.key, unique)
                     rejects.extend(checked.rejects)
                     writer.write(checked.table)
@@ -321,4 +326,5 @@ def ingest_day(
     report.stored = stored_counts(store, spec, day)
     report.seconds = time.perf_counter() - started
     metrics.record_ingest(report, spec.quarantine_threshold)
+    meter.finish()
     return report

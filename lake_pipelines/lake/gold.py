@@ -183,6 +183,7 @@ def _commit_batch(
         # a session per day: a gold query may register views of its own
         ctx = make_session(settings, (store,))
         register_files(ctx, "source", store, window, schema, spec.table_name)
+        # one day's aggregate rows (a row per group), small whatever the day's size
         result = gold.compute(ctx, day).sort_by([(c, "ascending") for c in gold.sort_by])
         of_day = EqualTo("day", day.isoformat())  # type: ignore[call-arg,arg-type]
         replace.replace(of_day, result, held[day].files)

@@ -3,35 +3,40 @@ table, a range of days in one snapshot (`commit_days`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.errors import RowAccountingError
+from lake_pipelines.errors import RowAccountingError, TableCommitError
 from lake_pipelines.lake import metrics
-from lake_pipelines.lake.arrow import fit_to_schema
-from lake_pipelines.lake.bronze import bronze_files, read_lineage
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
 from lake_pipelines.lake.iceberg.lineage import files_by_day, last_lineage, lineage_summary
-from lake_pipelines.lake.iceberg.replace import PartitionReplace
+from lake_pipelines.lake.iceberg.replace import PartitionReplace, conform
 from lake_pipelines.lake.iceberg.snapshots import DAY_TAG_MAX_AGE, day_tag, point_tags
 from lake_pipelines.lake.iceberg.tables import ensure_table
-from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
-from lake_pipelines.lake.layout import day_bounds, landing_dir
-from lake_pipelines.lake.parquet.options import file_schema
+from lake_pipelines.lake.iceberg.writer import DataFileWriter
+from lake_pipelines.lake.layout import day_bounds
+from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES
+from lake_pipelines.lake.progress import PROGRESS_INTERVAL, Progress, ProgressHook
+from lake_pipelines.lake.silver_input import (
+    READ_BATCH_ROWS,
+    SORT_MEMORY_BYTES,
+    DayInput,
+    day_input,
+    sorted_rows,
+)
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
 
 if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
     from pyiceberg.catalog import Catalog
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.table import Table
 
 # Days per snapshot of a range: bounds a snapshot summary (one lineage entry per day) and
 # what a failure in the middle of a long backfill throws away; a month keeps a year at 12.
@@ -62,60 +67,6 @@ def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Ta
     )
 
 
-def _fingerprint(spec: DatasetSpec, summary: dict[str, object], schema: pa.Schema) -> str:
-    """What a day's commit was made from: sources (path, size, etag), bronze files (key, size,
-    content hash), schema."""
-    basis = json.dumps(
-        [summary["source-files"], summary["bronze-files"], str(schema), spec.partitioning],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(basis.encode()).hexdigest()[:32]
-
-
-def read_bronze(
-    store: ObjectStore, spec: DatasetSpec, keys: list[str], digests: dict[str, str] | None = None
-) -> pa.Table:
-    """Bronze files as the spec's current schema: columns renamed by a `SchemaChange` since
-    the file was written are read under their new name, columns added since read as null.
-
-    In ``evolve`` mode, columns the spec does not know (kept by ingestion) come along too,
-    after the spec's columns. `digests`, if given, receives a hash of each file's bytes (bronze
-    writes the same bytes for the same rows, so a re-run that changed nothing keeps them).
-    """
-    target = file_schema(spec)
-    renames = {c.column: c.to for c in spec.schema_changes if c.kind == "rename"}
-    tables = []
-    for key in keys:
-        with store.arrow_fs.open_input_file(store.path(key)) as f:
-            raw = f.read_buffer()
-        if digests is not None:
-            digests[key] = hashlib.blake2b(memoryview(raw), digest_size=16).hexdigest()
-        table = pq.read_table(pa.BufferReader(raw))
-        table = table.rename_columns([renames.get(n, n) for n in table.column_names])
-        extras = [n for n in table.column_names if n not in target.names]
-        if spec.unknown_columns != "evolve":
-            extras = []
-        fitted = fit_to_schema(table, target)
-        for name in extras:
-            fitted = fitted.append_column(table.schema.field(name), table.column(name))
-        tables.append(fitted)
-    if not tables:
-        return target.empty_table()
-    return pa.concat_tables(tables, promote_options="permissive")
-
-
-def source_files(store: ObjectStore, spec: DatasetSpec, day: date) -> list[dict[str, object]]:
-    """The day's landed files as the snapshot summary records them (path, size, etag), files
-    quarantined whole included: from bronze's lineage manifest. A day bronze ingested before
-    it kept one falls back to the landing folder as it is now (what silver recorded then)."""
-    landed = read_lineage(store, spec, day)
-    if landed is None:
-        entries = store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES)
-        return [{"path": e.key, "size": e.size, "etag": e.etag} for e in entries]
-    return [{"path": f.path, "size": f.size, "etag": f.etag} for f in landed]
-
-
 def day_filter(spec: DatasetSpec, day: date) -> And:
     return span_filter(spec, day, day)
 
@@ -137,12 +88,12 @@ def commit_day(
     day: date,
     run_id: str = "",
     sources: list[FileEntry] | None = None,
+    options: SilverOptions | None = None,
 ) -> SilverReport:
     """Replace the silver table's `day` with the rows of the bronze partition, in one commit
     (`commit_days` for one day; `sources` name the landed files if given)."""
-    return commit_days(
-        store, catalog, spec, [day], run_id, None if sources is None else {day: sources}
-    )[0]
+    by_day = None if sources is None else {day: sources}
+    return commit_days(store, catalog, spec, [day], run_id, by_day, options=options)[0]
 
 
 def commit_days(
@@ -153,16 +104,22 @@ def commit_days(
     run_id: str = "",
     sources: Mapping[date, list[FileEntry]] | None = None,
     days_per_commit: int = DAYS_PER_COMMIT,
+    options: SilverOptions | None = None,
+    progress: ProgressHook | None = None,
 ) -> list[SilverReport]:
     """Replace each of `days` in the silver table with the rows of its bronze partition:
     one snapshot per `days_per_commit` days, holding only the days whose inputs changed.
 
-    A day whose fingerprint (landed files, bronze files and their bytes, schema) is the one
-    of its last commit, with the rows still there, is not replaced (``unchanged``); its day
-    tag is re-pointed if a crash left it behind. Each replaced day is tagged ``day-<day>``
-    and its lineage recorded in the snapshot summary (`lineage.lineage_summary`). The
-    snapshot summary's source files are those bronze recorded (`source_files`), unless
-    `sources` names them for a day.
+    A day streams from bronze to new data files (`silver_input.sorted_rows` into a
+    `DataFileWriter`): memory holds a few row groups and the sort's buffer, whatever the
+    day's size. A day whose fingerprint (landed files, bronze files and their footers,
+    schema: `silver_input.day_input`, no row read) is the one of its last commit, with the
+    rows still there, is not replaced (``unchanged``); its day tag is re-pointed if a crash
+    left it behind. `progress` receives a line now and then while a day is written. Each
+    replaced day is tagged ``day-<day>`` and its lineage recorded in the snapshot summary
+    (`lineage.lineage_summary`). The snapshot summary's source files are those bronze
+    recorded in its lineage manifest (the landing folder for a day bronze ingested without
+    one), unless `sources` names them.
 
     Returns:
         One report per day, in day order.
@@ -174,9 +131,30 @@ def commit_days(
     reports: list[SilverReport] = []
     for i in range(0, len(ordered), max(days_per_commit, 1)):
         batch = ordered[i : i + max(days_per_commit, 1)]
-        reports.extend(_commit_batch(store, catalog, spec, batch, run_id, sources or {}))
+        work = _Batch(store, catalog, spec, run_id, options or SilverOptions(), progress)
+        reports.extend(work.commit(batch, sources or {}))
     metrics.record_silver(reports)
     return reports
+
+
+@dataclass(frozen=True)
+class SilverOptions:
+    """Tuning of silver's streaming write; the defaults suit days of tens of millions of rows.
+
+    Attributes:
+        sort_memory_bytes: rows the merge of bronze row groups holds (uncompressed Arrow)
+            before it spills sorted runs to `spill_dir`.
+        row_group_bytes: rows buffered (uncompressed Arrow) per row group of a data file.
+        batch_rows: rows read from bronze at a time.
+        spill_dir: where sorted runs spill; None: the OS temporary directory.
+        progress_seconds: seconds between two progress lines of a day being written.
+    """
+
+    sort_memory_bytes: int = SORT_MEMORY_BYTES
+    row_group_bytes: int = ROW_GROUP_BYTES
+    batch_rows: int = READ_BATCH_ROWS
+    spill_dir: str | None = None
+    progress_seconds: float = PROGRESS_INTERVAL
 
 
 @dataclass
@@ -186,55 +164,75 @@ class _Day:
     seconds: float
 
 
-def _commit_batch(
-    store: ObjectStore,
-    catalog: Catalog,
-    spec: DatasetSpec,
-    days: list[date],
-    run_id: str,
-    sources: Mapping[date, list[FileEntry]],
-) -> list[SilverReport]:
-    table = ensure_silver_table(catalog, spec)
-    base = table.current_snapshot()
-    col = spec.timestamp_column
+@dataclass
+class _Batch:
+    """One snapshot's worth of days (`commit_days`)."""
 
-    def span(first: date, last: date) -> And:
-        return span_filter(spec, first, last)
+    store: ObjectStore
+    catalog: Catalog
+    spec: DatasetSpec
+    run_id: str
+    options: SilverOptions
+    progress: ProgressHook | None
 
-    held = files_by_day(table, col, days, span, base.snapshot_id if base else None)
-    last = last_lineage(table, days)
-    replace = PartitionReplace(table)
-    partitioning: list[tuple[str, str]] = [(p.column, p.transform) for p in spec.partitioning]
-    changed: dict[date, _Day] = {}
-    unchanged: dict[date, _Day] = {}
-    retag: dict[str, int] = {}
-    for day in days:
+    def span(self, first: date, last: date) -> And:
+        return span_filter(self.spec, first, last)
+
+    def commit(
+        self, days: list[date], sources: Mapping[date, list[FileEntry]]
+    ) -> list[SilverReport]:
+        spec = self.spec
+        table = ensure_silver_table(self.catalog, spec)
+        base = table.current_snapshot()
+        col = spec.timestamp_column
+        held = files_by_day(table, col, days, self.span, base.snapshot_id if base else None)
+        last = last_lineage(table, days)
+        replace = PartitionReplace(table)
+        partitioning: list[tuple[str, str]] = [(p.column, p.transform) for p in spec.partitioning]
+        changed: dict[date, _Day] = {}
+        unchanged: dict[date, _Day] = {}
+        retag: dict[str, int] = {}
+        try:
+            for day in days:
+                started = time.perf_counter()
+                found = day_input(self.store, spec, day, sources.get(day))
+                lineage = found.lineage
+                # evolve mode: the day's unknown columns join the schema the table must have
+                evolution = plan_evolution(
+                    replace.metadata, found.wanted, partitioning, spec.schema_changes
+                )
+                previous = last.get(day)
+                if (
+                    not evolution
+                    and previous is not None
+                    and previous[1].get("fingerprint") == lineage["fingerprint"]
+                    and held[day].rows == found.rows
+                ):
+                    # The same landed files, bronze files and schema as the last commit of
+                    # this day: the table already holds exactly this.
+                    retag[day_tag(day)] = previous[0]
+                    seconds = time.perf_counter() - started
+                    unchanged[day] = _Day(found.rows, lineage, seconds)
+                    continue
+                replace.evolve(evolution)
+                replace.drop(day_filter(spec, day), held[day].files)
+                replace.add(self._write_day(table, replace, day, found))
+                changed[day] = _Day(found.rows, lineage, time.perf_counter() - started)
+        except BaseException:
+            replace.abort()  # the files written so far: no snapshot will name them
+            raise
         started = time.perf_counter()
-        data, lineage, wanted = _bronze_day(store, spec, day, sources.get(day))
-        # evolve mode: the day's unknown columns join the schema the table must have
-        evolution = plan_evolution(replace.metadata, wanted, partitioning, spec.schema_changes)
-        previous = last.get(day)
-        if (
-            not evolution
-            and previous is not None
-            and previous[1].get("fingerprint") == lineage["fingerprint"]
-            and held[day].rows == data.num_rows
-        ):
-            # The same source files, bronze files and schema as the last commit of this day:
-            # the table already holds exactly this; replacing it would change nothing.
-            retag[day_tag(day)] = previous[0]
-            unchanged[day] = _Day(data.num_rows, lineage, time.perf_counter() - started)
-            continue
-        replace.evolve(evolution)
-        replace.replace(day_filter(spec, day), data, held[day].files)
-        changed[day] = _Day(data.num_rows, lineage, time.perf_counter() - started)
-        del data
-    started = time.perf_counter()
-    after = held
-    if replace:
-        summary = {"run-id": run_id, **lineage_summary({d: c.lineage for d, c in changed.items()})}
-        snapshot_id = replace.commit(summary, {day_tag(d): DAY_TAG_MAX_AGE for d in changed})
-        after = {**held, **files_by_day(table, col, changed, span, snapshot_id)}
+        after = held
+        if replace:
+            lineages = {d: c.lineage for d, c in changed.items()}
+            summary = {"run-id": self.run_id, **lineage_summary(lineages)}
+            tags = {day_tag(d): DAY_TAG_MAX_AGE for d in changed}
+            try:
+                snapshot_id = replace.commit(summary, tags)
+            except TableCommitError:  # the table is unchanged (any other error: unknown)
+                replace.abort()
+                raise
+            after = {**held, **files_by_day(table, col, changed, self.span, snapshot_id)}
         for day, c in changed.items():
             if after[day].rows != c.rows:
                 raise RowAccountingError(
@@ -245,51 +243,63 @@ def _commit_batch(
                     dataset=spec.name,
                     day=day,
                 )
-    # a crash or a concurrent retry may have left the tag of an unchanged day behind
-    point_tags(table, retag, DAY_TAG_MAX_AGE)
-    commit_share = (time.perf_counter() - started) / max(len(changed), 1)
-    current = table.current_snapshot()
-    current_id = current.snapshot_id if current is not None else 0
-    return [
-        SilverReport(
-            spec.name,
-            day,
-            spec.table_name,
-            d.rows,
-            after[day].rows,
-            current_id,
-            d.seconds + (commit_share if day in changed else 0.0),
-            unchanged=day in unchanged,
-            files=len(after[day].files),
-            bytes=after[day].bytes,
-        )
-        for day in days
-        for d in [changed.get(day) or unchanged[day]]
-    ]
+        # a crash or a concurrent retry may have left the tag of an unchanged day behind
+        point_tags(table, retag, DAY_TAG_MAX_AGE)
+        commit_share = (time.perf_counter() - started) / max(len(changed), 1)
+        current = table.current_snapshot()
+        current_id = current.snapshot_id if current is not None else 0
+        return [
+            SilverReport(
+                spec.name,
+                day,
+                spec.table_name,
+                d.rows,
+                after[day].rows,
+                current_id,
+                d.seconds + (commit_share if day in changed else 0.0),
+                unchanged=day in unchanged,
+                files=len(after[day].files),
+                bytes=after[day].bytes,
+            )
+            for day in days
+            for d in [changed.get(day) or unchanged[day]]
+        ]
 
-
-def _bronze_day(
-    store: ObjectStore, spec: DatasetSpec, day: date, sources: list[FileEntry] | None
-) -> tuple[pa.Table, dict[str, object], pa.Schema]:
-    """The day's bronze rows (sorted), its lineage (rows, landed files, bronze files with a
-    hash of their bytes, fingerprint) and the schema the table needs for them."""
-    files = bronze_files(store, spec, day)
-    digests: dict[str, str] = {}
-    data = read_bronze(store, spec, [f.key for f in files], digests)
-    if spec.sort_by:
-        data = data.sort_by([(c, "ascending") for c in spec.sort_by])
-    lineage: dict[str, object] = {
-        "rows": str(data.num_rows),
-        "source-files": (
-            source_files(store, spec, day)
-            if sources is None
-            else [{"path": s.key, "size": s.size, "etag": s.etag} for s in sources]
-        ),
-        # with a hash of the bytes: a bronze file rewritten with the same name and size (a
-        # corrected value) must not pass for the one committed before, while a re-run of the
-        # same inputs (same bytes, new mtime) still does
-        "bronze-files": [[f.key, f.size, digests[f.key]] for f in files],
-    }
-    wanted = pa.schema([*spec.schema, *(f for f in data.schema if f.name not in spec.schema.names)])
-    lineage["fingerprint"] = _fingerprint(spec, lineage, wanted)
-    return data, lineage, wanted
+    def _write_day(
+        self, table: Table, replace: PartitionReplace, day: date, day_input: DayInput
+    ) -> list[DataFile]:
+        """Stream the day's bronze rows, sorted, into new data files of the table; the rows
+        in their footers must be the rows in the bronze footers (checked before any commit)."""
+        spec, options = self.spec, self.options
+        what = f"silver {spec.name} {day}"
+        progress = Progress(what, self.progress, day_input.rows, options.progress_seconds)
+        writer = DataFileWriter(table, replace.metadata, spec, options.row_group_bytes)
+        with writer:
+            rows = sorted_rows(
+                self.store,
+                spec,
+                day_input.files,
+                lambda t: conform(replace.name, writer.arrow_schema, t),
+                lambda t: progress.add(t.num_rows, t.nbytes),
+                options.sort_memory_bytes,
+                options.batch_rows,
+                options.spill_dir,
+            )
+            with contextlib.closing(rows):  # on error too: the spill files, the reader
+                for chunk in rows:
+                    writer.write(chunk)
+            files = writer.close()
+        written = sum(f.record_count for f in files)
+        if not day_input.rows == progress.rows == writer.rows == written:
+            replace.add(files)  # removed with the rest by the caller's abort
+            raise RowAccountingError(
+                f"{spec.table_name} {day} (bronze footers {day_input.rows}, read "
+                f"{progress.rows}, sorted {writer.rows})",
+                day_input.rows,
+                written,
+                0,
+                dataset=spec.name,
+                day=day,
+            )
+        progress.finish()
+        return files

@@ -11,7 +11,7 @@ import pytest
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.errors import RowAccountingError
 from lake_pipelines.lake import bronze as bronze_mod
-from lake_pipelines.lake import layout
+from lake_pipelines.lake import layout, progress
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.layout import bronze_dir, landing_dir
@@ -368,3 +368,14 @@ def test_an_evolved_column_named_like_a_hive_level_is_quarantined_not_corrupted(
         ("e1", 2026, 3),
         ("j1", 2026, 3),
     ]
+
+
+def test_a_long_day_reports_progress(
+    local_store: ObjectStore, landed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "PROGRESS_INTERVAL", 0.0)  # a line per batch
+    lines: list[str] = []
+    report = ingest_day(local_store, SPEC, DAY, progress=lines.append)
+    assert len(lines) >= 2
+    assert all(line.startswith(f"bronze events {DAY}: ") for line in lines)
+    assert lines[-1].split(": ")[1].startswith(f"{report.rows_read:,} rows")

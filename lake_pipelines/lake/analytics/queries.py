@@ -39,6 +39,9 @@ def _ts(day: date) -> str:
 
 
 def _run(ctx: SessionContext, sql: str, schema: pa.Schema) -> pa.Table:
+    # Collected whole: a gold result is one day's aggregate (a row per group: event types,
+    # currencies, top-N domains), never the day's rows, which DataFusion streams (and
+    # spills under `SessionSettings.memory_limit`).
     return ctx.sql(sql).to_arrow_table().select(schema.names).cast(schema)
 
 

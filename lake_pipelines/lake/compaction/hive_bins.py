@@ -116,7 +116,7 @@ def _bin_tables(
             table = read_parquet_file(store, store.path(f.path), schema, partition)
             check_floor(f, table, lows[i] if lows is not None else None)
             tables.append(table)
-        whole = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        whole = pa.concat_tables(tables) if len(tables) > 1 else tables[0]  # <= GROUP_BYTES
         return whole, RowChecksum.of(whole)
 
     groups = _read_groups(order)

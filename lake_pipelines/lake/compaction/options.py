@@ -8,11 +8,12 @@ The thresholds that say which files are small are not here: they belong to the d
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from lake_pipelines.errors import ConfigError
 from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES
+from lake_pipelines.lake.progress import ProgressHook
 
 Verify = Literal["footers", "content"]
 SORT_MEMORY_BYTES = 64 << 20  # rows buffered (uncompressed Arrow) before a sorted run spills
@@ -32,6 +33,8 @@ class CompactionOptions:
         sort_memory_bytes: rows buffered (uncompressed Arrow) before a sorted run spills.
         row_group_bytes: target size of an output row group.
         spill_dir: where sorted runs spill; None: the OS temporary directory.
+        progress: receives a line (rows, MiB, rate) now and then while a partition is
+            rewritten; None: silent.
 
     Raises:
         ConfigError: a mode or size cannot be used (``partitions`` given as one string, an
@@ -45,6 +48,7 @@ class CompactionOptions:
     sort_memory_bytes: int = SORT_MEMORY_BYTES
     row_group_bytes: int = ROW_GROUP_BYTES
     spill_dir: str | None = None
+    progress: ProgressHook | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.partitions, str):  # `in` would match substrings of it

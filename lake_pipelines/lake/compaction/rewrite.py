@@ -21,6 +21,7 @@ from lake_pipelines.lake.compaction.options import CompactionOptions
 from lake_pipelines.lake.compaction.plan import CompactionError
 from lake_pipelines.lake.hashing import READ_BATCH_ROWS, RowChecksum
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter
+from lake_pipelines.lake.progress import Progress
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.lake.threads import read_ahead
 
@@ -112,6 +113,7 @@ def _stream(
 ) -> RowChecksum:
     seen = RowChecksum(HASH_ROWS)
     ledger = _Ledger()
+    meter = Progress(f"compaction {partition}", options.progress)
 
     def numbered() -> Generator[tuple[pa.Table, Any], None, None]:
         for item in read_ahead(tables, depth=PREFETCH):
@@ -126,6 +128,7 @@ def _stream(
             else:
                 seen.merge(part)
             ids = pa.array(np.arange(first, seen.rows, dtype=np.int64))
+            meter.add(table.num_rows, table.nbytes)
             yield table.append_column(ROW_ID, ids), floor
 
     rows = numbered()
@@ -139,6 +142,7 @@ def _stream(
         rows.close()
     writer.close()
     ledger.check(seen.rows, partition)
+    meter.finish()
     return seen
 
 

@@ -1,7 +1,8 @@
 """The one write we allow: replace partitions (days), any number of them in one snapshot.
 
-`PartitionReplace` writes each day's data files as the day is handed over (memory holds one
-day at a time) and commits them at the end as ONE ``overwrite`` snapshot that drops the files
+`PartitionReplace` takes each day's data files as the day is handed over (written from a
+table now, or streamed by a `writer.DataFileWriter` and added) and commits them at the end
+as ONE ``overwrite`` snapshot that drops the files
 the replaced days held and adds the new ones: readers see the old days or the new days, and
 time travel never lands between a delete and an append (pyiceberg's own ``overwrite`` makes
 two snapshots, a ``delete`` without the day and an ``append`` with it).
@@ -20,6 +21,7 @@ holds other days too, the metrics evaluator and row filter of its ``delete``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import uuid
 from collections import defaultdict
@@ -152,7 +154,13 @@ class PartitionReplace:
     def replace(
         self, row_filter: BooleanExpression, data: pa.Table, files: list[DataFile] | None = None
     ) -> None:
-        """Replace the rows matching `row_filter` by `data`, whose files are written now.
+        """Replace the rows matching `row_filter` by `data`, whose files are written now
+        (`drop` then `add`; a day too big for memory goes through a `DataFileWriter`)."""
+        self.drop(row_filter, files)
+        self._write(conform(self.name, self.metadata.schema().as_arrow(), data))
+
+    def drop(self, row_filter: BooleanExpression, files: list[DataFile] | None = None) -> None:
+        """Remove the rows matching `row_filter` at commit.
 
         `files` are the table's files that may hold rows of `row_filter` (planned here when
         not given). A file holding only such rows is dropped; one holding others too (a
@@ -168,7 +176,10 @@ class PartitionReplace:
             else:
                 self._partial.setdefault(f.file_path, (f, []))[1].append(row_filter)
         self._filters.append(row_filter)
-        self._write(conform(self.name, self.metadata.schema().as_arrow(), data))
+
+    def add(self, data_files: list[DataFile]) -> None:
+        """Add data files written for this table (`DataFileWriter`, with `metadata`)."""
+        self._added.extend(data_files)
 
     def _write(self, data: pa.Table) -> None:
         if data.num_rows:
@@ -178,6 +189,13 @@ class PartitionReplace:
                 )
             )
 
+    def abort(self) -> None:
+        """Delete the data files written for this replace (it will not be committed)."""
+        for data_file in self._added:
+            with contextlib.suppress(Exception):  # an orphan at worst, for orphan cleanup
+                self.table.io.delete(data_file.file_path)
+        self._added.clear()
+
     def _rewrite_partial(self) -> None:
         """Files holding replaced rows and others: keep the others in new files."""
         schema = self.metadata.schema()
@@ -185,6 +203,8 @@ class PartitionReplace:
             if path in self._deleted:
                 continue
             scan = ArrowScan(self.metadata, self.table.io, schema, AlwaysTrue())
+            # one data file in memory (at most the target file size, ~4x in Arrow): only a
+            # file of a coarser partitioning than the replaced day lands here
             rows = scan.to_table([FileScanTask(data_file)])
             keep = _expression_to_complementary_pyarrow(bind(schema, any_of(filters), True), schema)
             kept = rows.filter(keep)

@@ -148,4 +148,6 @@ def read_as_of(
         snapshot_id=sid,
         limit=limit,
     )
+    # whole into memory: for a person reading rows (the CLI's ``scan``, with ``--limit`` and
+    # ``--where``); no pipeline step reads a day through it
     return scan.to_arrow()

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lake_pipelines.datasets.spec import CompactionPolicy
+from lake_pipelines.lake import progress
 from lake_pipelines.lake.compaction import hive as compaction_hive
 from lake_pipelines.lake.compaction import hive_footers as compaction_footers
 from lake_pipelines.lake.compaction import rewrite as compaction_rewrite
@@ -255,3 +256,17 @@ def test_on_s3_an_interrupted_swap_is_finished_by_the_next_run(
     left = s3_store.fs.find(s3_store.path(SPEC.bronze_prefix))
     assert not [p for p in left if p.rsplit("/", 1)[-1].startswith((".", "_"))]
     assert len(left) < 30
+
+
+def test_a_long_rewrite_reports_progress(
+    local_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    land_tiny_files(local_store, DAY, 12, 50, seed=4)
+    monkeypatch.setattr(progress, "PROGRESS_INTERVAL", 0.0)  # a line per table read
+    lines: list[str] = []
+    report = compact_hive(local_store, SPEC, options=CompactionOptions(progress=lines.append))
+    assert [r.partition for r in report.results] == ["year=2026/month=11/day=03"]
+    assert lines and all(
+        line.startswith("compaction year=2026/month=11/day=03: ") for line in lines
+    )
+    assert lines[-1].split(": ")[1].startswith("600 rows")

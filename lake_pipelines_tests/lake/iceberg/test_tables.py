@@ -23,6 +23,7 @@ from lake_pipelines.lake.iceberg.maintenance import (
     remove_orphans,
 )
 from lake_pipelines.lake.iceberg.snapshots import day_tag, read_as_of
+from lake_pipelines.lake.iceberg.writer import DataFileWriter
 from lake_pipelines.lake.silver import commit_day, day_filter, ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
@@ -110,18 +111,23 @@ def test_a_failed_commit_leaves_no_half_evolved_table(
     table = local_catalog.load_table(EVENTS.table_name)
     schema_before, snapshots_before = table.schema(), len(table.snapshots())
     wider = replace(EVENTS, schema=EVENTS.schema.append(pa.field("channel", pa.string())))
-    from lake_pipelines.lake.iceberg import replace as iceberg_replace
+    data_dir = f"{local_store.key_of(table.location())}/data"
+    files_before = {e.key for e in local_store.list(data_dir, suffixes=(".parquet",))}
+    written = DataFileWriter.close
 
-    def crash(*args, **kwargs):
+    def crash(self, *args, **kwargs):
+        written(self)  # the day's data files are on the store by then
         raise RuntimeError("worker lost between the schema change and the data")
 
     # the schema change is staged by then; the data write dies
-    monkeypatch.setattr(iceberg_replace, "conform", crash)
+    monkeypatch.setattr(DataFileWriter, "close", crash)
     with pytest.raises(RuntimeError, match="worker lost"):
         commit_day(local_store, local_catalog, wider, landed[1].day)
     table = local_catalog.load_table(EVENTS.table_name)
     assert table.schema() == schema_before  # not half-evolved
     assert len(table.snapshots()) == snapshots_before
+    # the files written for the failed commit were removed, not left as orphans
+    assert {e.key for e in local_store.list(data_dir, suffixes=(".parquet",))} == files_before
     assert table.scan().to_arrow().num_rows == 300
     monkeypatch.undo()
     commit_day(local_store, local_catalog, wider, landed[1].day)  # the retry does both
