@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> str:
         from lake_pipelines.cli.summary import summary
 
         return summary(store, catalog_settings)
-    catalog = catalog_settings.load(store)
+    catalog = catalog_settings.load(store, metadata_only=args.command in ("tables", "history"))
     if args.command in ("expire", "orphans"):
         from lake_pipelines.cli import maintenance
 
