@@ -10,6 +10,7 @@ export LAKE_HOME ?= $(CURDIR)/.lake
 DEMO_START ?= 2026-11-01
 DEMO_END ?= 2026-11-07
 DEMO_DAYS ?= 7
+DEV_PORT ?= 3000
 
 .PHONY: help install demo dev test lint format bench bench-quick clean fuzz
 
@@ -41,8 +42,10 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 		> $(DAGSTER_HOME)/demo.log 2>&1 || { tail -n 60 $(DAGSTER_HOME)/demo.log; exit 1; }
 	$(UV) run --frozen lake-pipelines summary
 
+# Started from DAGSTER_HOME: `dagster dev` warns about a dagster.yaml in the folder it starts in
+# (this repository's template) unless that folder is DAGSTER_HOME.
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(UV) run --frozen --project $(CURDIR) dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
 
 test: install test-deps lint
 	$(UV) run --frozen pytest

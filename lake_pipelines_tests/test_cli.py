@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -190,15 +191,21 @@ def test_a_bad_argument_is_one_line_with_exit_code_2(capsys) -> None:
     assert exc.value.code == 2 and "invalid choice: 'nope'" in _one_line_error(capsys)
 
 
-def test_the_installed_command_prints_no_traceback(small_lake) -> None:
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "lake-pipelines"), "history", "events"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_the_installed_command_prints_no_traceback_and_no_warning(small_lake) -> None:
+    command = str(Path(sys.executable).parent / "lake-pipelines")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+        return subprocess.run(
+            [command, *args], capture_output=True, text=True, timeout=300, env=env
+        )
+
+    done = run("history", "events")
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "lake.events" in done.stderr
+    for args in (["tables"], ["history", SPEC.table_name], ["scan", SPEC.table_name]):
+        done = run(*args)
+        assert done.returncode == 0 and done.stderr == "", done.stderr  # no warnings either
 
 
 def test_expire_dry_run_lists_what_expire_then_removes(small_lake, capsys) -> None:
