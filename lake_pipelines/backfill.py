@@ -29,8 +29,8 @@ import dagster as dg
 
 DEFAULT_MODULE = "lake_pipelines.definitions"
 # Dagster's own notices about its CLI, which a user of this command cannot act on: that
-# `dagster asset materialize` has a newer twin (`dg launch`, which does not take a partition
-# range), and that the parser of `--select group:...` passes a beta parameter internally.
+# `dagster asset materialize` has a newer twin (`dg launch`, which runs the same code), and
+# that the parser of `--select group:...` passes a beta parameter internally.
 QUIET_DAGSTER = (
     "ignore:Function `asset_materialize_command` is superseded:Warning",
     "ignore:Parameter `include_sources` of function `AssetSelection.groups`:Warning",
