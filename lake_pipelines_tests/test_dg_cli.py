@@ -77,3 +77,13 @@ def test_dg_launch_materializes_a_partition(tmp_path: Path) -> None:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         key = dg.AssetKey(["lake", "bronze", "events"])
         assert instance.get_materialized_partitions(key) == {"2026-11-03"}
+
+
+def test_dg_and_dagster_name_the_same_code_location() -> None:
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    project = tool["dg"]["project"]
+    assert tool["dg"]["directory_type"] == "project"
+    assert project["code_location_target_module"] == tool["dagster"]["module_name"]
+    assert project["code_location_name"] == tool["dagster"]["code_location_name"]
