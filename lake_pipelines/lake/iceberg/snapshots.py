@@ -115,8 +115,6 @@ def resolve_snapshot(
     given = [x is not None for x in (snapshot_id, tag, as_of)]
     if sum(given) > 1:
         raise TableReadError(name, "give one of snapshot id, tag or timestamp")
-    if any(given) and not table.snapshots():
-        raise TableReadError(name, "has no snapshots yet: nothing was ever committed to it")
     if snapshot_id is not None:
         if table.snapshot_by_id(snapshot_id) is None:
             raise SnapshotNotFoundError(name, snapshot_id=snapshot_id, span=snapshot_span(table))
