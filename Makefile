@@ -10,12 +10,13 @@ export LAKE_HOME ?= $(CURDIR)/.lake
 DEMO_START ?= 2026-11-01
 DEMO_END ?= 2026-11-07
 DEMO_DAYS ?= 7
+DEV_PORT ?= 3000
 
 .PHONY: help install demo dev test lint format bench bench-quick clean fuzz
 
 help:
 	@echo "make demo   install, generate 7 days of sample data, materialize every asset, print a summary"
-	@echo "make dev    Dagster web UI + daemon on http://127.0.0.1:3000 over the demo instance"
+	@echo "make dev    Dagster web UI + daemon on http://127.0.0.1:3000 over the demo instance (dg dev)"
 	@echo "make test   the whole test suite"
 	@echo "make lint   ruff check + format check + mypy (make test runs it first)"
 	@echo "make fuzz   hostile-input fuzzing: 500 examples per test, files across the 8 MiB block"
@@ -41,8 +42,10 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 		> $(DAGSTER_HOME)/demo.log 2>&1 || { tail -n 60 $(DAGSTER_HOME)/demo.log; exit 1; }
 	$(UV) run --frozen lake-pipelines summary
 
+# `dg dev` (`dagster dev` is superseded by it), started from DAGSTER_HOME: Dagster warns about a
+# dagster.yaml in the folder it starts in (this repository's template) unless that is DAGSTER_HOME.
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(UV) run --frozen --project $(CURDIR) dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
 
 test: install test-deps lint
 	$(UV) run --frozen pytest

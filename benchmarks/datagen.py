@@ -215,6 +215,33 @@ class Inputs:
         e = self._item("dagster", make)
         return Path(e["files"][0]), Path(e["files"][1]), e["days"]
 
+    def demo_lake(self, env: dict[str, str]) -> tuple[Path, Path]:
+        """(DAGSTER_HOME, lake directory) of what `make demo` builds: its 7 days of sample
+        data through every layer by ``python -m lake_pipelines.backfill`` (task 9)."""
+
+        def make(target: Path) -> dict[str, Any]:
+            lake, home = target / "lake", target / "home"
+            home.mkdir(parents=True)
+            shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
+            run_env = {**env, "DAGSTER_HOME": str(home), "LAKE_HOME": str(lake)}
+            first, last = "2026-11-01", "2026-11-07"
+            for module, args in (
+                ("lake_pipelines.sample_data", ["--store", str(lake), "--start", first]),
+                ("lake_pipelines.backfill", ["--start", first, "--end", last]),
+            ):
+                cmd = [sys.executable, "-m", module, *args]
+                subprocess.run(cmd, env=run_env, cwd=target, check=True, capture_output=True)
+            files = [p for p in (lake / "warehouse").rglob("*.parquet")]
+            return {
+                "files": [str(home), str(lake)],
+                "days": [first, last],
+                "rows": sum(pq.read_metadata(p).num_rows for p in files),
+                "bytes": sum(p.stat().st_size for p in files),
+            }
+
+        e = self._item("demo", make)
+        return Path(e["files"][0]), Path(e["files"][1])
+
     def describe(self) -> dict[str, Any]:
         return {
             k: {x: v[x] for x in ("rows", "bytes", "seconds_to_generate") if x in v}

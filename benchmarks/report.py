@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cli_task import cli_targets
 from benchmarks.report_backfill import year_table, year_targets
 
 MIB = 1 << 20
@@ -253,6 +254,10 @@ def targets(results: dict[str, Any]) -> list[Verdict]:
     year = _find(results, "8-year")
     if year is not None:
         out += [Verdict(*t) for t in year_targets(year)]
+    cli = _find(results, "9-cli")
+    if cli is not None:
+        wall = {r.label: None if r.issue else r.time for r in summarise(cli)}
+        out += [Verdict(*t) for t in cli_targets(wall)]
     return out
 
 

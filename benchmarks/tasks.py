@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from benchmarks import measure
+from benchmarks.cli_task import cli_case
 from benchmarks.config import FIRST_DAY, Paths, Scale
 from benchmarks.datagen import Input, Inputs
 from benchmarks.engines import ours_compaction
@@ -391,6 +392,8 @@ def build(s: Scale, inputs: Inputs, paths: Paths, tasks: set[int]) -> list[Case]
         cases.extend(orchestration_cases(s, inputs, paths))
     if 8 in tasks:
         cases.append(year_backfill_case(s, paths))
+    if 9 in tasks:
+        cases.append(cli_case(s, inputs))
     return cases
 
 

@@ -16,6 +16,7 @@ through Dagster's own CLI (so each is an ordinary run in the instance)::
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -27,6 +28,20 @@ from importlib import import_module
 import dagster as dg
 
 DEFAULT_MODULE = "lake_pipelines.definitions"
+# Dagster's own notices about its CLI, which a user of this command cannot act on: that
+# `dagster asset materialize` has a newer twin (`dg launch`, which runs the same code), and
+# that the parser of `--select group:...` passes a beta parameter internally.
+QUIET_DAGSTER = (
+    "ignore:Function `asset_materialize_command` is superseded:Warning",
+    "ignore:Parameter `include_sources` of function `AssetSelection.groups`:Warning",
+)
+
+
+def child_env() -> dict[str, str]:
+    """The environment of each step: ours, with Dagster's CLI notices filtered out."""
+    env = dict(os.environ)
+    env["PYTHONWARNINGS"] = ",".join(filter(None, (env.get("PYTHONWARNINGS"), *QUIET_DAGSTER)))
+    return env
 
 
 @dataclass(frozen=True)
@@ -146,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{step.label}: {' '.join(cmd)}", flush=True)
         if args.dry_run:
             continue
-        done = subprocess.run([sys.executable, "-m", *cmd], check=False)
+        done = subprocess.run([sys.executable, "-m", *cmd], check=False, env=child_env())
         if done.returncode != 0:
             print(f"failed: {step.label} (exit code {done.returncode})", file=sys.stderr)
             return done.returncode

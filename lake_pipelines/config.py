@@ -237,8 +237,14 @@ class CatalogSettings(Section):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return props
 
-    def load(self, store: ObjectStore) -> Catalog:
+    def load(self, store: ObjectStore, metadata_only: bool = False) -> Catalog:
         """The catalog, its files on `store`.
+
+        Args:
+            metadata_only: the caller reads table metadata and manifests, never data files:
+                on a local store they are then read through pyiceberg's fsspec FileIO, since
+                its pyarrow FileIO imports pyarrow.dataset and with it pandas (about a
+                second, the most of a CLI command's time).
 
         Raises:
             ConfigError: the catalog cannot be opened (names LAKE_CATALOG_URI).
@@ -246,6 +252,8 @@ class CatalogSettings(Section):
         from pyiceberg.catalog import load_catalog
 
         props = self.properties(store)
+        if metadata_only and store.scheme == "file":
+            props["py-io-impl"] = "pyiceberg.io.fsspec.FsspecFileIO"
         try:
             return load_catalog(self.name, **props)
         except Exception as exc:

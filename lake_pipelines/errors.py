@@ -7,12 +7,14 @@ quarantine, the CLI, a sensor), in fields set by the constructor::
     LakeError
     ├── ConfigError(setting, value, reason)
     │   └── SpecError(dataset, field, value, reason)
+    ├── ArgumentError(option, value, reason)       a command-line argument (the CLI's)
     ├── ObjectStoreError(url, action, cause)
     ├── SourceFileError(path, reason, line, column)
     ├── RowAccountingError(what, read, written, quarantined, dataset, day)
     ├── TableCommitError(table, reason)
     ├── TableReadError(table, reason, snapshot_id, file)
-    │   └── SnapshotNotFoundError(table, snapshot_id | tag | as_of, known)
+    │   ├── TableNotFoundError(table, known)
+    │   └── SnapshotNotFoundError(table, snapshot_id | tag | as_of, known, span)
     ├── SensorCursorError(sensor, reason)
     └── CompactionError(partition, reason)      in lake/compaction/plan.py
 """
@@ -66,6 +68,16 @@ class SpecError(ConfigError):
 
     def _message(self) -> str:
         return f"dataset {self.dataset!r}: {self.field}={self.value!r}: {self.reason}"
+
+
+class ArgumentError(LakeError):
+    """A command-line argument has a value we cannot use; `reason` says what would do."""
+
+    def __init__(self, option: str, value: object, reason: str) -> None:
+        self.option = option
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{option} {value!r}: {reason}")
 
 
 class ObjectStoreError(LakeError):
@@ -161,9 +173,25 @@ class TableReadError(LakeError):
         return f"table {self.table}: {self.reason}"
 
 
+class TableNotFoundError(TableReadError):
+    """The catalog has no table of this name; `known` lists the tables it has."""
+
+    def __init__(self, table: str, known: Iterable[str] = ()) -> None:
+        self.known = sorted(known)
+        reason = "no such table"
+        if "." not in table.strip("."):
+            same = [k for k in self.known if k.rsplit(".", 1)[-1] == table]
+            reason += (
+                f": a table name has its namespace, e.g. {same[0] if same else 'lake.' + table}"
+            )
+        tables = ", ".join(self.known) if self.known else "none yet (run `make demo`)"
+        super().__init__(table, f"{reason} (tables: {tables})")
+
+
 class SnapshotNotFoundError(TableReadError):
     """The table has no snapshot with this id, no tag or branch of this name, or none yet at
-    this time; `known` lists the table's tags and branches when a name was asked for."""
+    this time; `known` lists the table's tags and branches when a name was asked for, `span`
+    the commit times of its first and last snapshot."""
 
     def __init__(
         self,
@@ -173,20 +201,30 @@ class SnapshotNotFoundError(TableReadError):
         tag: str | None = None,
         as_of: datetime | None = None,
         known: Iterable[str] = (),
+        span: tuple[datetime, datetime] | None = None,
     ) -> None:
         self.tag = tag
         self.as_of = as_of
         self.known = sorted(known)
+        self.span = span
         if tag is not None:
             reason = f"has no tag or branch {tag!r} (known: {', '.join(self.known) or 'none'})"
         elif as_of is not None:
             reason = f"had no snapshot at {as_of.isoformat()}"
         else:
             reason = f"has no snapshot {snapshot_id}"
+        if tag is None and span is not None:
+            reason += f" ({describe_span(span)})"
         super().__init__(table, reason, snapshot_id=snapshot_id)
 
     def _message(self) -> str:
         return f"table {self.table} {self.reason}"
+
+
+def describe_span(span: tuple[datetime, datetime]) -> str:
+    """When the first and the last snapshot were committed, in UTC."""
+    first, last = (t.strftime("%Y-%m-%dT%H:%M:%S") for t in span)
+    return f"its snapshots were committed from {first} to {last} UTC"
 
 
 class SensorCursorError(LakeError):

@@ -9,6 +9,7 @@ layer through Dagster's CLI via `lake_pipelines.backfill`.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -138,6 +139,12 @@ def test_every_calendar_through_every_layer_by_the_cli(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert done.stderr.count("RUN_SUCCESS") == 4  # events, orders, trips, maintenance
+    # what `make demo` prints (this is its command): no warning a user cannot act on
+    log = done.stdout + done.stderr
+    assert not re.findall(r"^\S+:\d+: \w*Warning: .*$", log, re.MULTILINE)
+    assert "Delete operation did not match any records" not in log
+    rewriting = [line for line in log.splitlines() if " rewriting " in line]
+    assert all(" - compacting " in line for line in rewriting), rewriting
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for layer in ("bronze", "silver"):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -106,3 +107,129 @@ def test_a_bad_setting_is_a_clear_error(small_lake, capsys, monkeypatch) -> None
     monkeypatch.setenv("LAKE_S3_MAX_ATTEMPTS", "many")
     assert cli.main(["tables"]) == 2
     assert "LAKE_S3_MAX_ATTEMPTS='many'" in capsys.readouterr().err
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    return lines[0]
+
+
+def _span(table) -> tuple[str, str]:
+    times = sorted(s.timestamp_ms for s in table.snapshots())
+    return tuple(
+        datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        for t in (times[0], times[-1])
+    )  # type: ignore[return-value]
+
+
+def test_a_bad_as_of_time_names_the_format_and_the_snapshot_times(small_lake, capsys) -> None:
+    _, catalog, _ = small_lake
+    first, last = _span(catalog.load_table(SPEC.table_name))
+    assert cli.main(["scan", SPEC.table_name, "--as-of-time", "yesterday"]) == 2
+    line = _one_line_error(capsys)
+    assert "--as-of-time 'yesterday': not an ISO time" in line
+    assert f"from {first} to {last} UTC" in line and f"e.g. {last}" in line
+
+
+def test_a_time_before_the_first_snapshot_names_the_times_there_are(small_lake, capsys) -> None:
+    _, catalog, _ = small_lake
+    first, last = _span(catalog.load_table(SPEC.table_name))
+    assert cli.main(["scan", SPEC.table_name, "--as-of-time", "2020-01-01T00:00:00"]) == 2
+    line = _one_line_error(capsys)
+    assert "had no snapshot at 2020-01-01T00:00:00+00:00" in line
+    assert f"from {first} to {last} UTC" in line
+    assert cli.main(["scan", SPEC.table_name, "--snapshot", "12345"]) == 2
+    assert f"has no snapshot 12345 (its snapshots were committed from {first}" in _one_line_error(
+        capsys
+    )
+
+
+def test_a_time_after_the_last_snapshot_reads_the_current_table(small_lake, capsys) -> None:
+    _, _, days = small_lake
+    args = ["scan", SPEC.table_name, "--as-of-time", "2999-01-01", "--limit", "100000"]
+    assert cli.main(args) == 0
+    rows = sum(d.valid.num_rows for d in days)
+    assert capsys.readouterr().out.strip().endswith(f"({rows} rows)")
+
+
+@pytest.mark.parametrize("name", ["events", "lake.nope", "nope.events"])
+def test_an_unknown_table_names_the_tables_there_are(small_lake, capsys, name: str) -> None:
+    assert cli.main(["history", name]) == 2
+    line = _one_line_error(capsys)
+    assert f"table {name}: no such table" in line and "(tables: lake.events)" in line
+    if "." not in name:
+        assert "a table name has its namespace, e.g. lake.events" in line
+
+
+def test_a_filter_on_an_unknown_column_names_the_columns(small_lake, capsys) -> None:
+    columns = ", ".join(SPEC.schema.names)
+    assert cli.main(["scan", SPEC.table_name, "--where", "nope = 1"]) == 2
+    line = _one_line_error(capsys)
+    assert "row filter 'nope = 1': no column 'nope'" in line and f"(columns: {columns})" in line
+    assert cli.main(["scan", SPEC.table_name, "--columns", "event_id,nope"]) == 2
+    assert f"no column nope (columns: {columns})" in _one_line_error(capsys)
+
+
+def test_a_filter_that_does_not_parse_shows_how_one_is_written(small_lake, capsys) -> None:
+    assert cli.main(["scan", SPEC.table_name, "--where", "event_type =="]) == 2
+    line = _one_line_error(capsys)
+    assert "row filter 'event_type ==' does not parse" in line
+    assert "write it like \"event_type = 'click' AND price > 10\"" in line
+
+
+def test_a_bad_argument_is_one_line_with_exit_code_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["scan", "lake.events", "--limit", "-3"])
+    assert exc.value.code == 2
+    line = _one_line_error(capsys)
+    assert "argument --limit: -3 is negative; give 0 or more" in line
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["nope"])
+    assert exc.value.code == 2 and "invalid choice: 'nope'" in _one_line_error(capsys)
+
+
+def test_the_installed_command_prints_no_traceback_and_no_warning(small_lake) -> None:
+    command = str(Path(sys.executable).parent / "lake-pipelines")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+        return subprocess.run(
+            [command, *args], capture_output=True, text=True, timeout=300, env=env
+        )
+
+    done = run("history", "events")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "lake.events" in done.stderr
+    for args in (["tables"], ["history", SPEC.table_name], ["scan", SPEC.table_name]):
+        done = run(*args)
+        assert done.returncode == 0 and done.stderr == "", done.stderr  # no warnings either
+
+
+def test_expire_dry_run_lists_what_expire_then_removes(small_lake, capsys) -> None:
+    store, catalog, days = small_lake
+    table = catalog.load_table(SPEC.table_name)
+    table.manage_snapshots().remove_tag(day_tag(days[0].day)).commit()  # else it protects
+    before = {s.snapshot_id for s in table.snapshots()}
+    files_before = {e.key for e in store.list("warehouse", hidden=True)}
+    args = ["expire", SPEC.table_name, "--older-than-days", "0", "--retain-last", "1"]
+    assert cli.main([*args, "--dry-run"]) == 0
+    planned = capsys.readouterr().out.splitlines()
+    assert planned[-1].startswith(f"{SPEC.table_name}: would expire ")
+    assert planned[-1].endswith("(dry run; nothing changed)")
+    would_expire = {int(x.split()[1]) for x in planned if x.startswith("snapshot ")}
+    would_delete = {x for x in planned[:-1] if not x.startswith(("snapshot ", "tag "))}
+    assert would_expire and would_delete
+    table = catalog.load_table(SPEC.table_name)
+    assert {s.snapshot_id for s in table.snapshots()} == before  # nothing changed
+    assert {e.key for e in store.list("warehouse", hidden=True)} == files_before
+
+    assert cli.main(args) == 0
+    assert f"expired {len(would_expire)} snapshots" in capsys.readouterr().out
+    table = catalog.load_table(SPEC.table_name)
+    assert before - {s.snapshot_id for s in table.snapshots()} == would_expire
+    left = {store.path(e.key) for e in store.list("warehouse", hidden=True)}
+    gone = {store.path(k) for k in files_before} - left
+    assert {p.removeprefix("file://") for p in would_delete} == gone

@@ -355,3 +355,25 @@ def test_env_example_lists_every_setting_and_secret() -> None:
     text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))
     assert set(variables()) | set(SECRETS.values()) <= listed
+
+
+LAYERS = ("bronze", "silver", "gold")
+
+
+def test_a_range_of_a_dataset_group_is_one_run_and_each_layer_shows_its_kind() -> None:
+    """What makes Dagster launch a backfill of a group's range as one run: every asset of the
+    group shares the partitions, backfills a range in one run, and reads the same partition
+    of its upstream (a lookback mapping would widen the range and split the backfill)."""
+    graph = defs.resolve_asset_graph()
+    for spec_name in ("events", "orders"):
+        keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == spec_name]
+        assert {k.path[1] for k in keys} == set(LAYERS)
+        partitions = {graph.get(k).partitions_def for k in keys}
+        assert len(partitions) == 1
+        for key in keys:
+            node = graph.get(key)
+            assert node.backfill_policy == dg.BackfillPolicy.single_run()
+            assert set(LAYERS) & set(node.kinds) == {key.path[1]}  # the layer, at a glance
+            for parent in node.parent_keys:
+                mapping = node.partition_mappings.get(parent)
+                assert mapping is None or mapping == dg.TimeWindowPartitionMapping(), key

@@ -12,6 +12,7 @@ import pytest
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.datasets.spec import ColumnCodec, CompactionPolicy, PartitionField
 from lake_pipelines.errors import (
+    ArgumentError,
     BronzeReadError,
     ConfigError,
     LakeError,
@@ -22,6 +23,7 @@ from lake_pipelines.errors import (
     SourceFileError,
     SpecError,
     TableCommitError,
+    TableNotFoundError,
     TableReadError,
 )
 from lake_pipelines.lake.compaction.plan import CompactionError
@@ -87,6 +89,31 @@ EXAMPLES: list[tuple[LakeError, dict[str, object], str]] = [
         "table lake.events had no snapshot at 2026-01-01T00:00:00+00:00",
     ),
     (
+        SnapshotNotFoundError(
+            "lake.events",
+            as_of=datetime(2026, 1, 1, tzinfo=UTC),
+            span=(datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)),
+        ),
+        {"span": (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC))},
+        "(its snapshots were committed from 2026-02-01T00:00:00 to 2026-02-03T04:05:06 UTC)",
+    ),
+    (
+        TableNotFoundError("events", ["lake.orders", "lake.events"]),
+        {"table": "events", "known": ["lake.events", "lake.orders"]},
+        "table events: no such table: a table name has its namespace, e.g. lake.events "
+        "(tables: lake.events, lake.orders)",
+    ),
+    (
+        TableNotFoundError("lake.nope", []),
+        {"table": "lake.nope", "known": []},
+        "table lake.nope: no such table (tables: none yet (run `make demo`))",
+    ),
+    (
+        ArgumentError("--as-of-time", "yesterday", "not an ISO time"),
+        {"option": "--as-of-time", "value": "yesterday", "reason": "not an ISO time"},
+        "--as-of-time 'yesterday': not an ISO time",
+    ),
+    (
         SensorCursorError("events_landing_sensor", "version 7"),
         {"sensor": "events_landing_sensor", "reason": "version 7"},
         "dagster sensor cursor events_landing_sensor --delete",
@@ -121,6 +148,7 @@ def test_errors_survive_pickling_with_their_fields(
 def test_the_hierarchy_lets_callers_catch_by_kind() -> None:
     assert issubclass(SpecError, ConfigError)
     assert issubclass(SnapshotNotFoundError, TableReadError)
+    assert issubclass(TableNotFoundError, TableReadError)
     assert not issubclass(TableReadError, TableCommitError)
     assert cursor.SensorCursorError is SensorCursorError  # still importable where it was
 

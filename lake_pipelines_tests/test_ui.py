@@ -267,6 +267,11 @@ def test_web_ui_shows_assets_materializations_and_sensor_runs(tmp_path: Path) ->
     # run stays queued (visible in the UI) and no run worker outlives the test.
     config["concurrency"]["runs"]["max_concurrent_runs"] = 0
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    # Create the instance's SQLite storage once, before the webserver, the daemon and this
+    # test open it at the same moment: each would stamp the schema, and on a loaded machine
+    # two of them can race ("alembic_version has more than one head").
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     env = {**os.environ, "DAGSTER_HOME": str(home), "LAKE_HOME": str(lake)}
     for var in ("LAKE_STORE_URL", "LAKE_CATALOG_URI", "LAKE_WAREHOUSE", "LAKE_CATALOG_TYPE"):
         env.pop(var, None)

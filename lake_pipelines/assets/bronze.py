@@ -30,7 +30,7 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         **daily_asset_args(spec, eager=False),
-        kinds={"parquet", "pyarrow"},
+        kinds={"bronze", "parquet", "pyarrow"},
         # shared with the dataset's bronze compaction: the two never rewrite a day at once
         pool=f"bronze_{spec.name}",
         description=(

@@ -26,26 +26,29 @@ def build_gold_asset(
     spec: DatasetSpec, gold: GoldTable, silver_key: dg.AssetKey
 ) -> dg.AssetsDefinition:
     identifier = gold_identifier(spec, gold)
-    if gold.lookback_days:
-        # Day D reads silver days D-lookback..D: Dagster shows the dependency and a backfill
-        # of silver re-triggers every gold day that read it.
-        dep = dg.AssetDep(
-            silver_key,
-            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-gold.lookback_days),
-        )
-    else:
-        dep = dg.AssetDep(silver_key)
+    # Day D of a gold table with a lookback reads silver days D-lookback..D itself (the
+    # window is planned in `lake.gold`), and depends on silver day D alone: a lookback
+    # partition mapping would widen a UI backfill of a range beyond the group's own range,
+    # and Dagster then splits it into several runs.
+    window = (
+        f" Each day reads the {gold.lookback_days + 1} silver days ending with it; after "
+        f"re-running silver for an older day, re-run this asset for the {gold.lookback_days} "
+        "days after it too."
+        if gold.lookback_days
+        else ""
+    )
 
     @dg.asset(
         key=asset_key("gold", gold.name),
-        deps=[dep],
+        deps=[silver_key],
         **daily_asset_args(spec, eager=True),
-        kinds={"iceberg", "datafusion"},
+        kinds={"gold", "iceberg", "datafusion"},
         pool=f"iceberg_{identifier.replace('.', '_')}",
         description=(
             f"{gold.description}\n\nComputed by DataFusion over `{spec.table_name}` "
             f"and committed to `{identifier}`: a range of days in one snapshot per month; "
-            "a day whose silver files did not change is not recomputed."
+            "a day whose silver files did not change is not recomputed; a day without "
+            f"silver rows has no gold rows.{window}"
         ),
     )
     def gold_asset(

@@ -18,6 +18,7 @@ from lake_pipelines.assets.observability import step_metrics
 from lake_pipelines.datasets import ALL_DATASETS
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake import metrics
+from lake_pipelines.lake.compaction.driver import PlanHook
 from lake_pipelines.lake.compaction.health import TableHealth
 from lake_pipelines.lake.compaction.hive import compact_hive, plan_hive
 from lake_pipelines.lake.compaction.options import CompactionOptions, Verify
@@ -126,12 +127,21 @@ def _result(report: CompactionReport, extra: dict[str, object]) -> dg.Materializ
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _log_plan(context: dg.AssetExecutionContext) -> Callable[[list[PartitionPlan]], None]:
-    def log(plans: list[PartitionPlan]) -> None:
-        todo = [p for p in plans if p.bins]
-        context.log.info(f"compaction plan: {len(todo)} of {len(plans)} partitions have bins")
-        for p in todo:
-            context.log.info(("FLAGGED " if p.flagged else "") + p.describe())
+def _log_plan(context: dg.AssetExecutionContext) -> PlanHook:
+    """Logs what the run compacts, and in one line what it leaves alone and why."""
+
+    def log(plans: list[PartitionPlan], chosen: list[PartitionPlan]) -> None:
+        context.log.info(f"compaction: {len(chosen)} of {len(plans)} partitions to compact")
+        for p in chosen:
+            context.log.info(f"compacting {p.describe()}")
+        left = [p for p in plans if p.bins and not p.flagged and p not in chosen]
+        if left:
+            limit = left[0].max_small_files
+            context.log.info(
+                f"left alone: {len(left)} partitions whose small files could be merged but "
+                f"number {limit} or fewer each (not flagged; run with config force: true to "
+                "compact them anyway)"
+            )
 
     return log
 

@@ -25,7 +25,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
         key=key,
         deps=[bronze_key],
         **daily_asset_args(spec, eager=True),
-        kinds={"iceberg", "pyarrow"},
+        kinds={"silver", "iceberg", "pyarrow"},
         pool=f"iceberg_{spec.namespace}_{spec.name}",
         description=(
             f"Iceberg table `{spec.table_name}`, partitioned by "

@@ -18,7 +18,8 @@ from lake_pipelines.lake.compaction.options import CompactionOptions
 from lake_pipelines.lake.compaction.plan import Layer, PartitionPlan
 from lake_pipelines.lake.compaction.report import CompactionReport, PartitionResult, planned_result
 
-PlanHook = Callable[[list[PartitionPlan]], None]
+# Called with every partition's plan and the ones this run will compact, before any rewrite.
+PlanHook = Callable[[list[PartitionPlan], list[PartitionPlan]], None]
 
 
 class LayerCompactor(Protocol):
@@ -60,16 +61,18 @@ def compact_layer(
     Args:
         target: the layer of one dataset.
         options: mode and tuning of the run.
-        on_plan: called with every partition's plan before anything is rewritten.
+        on_plan: called with every partition's plan, and those selected, before anything
+            is rewritten.
     """
     started = time.perf_counter()
     report = CompactionReport(target.dataset, target.layer, dry_run=options.dry_run)
     if not options.dry_run:
         report.recovered = target.recover()
     report.plans = target.plan()
+    chosen = selected(report.plans, options)
     if on_plan is not None:
-        on_plan(report.plans)
-    for plan in selected(report.plans, options):
+        on_plan(report.plans, chosen)
+    for plan in chosen:
         report.results.append(
             planned_result(plan) if options.dry_run else target.compact(plan, options)
         )

@@ -53,7 +53,7 @@ def compact_hive(
     Args:
         options: mode and tuning (`CompactionOptions`); default: compact what is flagged.
         policy: thresholds; default: the dataset's `DatasetSpec.compaction`.
-        on_plan: called with every partition's plan before anything is rewritten.
+        on_plan: called with every partition's plan, and those selected, before any rewrite.
     """
     target = HiveCompactor(store, spec, policy or spec.compaction)
     return compact_layer(target, options or CompactionOptions(), on_plan)

@@ -68,7 +68,7 @@ def compact_iceberg(
         options: mode and tuning (`CompactionOptions`); default: compact what is flagged.
         policy: thresholds; default: the dataset's `DatasetSpec.compaction`.
         run_id: recorded in each commit's snapshot summary (``lake.run-id``).
-        on_plan: called with every partition's plan before anything is rewritten.
+        on_plan: called with every partition's plan, and those selected, before any rewrite.
     """
     target = IcebergCompactor(store, table, spec, policy or spec.compaction, run_id)
     return compact_layer(target, options or CompactionOptions(), on_plan)

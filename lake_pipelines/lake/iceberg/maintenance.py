@@ -31,6 +31,7 @@ class ExpiryReport:
     files_deleted: list[str] = field(default_factory=list)
     bytes_deleted: int = 0
     seconds: float = 0.0
+    dry_run: bool = False
 
 
 @dataclass
@@ -66,6 +67,7 @@ def expire_snapshots(
     older_than: timedelta | None = None,
     retain_last: int = 1,
     now: datetime | None = None,
+    dry_run: bool = False,
 ) -> ExpiryReport:
     """Expire snapshots older than `older_than` beyond the newest `retain_last`, and delete
     the files only they reached.
@@ -77,11 +79,12 @@ def expire_snapshots(
     Args:
         older_than: expire only snapshots older than this (None: age does not matter).
         retain_last: keep at least this many of the newest snapshots (at least 1).
+        dry_run: report what would be expired, removed and deleted; change nothing.
     """
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
-    report = ExpiryReport(".".join(table.name()))
+    report = ExpiryReport(".".join(table.name()), dry_run=dry_run)
     by_id = {s.snapshot_id: s for s in table.snapshots()}
 
     stale_tags = [
@@ -92,15 +95,16 @@ def expire_snapshots(
         and ref.snapshot_id in by_id
         and now_ms - by_id[ref.snapshot_id].timestamp_ms > ref.max_ref_age_ms
     ]
-    if stale_tags:
+    if stale_tags and not dry_run:
         manage = table.manage_snapshots()
         for name in stale_tags:
             manage = manage.remove_tag(name)
         manage.commit()
-        report.tags_removed = stale_tags
+    report.tags_removed = stale_tags
 
     before = reachable_files(table)
-    protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
+    refs = table.metadata.refs.items()
+    protected = {ref.snapshot_id for name, ref in refs if name not in stale_tags}
     newest = sorted(table.snapshots(), key=lambda s: s.timestamp_ms, reverse=True)
     keep = {s.snapshot_id for s in newest[: max(retain_last, 1)]}
     cutoff = now_ms - int(older_than.total_seconds() * 1000) if older_than else None
@@ -112,14 +116,18 @@ def expire_snapshots(
         and (cutoff is None or s.timestamp_ms < cutoff)
     ]
     if expire:
-        table.maintenance.expire_snapshots().by_ids(expire).commit()
         report.snapshots_expired = expire
-        table = table.refresh()
-        after = reachable_files(table)
+        if dry_run:
+            after = reachable_files(table, [s for s in newest if s.snapshot_id not in expire])
+        else:
+            table.maintenance.expire_snapshots().by_ids(expire).commit()
+            table = table.refresh()
+            after = reachable_files(table)
         gone = sorted(before - after)
         present = {store.path(e.key): e.size for e in _listing(table, store)}
         report.bytes_deleted = sum(present.get(_normal(p), 0) for p in gone)
-        store.delete(store.key_of(_normal(p)) for p in gone if _normal(p) in present)
+        if not dry_run:
+            store.delete(store.key_of(_normal(p)) for p in gone if _normal(p) in present)
         report.files_deleted = gone
     report.seconds = time.perf_counter() - started
     return report

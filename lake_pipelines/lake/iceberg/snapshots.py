@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -10,6 +11,9 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
+from pyiceberg.expressions.parser import parse as parse_filter
+from pyiceberg.expressions.visitors import bind
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.refs import SnapshotRef, SnapshotRefType
 from pyiceberg.table.update import AssertRefSnapshotId, SetSnapshotRefUpdate
@@ -113,7 +117,7 @@ def resolve_snapshot(
         raise TableReadError(name, "give one of snapshot id, tag or timestamp")
     if snapshot_id is not None:
         if table.snapshot_by_id(snapshot_id) is None:
-            raise SnapshotNotFoundError(name, snapshot_id=snapshot_id)
+            raise SnapshotNotFoundError(name, snapshot_id=snapshot_id, span=snapshot_span(table))
         return snapshot_id
     if tag is not None:
         snap = table.snapshot_by_name(tag)
@@ -125,10 +129,60 @@ def resolve_snapshot(
             as_of = as_of.replace(tzinfo=UTC)
         snap = table.snapshot_as_of_timestamp(int(as_of.timestamp() * 1000))
         if snap is None:
-            raise SnapshotNotFoundError(name, as_of=as_of)
+            raise SnapshotNotFoundError(name, as_of=as_of, span=snapshot_span(table))
         return snap.snapshot_id
     current = table.current_snapshot()
     return current.snapshot_id if current else None
+
+
+def snapshot_span(table: Table) -> tuple[datetime, datetime] | None:
+    """When the table's first and last kept snapshots were committed (None: it has none)."""
+    times = sorted(s.timestamp_ms for s in table.snapshots())
+    if not times:
+        return None
+    first, last = (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in (times[0], times[-1]))
+    return first, last
+
+
+def _has(schema: Schema, column: str) -> bool:
+    try:
+        schema.find_field(column)
+    except ValueError:
+        return False
+    return True
+
+
+def _columns(schema: Schema) -> str:
+    return ", ".join(f.name for f in schema.fields)
+
+
+def _checked_filter(
+    name: str, schema: Schema, row_filter: str | BooleanExpression | None
+) -> BooleanExpression:
+    """The row filter, parsed and checked against `schema`: a message naming the columns
+    instead of pyparsing's or pyiceberg's deep errors."""
+    if row_filter is None:
+        return AlwaysTrue()
+    text = row_filter if isinstance(row_filter, str) else str(row_filter)
+    try:
+        expr = parse_filter(row_filter) if isinstance(row_filter, str) else row_filter
+    except Exception as exc:  # pyparsing's ParseException, or ValueError for a bad literal
+        where = f"at character {exc.col}" if hasattr(exc, "col") else str(exc)
+        raise TableReadError(
+            name,
+            f"row filter {text!r} does not parse ({where}); write it like "
+            "\"event_type = 'click' AND price > 10\" (SQL-like: = != < <= > >= IN, IS NULL, "
+            "AND, OR, NOT)",
+        ) from None
+    try:
+        bind(schema, expr, case_sensitive=True)
+    except ValueError as exc:
+        missing = re.match(r"Could not find field with name (.+?), case_sensitive", str(exc))
+        problem = f"no column {missing.group(1)!r}" if missing else str(exc)
+        raise TableReadError(
+            name, f"row filter {text!r}: {problem} (columns: {_columns(schema)})"
+        ) from None
+    return expr
 
 
 def read_as_of(
@@ -140,10 +194,21 @@ def read_as_of(
     columns: tuple[str, ...] = ("*",),
     limit: int | None = None,
 ) -> pa.Table:
-    """The table's rows as of a snapshot id, tag or timestamp, read with that snapshot's schema."""
+    """The table's rows as of a snapshot id, tag or timestamp, read with that snapshot's schema.
+
+    Raises:
+        SnapshotNotFoundError: no such snapshot, tag, or no snapshot yet at `as_of`.
+        TableReadError: the row filter does not parse or names no column of the table, or
+            `columns` names one it does not have (the message lists the columns).
+    """
+    name = ".".join(table.name())
     sid = resolve_snapshot(table, snapshot_id, tag, as_of)
+    schema = table.scan(snapshot_id=sid).projection()
+    unknown = [c for c in columns if c != "*" and not _has(schema, c)]
+    if unknown:
+        raise TableReadError(name, f"no column {', '.join(unknown)} (columns: {_columns(schema)})")
     scan = table.scan(
-        row_filter=row_filter if row_filter is not None else AlwaysTrue(),
+        row_filter=_checked_filter(name, schema, row_filter),
         selected_fields=columns,
         snapshot_id=sid,
         limit=limit,

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from pyiceberg.exceptions import (
     CommitFailedException,
+    NoSuchNamespaceError,
     NoSuchTableError,
     TableAlreadyExistsError,
 )
 from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 
-from lake_pipelines.errors import TableCommitError
+from lake_pipelines.errors import TableCommitError, TableNotFoundError
 from lake_pipelines.lake.iceberg.lineage import SUMMARY_PREFIX as SUMMARY_PREFIX
 from lake_pipelines.lake.iceberg.transforms import TRANSFORMS
 
@@ -109,3 +110,26 @@ def _maintained(table: Table) -> Table:
     except CommitFailedException:
         pass  # another run set them at the same time: the next load has them
     return table.refresh()
+
+
+def table_names(catalog: Catalog) -> list[str]:
+    """Every table of the catalog as ``namespace.table``, sorted."""
+    return sorted(
+        ".".join(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)
+    )
+
+
+def load_table(catalog: Catalog, name: str) -> Table:
+    """The table `name` (``namespace.table``).
+
+    Raises:
+        TableNotFoundError: there is no such table, or the name has no namespace; the message
+            lists the tables there are.
+    """
+    parts = name.split(".")
+    if len(parts) > 1 and all(parts):
+        try:
+            return catalog.load_table(name)
+        except (NoSuchTableError, NoSuchNamespaceError):
+            pass
+    raise TableNotFoundError(name, table_names(catalog))

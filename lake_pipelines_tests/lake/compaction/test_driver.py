@@ -72,10 +72,12 @@ class FakeLayer:
 def test_the_driver_recovers_plans_and_compacts_what_is_selected() -> None:
     layer, seen = FakeLayer(), []
     report = compact_layer(
-        layer, CompactionOptions(), on_plan=lambda plans: seen.append(len(plans))
+        layer,
+        CompactionOptions(),
+        on_plan=lambda plans, chosen: seen.append((len(plans), [p.partition for p in chosen])),
     )
     assert layer.calls == ["recover", "plan", "compact flagged"]
-    assert seen == [3] and report.recovered == ["flagged"] and len(report.plans) == 3
+    assert seen == [(3, ["flagged"])] and report.recovered == ["flagged"] and len(report.plans) == 3
     assert (report.dataset, report.layer, report.dry_run) == ("events", "bronze", False)
     assert [r.partition for r in report.compacted] == ["flagged"]
 

@@ -1,0 +1,115 @@
+"""`summary`: rows and files per layer and day, per dataset, and where each layer lives."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lake_pipelines.config import CatalogSettings
+from lake_pipelines.datasets import ALL_DATASETS
+from lake_pipelines.lake.analytics.queries import gold_identifier, gold_tables_for
+from lake_pipelines.lake.bronze import bronze_files
+from lake_pipelines.lake.ingest import quarantine
+from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
+from lake_pipelines.lake.layout import hive_pattern, landing_dir
+from lake_pipelines.lake.storage import ObjectStore
+
+
+def _days_landed(store: ObjectStore, prefix: str) -> list[date]:
+    days = set()
+    for entry in store.list(prefix, suffixes=LANDING_SUFFIXES):
+        part = entry.key[len(prefix) + 1 :].split("/", 1)[0]
+        try:
+            days.add(date.fromisoformat(part))
+        except ValueError:
+            continue
+    return sorted(days)
+
+
+def _count_by_day(table: pa.Table, column: str) -> dict[str, int]:
+    if table.num_rows == 0:
+        return {}
+    days = (
+        pc.cast(pc.floor_temporal(table.column(column), unit="day"), "date32")
+        if column != "day"
+        else table.column(column)
+    )
+    counts = pc.value_counts(days)
+    return {str(v["values"]): v["counts"] for v in counts.to_pylist()}
+
+
+def _row(*cells: object) -> str:
+    widths = (10, 12, 11, 5, 16, 14, 11, 10)
+    first = f"  {cells[0]!s:<{widths[0]}}"
+    return first + "".join(f" {c!s:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True))
+
+
+def summary(store: ObjectStore, catalog_settings: CatalogSettings) -> str:
+    """Rows and files per layer and per day, quarantine, and where everything lives."""
+    catalog = catalog_settings.load(store)
+    lines = [f"lake: {store.uri()}", f"catalog: {catalog_settings.properties(store)['uri']}"]
+    for spec in ALL_DATASETS:
+        days = _days_landed(store, spec.landing_prefix)
+        silver_counts: dict[str, int] = defaultdict(int)
+        gold_counts: dict[str, int] = defaultdict(int)
+        if catalog.table_exists(spec.table_name):
+            silver = (
+                catalog.load_table(spec.table_name)
+                .scan(selected_fields=(spec.timestamp_column,))
+                .to_arrow()
+            )
+            silver_counts.update(_count_by_day(silver, spec.timestamp_column))
+        gold_tables = [gold_identifier(spec, g) for g in gold_tables_for(spec)]
+        gold_totals: dict[str, int] = {}
+        for name in gold_tables:
+            if catalog.table_exists(name):
+                gold = catalog.load_table(name).scan(selected_fields=("day",)).to_arrow()
+                gold_totals[name] = gold.num_rows
+                for d, n in _count_by_day(gold, "day").items():
+                    gold_counts[d] += n
+        lines.append("")
+        lines.append(f"dataset {spec.name}")
+        lines.append(
+            _row(
+                "day",
+                "landed files",
+                "bronze rows",
+                "files",
+                "quarantined rows",
+                "rejected files",
+                "silver rows",
+                "gold rows*",
+            )
+        )
+        totals = [0, 0, 0, 0, 0, 0, 0]
+        for day in days:
+            landed = len(store.list(landing_dir(spec, day), suffixes=LANDING_SUFFIXES))
+            files = bronze_files(store, spec, day)
+            rows = sum(
+                pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
+                for f in files
+            )
+            q_rows, q_files = quarantine.counts(store, spec.name, day)
+            s, g = silver_counts.get(day.isoformat(), 0), gold_counts.get(day.isoformat(), 0)
+            values = (landed, rows, len(files), q_rows, q_files, s, g)
+            for i, v in enumerate(values):
+                totals[i] += v
+            lines.append(_row(day.isoformat(), *values))
+        lines.append(_row("total", *totals))
+        if gold_tables:
+            lines.append(
+                f"  * gold rows: the day's rows summed over the {len(gold_tables)} gold tables "
+                "below (each with its own total)"
+            )
+        lines.append(f"  landing:    {store.uri(spec.landing_prefix)}")
+        layout = hive_pattern(spec.hive_partition_columns)
+        lines.append(f"  bronze:     {store.uri(spec.bronze_prefix)}  (Hive: {layout})")
+        lines.append(f"  quarantine: {store.uri('quarantine/' + spec.name)}")
+        lines.append(f"  silver:     iceberg {spec.table_name}")
+        for name in gold_tables:
+            lines.append(f"  gold:       iceberg {name} ({gold_totals.get(name, 0)} rows)")
+    return "\n".join(lines)
