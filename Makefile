@@ -73,9 +73,11 @@ bench-quick: install
 clean:
 	rm -rf .lake .dagster
 
-# System packages some tests start: headless Chromium (web-UI test) and Debian's PostgreSQL
-# server (catalog tests). Each script is a no-op when the package is already there.
+# System packages some tests start: headless Chromium (web-UI test), Debian's PostgreSQL
+# server (catalog tests) and Azurite (npm, into .tools/azurite with the machine's Node.js; the
+# Azure Blob tests). Each script is a no-op when the package is already there.
 .PHONY: test-deps
 test-deps:
 	.ci/install-chromium
 	.ci/install-postgresql
+	.ci/install-azurite

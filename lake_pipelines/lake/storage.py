@@ -254,9 +254,10 @@ class ObjectStore:
             raise ObjectStoreError(self.uri(prefix), "list", exc) from exc
         entries = []
         root = prefix.strip("/")
+        folders = _folders_of(found)
         for path, info in found.items():
-            if info.get("type") == "directory":
-                continue
+            if info.get("type") == "directory" or path.endswith("/") or path in folders:
+                continue  # a folder, or a folder's marker object (pyarrow's S3 leaves them)
             key = self.key_of(path)
             relative = key[len(root) :].strip("/")
             if not hidden and any(part.startswith((".", "_")) for part in relative.split("/")):
@@ -406,3 +407,13 @@ def _etag(info: dict[str, Any]) -> str | None:
     """The object's version: generation (GCS, a new one per write), else ETag (S3, Azure)."""
     value = info.get("generation") or info.get("ETag") or info.get("etag")
     return str(value).strip('"') if value else None
+
+
+def _folders_of(found: dict[str, Any]) -> set[str]:
+    """Every folder above a listed path: an object named like one is a folder marker (an
+    S3 key ending in ``/``, which pyarrow writes to keep a folder it emptied), not data."""
+    folders: set[str] = set()
+    for path in found:
+        parts = path.rstrip("/").split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return folders
