@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from lake_pipelines.lake.storage import ObjectStore
 
 AZURE_SCHEMES = ("az", "abfs", "abfss")
-# pyiceberg's FileIO property names (pyiceberg.io), also read by lake/iceberg/fileio.py
-GCS_ENDPOINT, GCS_TOKEN = "gcs.service.host", "gcs.oauth2.token"
+# pyiceberg's FileIO property names (pyiceberg.io), also read by lake/iceberg/fileio.py; the
+# GCS service-account file is ours (pyiceberg's gcs.oauth2.token is a token to other readers)
+GCS_ENDPOINT, GCS_CREDENTIALS_FILE = "gcs.service.host", "lake.gcs.credentials-file"
 ADLS_CONNECTION_STRING, ADLS_ACCOUNT_NAME = "adls.connection-string", "adls.account-name"
 ADLS_ACCOUNT_KEY = "adls.account-key"
 LAKE_FILE_IO = "lake_pipelines.lake.iceberg.fileio.LakeFileIO"
@@ -257,8 +258,12 @@ def _iceberg_cloud_properties(store: ObjectStore) -> dict[str, str]:
     if store.scheme == "gs":
         if store.gcs_endpoint_url:
             props[GCS_ENDPOINT] = store.gcs_endpoint_url
+            # pyiceberg-core (Rust, DataFusion's Iceberg provider) names the endpoint so
+            props["gcs.service.path"] = store.gcs_endpoint_url
+            if not store.gcs_credentials:
+                props["gcs.no-auth"] = "true"
         if store.gcs_credentials:
-            props[GCS_TOKEN] = store.gcs_credentials
+            props[GCS_CREDENTIALS_FILE] = store.gcs_credentials
         return props
     if store.azure_connection_string:
         props[ADLS_CONNECTION_STRING] = store.azure_connection_string

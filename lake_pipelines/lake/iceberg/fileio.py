@@ -5,8 +5,9 @@ gcsfs' default class, which first probes Google's Storage Control gRPC API (an e
 answers; each operation waits ~60 s), and knows Azure only as ``abfs``/``abfss``/``wasb``,
 not ``az://``. `LakeFileIO` is that FileIO with GCS and Azure filesystems built by
 `lake_pipelines.lake.clients` from pyiceberg's standard properties (``gcs.service.host``,
-``gcs.oauth2.token``, ``adls.connection-string``, ``adls.account-name``,
-``adls.account-key``); every other scheme is pyiceberg's. `ObjectStore.iceberg_properties`
+``adls.connection-string``, ``adls.account-name``, ``adls.account-key``) and our
+``lake.gcs.credentials-file`` (a service-account JSON path); every other scheme is
+pyiceberg's. `ObjectStore.iceberg_properties`
 names it as ``py-io-impl`` for ``gs://`` and ``az://``/``abfs://`` lakes.
 """
 
@@ -26,7 +27,7 @@ class LakeFileIO(FsspecFileIO):
         props = self.properties
         if scheme in ("gs", "gcs"):
             return clients.gcs_filesystem(
-                props.get(clients.GCS_ENDPOINT, ""), props.get(clients.GCS_TOKEN, "")
+                props.get(clients.GCS_ENDPOINT, ""), props.get(clients.GCS_CREDENTIALS_FILE, "")
             )
         if scheme in clients.AZURE_SCHEMES:
             return clients.azure_filesystem(
