@@ -226,8 +226,8 @@ def _azure_datafusion(store: ObjectStore) -> dict[str, Any]:
 def _gcs_service_account(store: ObjectStore) -> str:
     """The service-account file for DataFusion's GCS store. For an emulator, a file naming
     its base URL without OAuth (``gcs_base_url``, ``disable_oauth``: object_store's only way
-    to take an endpoint), written once per endpoint to a private temporary folder."""
-    if not store.gcs_endpoint_url:
+    to take an endpoint), written once per endpoint to the temporary folder."""
+    if not store.gcs_endpoint_url or store.gcs_credentials:
         return store.gcs_credentials
     import hashlib
     import json

@@ -142,6 +142,14 @@ class ObjectStore:
                 "write abfs://container/prefix and name the account in "
                 "LAKE_AZURE_ACCOUNT_NAME (or AZURE_STORAGE_CONNECTION_STRING)",
             )
+        if scheme in AZURE_SCHEMES and not (
+            self.azure_connection_string or self.azure_account_name
+        ):
+            raise ConfigError(
+                "LAKE_AZURE_ACCOUNT_NAME",
+                "",
+                f"{self.url} needs an account: set it, or AZURE_STORAGE_CONNECTION_STRING",
+            )
         if self.gcs_endpoint_url:
             ep = urlparse(self.gcs_endpoint_url)
             if ep.scheme not in ("http", "https") or not ep.netloc:

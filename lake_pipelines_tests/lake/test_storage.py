@@ -122,6 +122,9 @@ def test_gcs_emulator_settings_reach_every_client(gcs_server: GcsServer) -> None
 def test_cloud_urls_and_endpoints_are_checked() -> None:
     with pytest.raises(ConfigError, match="LAKE_AZURE_ACCOUNT_NAME"):
         ObjectStore("abfs://lake@acct.dfs.core.windows.net/x")
+    with pytest.raises(ConfigError, match="needs an account") as info:
+        ObjectStore("az://lake/x")
+    assert info.value.setting == "LAKE_AZURE_ACCOUNT_NAME"
     with pytest.raises(ConfigError, match="LAKE_GCS_ENDPOINT_URL"):
         ObjectStore("gs://b/x", gcs_endpoint_url="localhost:4443")
     with pytest.raises(ConfigError, match="GOOGLE_APPLICATION_CREDENTIALS"):
