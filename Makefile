@@ -76,10 +76,12 @@ clean:
 	rm -rf .lake .dagster
 
 # System packages some tests start: headless Chromium (web-UI test), Debian's PostgreSQL
-# server (catalog tests), Prometheus, promtool and the Pushgateway (metrics tests). Each script
-# is a no-op when the package is already there.
+# server (catalog tests), Prometheus, promtool and the Pushgateway (metrics tests), and Azurite
+# (npm, into .tools/azurite with the machine's Node.js; the Azure Blob tests). Each script is a
+# no-op when the package is already there.
 .PHONY: test-deps
 test-deps:
 	.ci/install-chromium
 	.ci/install-postgresql
 	.ci/install-prometheus
+	.ci/install-azurite

@@ -70,6 +70,9 @@ SECRETS = {
     "access_key_id": "AWS_ACCESS_KEY_ID",
     "secret_access_key": "AWS_SECRET_ACCESS_KEY",
     "session_token": "AWS_SESSION_TOKEN",
+    "gcs_credentials": "GOOGLE_APPLICATION_CREDENTIALS",
+    "azure_connection_string": "AZURE_STORAGE_CONNECTION_STRING",
+    "azure_account_key": "AZURE_STORAGE_ACCOUNT_KEY",
 }
 
 
@@ -184,14 +187,24 @@ class StoreSettings(Section):
     max_attempts: int = _setting(
         "LAKE_S3_MAX_ATTEMPTS", 5, "attempts per request, with exponential backoff"
     )
+    gcs_endpoint_url: str = _setting(
+        "LAKE_GCS_ENDPOINT_URL", "", "GCS JSON API endpoint (an emulator); empty for Google"
+    )
+    azure_account_name: str = _setting(
+        "LAKE_AZURE_ACCOUNT_NAME", "", "Azure storage account (without a connection string)"
+    )
 
     def object_store(self, environ: Mapping[str, str] | None = None) -> ObjectStore:
-        """The `ObjectStore`, with S3 credentials from the environment (else the AWS chain).
+        """The `ObjectStore`, with credentials from the environment: S3 keys (else the AWS
+        chain), a GCS service-account JSON file (else Google's default credentials, or none
+        for an emulator endpoint), an Azure connection string or account key (else Azure's
+        default credential chain).
 
         Raises:
             ConfigError: the URL or endpoint cannot be used.
         """
         env = os.environ if environ is None else environ
+        secret = {name: env.get(var, "") for name, var in SECRETS.items()}
         return ObjectStore(
             url=self.url,
             endpoint_url=self.endpoint_url,
@@ -199,9 +212,14 @@ class StoreSettings(Section):
             allow_http=self.allow_http,
             addressing_style=self.addressing_style,
             max_attempts=self.max_attempts,
-            access_key_id=env.get(SECRETS["access_key_id"], ""),
-            secret_access_key=env.get(SECRETS["secret_access_key"], ""),
-            session_token=env.get(SECRETS["session_token"], ""),
+            gcs_endpoint_url=self.gcs_endpoint_url,
+            azure_account_name=self.azure_account_name,
+            access_key_id=secret["access_key_id"],
+            secret_access_key=secret["secret_access_key"],
+            session_token=secret["session_token"],
+            gcs_credentials=secret["gcs_credentials"],
+            azure_connection_string=secret["azure_connection_string"],
+            azure_account_key=secret["azure_account_key"],
         )
 
 

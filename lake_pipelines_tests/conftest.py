@@ -1,14 +1,11 @@
-"""Shared fixtures: a temporary local lake, a real S3-compatible server (moto), catalogs."""
+"""Shared fixtures: a temporary local lake, real servers (moto's S3, the GCS and Azure
+emulators of `emulators.py`, PostgreSQL), catalogs."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +21,9 @@ from lake_pipelines.resources import (
     IcebergCatalogResource,
     ObjectStoreResource,
 )
+from lake_pipelines_tests.emulators import azurite_server, free_port, gcs_server, serve
+
+__all__ = ["azurite_server", "gcs_server"]  # fixtures, for every test module
 
 S3_KEY = "lake-test-key"
 S3_SECRET = "lake-test-secret"
@@ -44,12 +44,6 @@ class S3Server:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """moto's standalone S3 server on a free loopback port, spoken to over real HTTP.
@@ -57,36 +51,11 @@ def s3_server() -> Iterator[S3Server]:
     It runs in its own process: pyiceberg-core (used by DataFusion to read Iceberg) holds the
     GIL while it does I/O, so a server thread inside the test process would never answer it.
     """
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = free_port()
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start on {endpoint}")
-                time.sleep(0.1)
+    for _ in serve(cmd, f"{endpoint}/moto-api/", "moto server"):
         yield S3Server(endpoint)
-    finally:
-        stop_process(proc)
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    """Terminate a server a fixture started, killed if it does not exit within `timeout`."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _postgres_bin() -> Path:
@@ -114,7 +83,7 @@ def postgres_url() -> Iterator[str]:
         pw = pwd.getpwnam("postgres")
         os.chown(data, pw.pw_uid, pw.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
 
     def run(*cmd: str) -> None:
         subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
@@ -210,6 +179,8 @@ def dagster_resources(store: ObjectStore, catalog_db: Path) -> dict[str, object]
             allow_http=store.allow_http,
             addressing_style=store.addressing_style,
             max_attempts=store.max_attempts,
+            gcs_endpoint_url=store.gcs_endpoint_url,
+            azure_account_name=store.azure_account_name,
         ),
         "iceberg": IcebergCatalogResource(uri=f"sqlite:///{catalog_db}"),
         "datafusion": DataFusionResource(target_partitions=2),

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from lake_pipelines_tests.conftest import _free_port, stop_process
+from lake_pipelines_tests.emulators import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -90,7 +90,7 @@ def prometheus_stack() -> Iterator[PrometheusStack]:
 
 @contextmanager
 def _servers(workdir: Path) -> Iterator[PrometheusStack]:
-    gw_port, prom_port = _free_port(), _free_port()
+    gw_port, prom_port = free_port(), free_port()
     gateway = f"http://127.0.0.1:{gw_port}"
     gw = subprocess.Popen(
         [

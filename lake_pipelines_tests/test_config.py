@@ -29,6 +29,8 @@ DEFAULTS = {
     "LAKE_S3_ALLOW_HTTP": "false",
     "LAKE_S3_ADDRESSING_STYLE": "auto",
     "LAKE_S3_MAX_ATTEMPTS": "5",
+    "LAKE_GCS_ENDPOINT_URL": "",
+    "LAKE_AZURE_ACCOUNT_NAME": "",
     "LAKE_CATALOG_NAME": "lake",
     "LAKE_CATALOG_TYPE": "sql",
     "LAKE_CATALOG_URI": "sqlite:///<LAKE_HOME>/catalog.db",
@@ -183,3 +185,28 @@ def test_definitions_read_no_environment_at_import(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "LAKE_S3_MAX_ATTEMPTS"
+
+
+def test_gcs_and_azure_credentials_come_from_the_environment_only() -> None:
+    env = {
+        "LAKE_STORE_URL": "az://container/lake",
+        "LAKE_AZURE_ACCOUNT_NAME": "acct",
+        "AZURE_STORAGE_ACCOUNT_KEY": "c2VjcmV0",
+        "AZURE_STORAGE_CONNECTION_STRING": "AccountName=acct;AccountKey=c2VjcmV0",
+        "LAKE_GCS_ENDPOINT_URL": "https://gcs.internal",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/keys/sa.json",
+    }
+    settings = StoreSettings.from_env(env)
+    assert (settings.azure_account_name, settings.gcs_endpoint_url) == (
+        "acct",
+        "https://gcs.internal",
+    )
+    store = settings.object_store(env)
+    assert store.azure_account_key == "c2VjcmV0"
+    assert store.azure_connection_string.startswith("AccountName=acct")
+    assert store.gcs_credentials == "/keys/sa.json"
+    assert "c2VjcmV0" not in repr(store) and "sa.json" not in repr(store)
+    assert (
+        store.iceberg_properties()["adls.connection-string"]
+        == env["AZURE_STORAGE_CONNECTION_STRING"]
+    )

@@ -22,7 +22,8 @@ from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.pushgateway import push_scope
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
-from lake_pipelines_tests.conftest import _free_port, dagster_resources, sql_catalog
+from lake_pipelines_tests.conftest import dagster_resources, sql_catalog
+from lake_pipelines_tests.emulators import free_port
 from lake_pipelines_tests.prometheus import (
     ALERTS,
     ROOT,
@@ -182,7 +183,7 @@ def test_an_unreachable_gateway_costs_a_warning_not_the_run(
 ) -> None:
     store = ObjectStore(f"file://{tmp_path / 'lake'}")
     (day,) = generate_events(store, START, days=1, rows_per_day=200, seed=32, bad_rows=False)
-    nobody = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("LAKE_PROMETHEUS_PUSHGATEWAY", nobody)
     monkeypatch.setenv("LAKE_PROMETHEUS_TIMEOUT", "2")
     with dg.instance_for_test() as instance:

@@ -26,10 +26,14 @@ import pyarrow.fs as pafs
 
 from lake_pipelines.errors import ConfigError, ObjectStoreError
 from lake_pipelines.lake import clients
+from lake_pipelines.lake.clients import AZURE_SCHEMES
 
 AddressingStyle = Literal["auto", "path", "virtual"]
-SUPPORTED_SCHEMES = ("file", "s3", "gs", "az")
+SUPPORTED_SCHEMES = ("file", "s3", "gs", "az", "abfs", "abfss")
 TMP_SUFFIX = ".tmp"
+# Where each fsspec client puts the modification time: s3fs ``LastModified``, adlfs
+# ``last_modified``, gcsfs ``mtime`` (a datetime) and ``updated`` (its ISO text).
+MTIME_FIELDS = ("LastModified", "last_modified", "mtime", "updated")
 DELETE_BATCH = 1000  # keys per bulk delete request (the S3 limit)
 
 
@@ -73,7 +77,8 @@ class ObjectStore:
 
     Args:
         url: ``file:///abs/path`` (or a plain path), ``s3://bucket[/prefix]``,
-            ``gs://bucket[/prefix]`` or ``az://container[/prefix]``.
+            ``gs://bucket[/prefix]`` or ``az://container[/prefix]`` (also spelled
+            ``abfs://`` / ``abfss://container[/prefix]``; the account is a setting).
         endpoint_url: S3-compatible endpoint (MinIO, moto, R2, ...); empty for AWS itself.
         region: S3 region.
         access_key_id / secret_access_key / session_token: S3 credentials. Empty means the
@@ -83,7 +88,14 @@ class ObjectStore:
         addressing_style: ``path`` (``host/bucket/key``, what most S3-compatible servers want),
             ``virtual`` (``bucket.host/key``) or ``auto``.
         max_attempts: attempts per request, with exponential backoff between them.
-        options: extra keyword arguments for the fsspec filesystem (GCS and Azure settings).
+        gcs_endpoint_url: GCS JSON API endpoint, for an emulator; empty for Google itself.
+        gcs_credentials: path of a service-account JSON file; empty means Google's default
+            credentials, or anonymous access with `gcs_endpoint_url` (an emulator).
+        azure_connection_string: an Azure storage connection string (account, key,
+            endpoints; Azurite's names its local endpoint).
+        azure_account_name / azure_account_key: the account without a connection string;
+            no key means Azure's default credential chain.
+        options: extra keyword arguments for the fsspec filesystem.
     """
 
     url: str
@@ -95,6 +107,11 @@ class ObjectStore:
     allow_http: bool = False
     addressing_style: AddressingStyle = "auto"
     max_attempts: int = 5
+    gcs_endpoint_url: str = ""
+    gcs_credentials: str = field(default="", repr=False)
+    azure_connection_string: str = field(default="", repr=False)
+    azure_account_name: str = ""
+    azure_account_key: str = field(default="", repr=False)
     options: dict[str, Any] = field(default_factory=dict, repr=False, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +134,34 @@ class ObjectStore:
                     self.endpoint_url,
                     "plain HTTP is refused; use https:// or set LAKE_S3_ALLOW_HTTP=true "
                     "for a trusted local endpoint",
+                )
+        if scheme in AZURE_SCHEMES and "@" in urlparse(self.url).netloc:
+            raise ConfigError(
+                "LAKE_STORE_URL",
+                self.url,
+                "write abfs://container/prefix and name the account in "
+                "LAKE_AZURE_ACCOUNT_NAME (or AZURE_STORAGE_CONNECTION_STRING)",
+            )
+        if scheme in AZURE_SCHEMES and not (
+            self.azure_connection_string or self.azure_account_name
+        ):
+            raise ConfigError(
+                "LAKE_AZURE_ACCOUNT_NAME",
+                "",
+                f"{self.url} needs an account: set it, or AZURE_STORAGE_CONNECTION_STRING",
+            )
+        if self.gcs_endpoint_url:
+            ep = urlparse(self.gcs_endpoint_url)
+            if ep.scheme not in ("http", "https") or not ep.netloc:
+                raise ConfigError(
+                    "LAKE_GCS_ENDPOINT_URL", self.gcs_endpoint_url, "must be http(s)://host[:port]"
+                )
+            if ep.scheme == "http" and self.gcs_credentials:
+                raise ConfigError(
+                    "LAKE_GCS_ENDPOINT_URL",
+                    self.gcs_endpoint_url,
+                    "plain HTTP is only for an emulator without credentials; use https:// "
+                    "or unset GOOGLE_APPLICATION_CREDENTIALS",
                 )
         if self.max_attempts < 1:
             raise ConfigError("LAKE_S3_MAX_ATTEMPTS", self.max_attempts, "must be at least 1")
@@ -217,9 +262,10 @@ class ObjectStore:
             raise ObjectStoreError(self.uri(prefix), "list", exc) from exc
         entries = []
         root = prefix.strip("/")
+        folders = _folders_of(found)
         for path, info in found.items():
-            if info.get("type") == "directory":
-                continue
+            if info.get("type") == "directory" or path.endswith("/") or path in folders:
+                continue  # a folder, or a folder's marker object (pyarrow's S3 leaves them)
             key = self.key_of(path)
             relative = key[len(root) :].strip("/")
             if not hidden and any(part.startswith((".", "_")) for part in relative.split("/")):
@@ -242,11 +288,10 @@ class ObjectStore:
         """The modification time in a listing entry, by protocol: ``mtime``
         (local), ``LastModified`` (s3fs), ``last_modified`` (adlfs), ``updated`` or
         ``mtime`` (gcsfs)."""
-        if self.scheme == "file":
-            return float(info["mtime"])
-        for name in ("LastModified", "last_modified", "mtime", "updated"):
+        names = ("mtime",) if self.scheme == "file" else MTIME_FIELDS
+        for name in names:
             value = info.get(name)
-            if value:
+            if value is not None and value != "":
                 return _epoch(value)
         raise ObjectStoreError(
             self.uri(self.key_of(path)),
@@ -285,8 +330,16 @@ class ObjectStore:
         self.promote(tmp, self.path(key))
 
     def promote(self, tmp_path: str, final_path: str) -> None:
-        """Move a finished temporary object to its final name (replacing any old one)."""
+        """Move a finished temporary object to its final name (replacing any old one).
+
+        On GCS a server-side copy then the temporary's delete: the final object still appears
+        whole, and emulators lack the newer move API (gcsfs retries its 501 for ~30 s).
+        """
         try:
+            if self.scheme == "gs":
+                self.fs.copy(tmp_path, final_path)
+                self.fs.rm_file(tmp_path)
+                return
             self.arrow_fs.move(tmp_path, final_path)
         except Exception as exc:
             raise ObjectStoreError(self.uri(self.key_of(final_path)), "commit", exc) from exc
@@ -359,6 +412,16 @@ def _epoch(value: object) -> float:
 
 
 def _etag(info: dict[str, Any]) -> str | None:
-    """The object's version: ETag (S3, Azure), generation (GCS)."""
-    value = info.get("ETag") or info.get("etag") or info.get("generation")
+    """The object's version: generation (GCS, a new one per write), else ETag (S3, Azure)."""
+    value = info.get("generation") or info.get("ETag") or info.get("etag")
     return str(value).strip('"') if value else None
+
+
+def _folders_of(found: dict[str, Any]) -> set[str]:
+    """Every folder above a listed path: an object named like one is a folder marker (an
+    S3 key ending in ``/``, which pyarrow writes to keep a folder it emptied), not data."""
+    folders: set[str] = set()
+    for path in found:
+        parts = path.rstrip("/").split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return folders

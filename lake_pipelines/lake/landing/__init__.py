@@ -1,8 +1,9 @@
 """The landing planner behind the sensors: newly landed files → runs, nothing twice.
 
-A file is *new* when its id (store key + ETag or mtime + size) has not been handled before.
-Arrival time is S3 ``LastModified`` (one-second precision), or on local disk the later of mtime
-and ctime (a file renamed into place keeps its mtime but gets a new ctime).
+A file is *new* when its id (store key + ETag, GCS generation or mtime + size) has not been
+handled before. Arrival time is the object's modification time from `ObjectStore.list` (S3 and
+Azure in whole seconds, GCS finer), or on local disk the later of mtime and ctime (a file
+renamed into place keeps its mtime but gets a new ctime).
 
 The cursor holds a high-water second H, the ids of handled files that arrived within the
 lookback (10 minutes) before H, and the ids of files waiting for their day's partition.

@@ -10,8 +10,8 @@ def list_landed(store: ObjectStore, prefix: str, floor: int | None) -> list[Land
     """Files under a store-relative prefix arriving at or after ``floor`` (None: all).
 
     Hidden and temporary names are listed too: the planner reports them as waiting. The
-    arrival second is `FileEntry.arrival` (S3's ``LastModified`` has whole seconds; on local
-    disk the later of mtime and ctime).
+    arrival second is `FileEntry.arrival` (the object's modification time on S3, GCS and
+    Azure; on local disk the later of mtime and ctime).
     """
     out = []
     for entry in store.list(prefix, hidden=True):
