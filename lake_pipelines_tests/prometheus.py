@@ -49,6 +49,16 @@ class PrometheusStack:
         assert body["status"] == "success", body
         return body["data"]["result"]
 
+    def query_until_found(self, promql: str, deadline_s: float = 30) -> list[dict[str, Any]]:
+        """`query`, asked again until it finds a series or `deadline_s` passed: a range
+        function such as ``increase`` needs two scrapes of a series before it answers."""
+        deadline = time.monotonic() + deadline_s
+        while True:
+            found = self.query(promql)
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
     def values(self, want: dict[str, float], deadline_s: float = 90) -> dict[str, float]:
         """Each query's single value, read until all equal `want` (scrapes are asynchronous)
         or `deadline_s` passed; a query without exactly one series gives NaN."""
