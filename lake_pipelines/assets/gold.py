@@ -13,6 +13,7 @@ from lake_pipelines.assets.common import (
     layer_metadata,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.deployment import write_pool
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.resources import (
     DataFusionResource,
@@ -40,7 +41,7 @@ def build_gold_asset(
         deps=[dep],
         **daily_asset_args(spec, eager=True),
         kinds={"iceberg", "datafusion"},
-        pool=f"iceberg_{identifier.replace('.', '_')}",
+        pool=write_pool(f"iceberg_{identifier.replace('.', '_')}"),
         description=(
             f"{gold.description}\n\nComputed by DataFusion over `{spec.table_name}` "
             f"and committed to `{identifier}`: a range of days in one snapshot per month; "
