@@ -11,7 +11,7 @@ DEMO_START ?= 2026-11-01
 DEMO_END ?= 2026-11-07
 DEMO_DAYS ?= 7
 
-.PHONY: help install demo dev test lint format bench bench-quick clean fuzz cluster cluster-down test-cluster
+.PHONY: help install demo dev test lint format bench bench-quick clean fuzz cluster cluster-down test-cluster bench-cluster
 
 help:
 	@echo "make demo   install, generate 7 days of sample data, materialize every asset, print a summary"
@@ -25,6 +25,7 @@ help:
 	@echo "make fuzz   hostile-input fuzzing: 500 examples per test, files across the 8 MiB block"
 	@echo "make bench  benchmarks vs DuckDB/Polars/pyarrow/DataFusion -> benchmarks/RESULTS.md (~30 min)"
 	@echo "make bench-quick  the same at small sizes, for development"
+	@echo "make bench-cluster  30-day backfill: embedded vs 1 vs 2 Celery workers (wall, peak RSS)"
 
 $(UV):
 	@echo "uv not found: installing it into .tools from PyPI"
@@ -83,6 +84,10 @@ fuzz: install
 # BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--tasks 1,3 --reps 5".
 bench: install
 	$(UV) run --frozen python -m benchmarks --scale full $(BENCH_ARGS)
+
+# 30 days of events: embedded vs the local cluster with 1 and 2 workers (~20 min; not a test).
+bench-cluster: install test-deps
+	$(UV) run --frozen python -m benchmarks.cluster_bench $(BENCH_ARGS)
 
 bench-quick: install
 	$(UV) run --frozen python -m benchmarks --scale quick $(BENCH_ARGS)
