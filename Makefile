@@ -12,16 +12,21 @@ DEMO_END ?= 2026-11-07
 DEMO_DAYS ?= 7
 DEV_PORT ?= 3000
 
-.PHONY: help install demo dev test lint format bench bench-quick clean fuzz
+.PHONY: help install demo dev test lint format bench bench-quick clean fuzz cluster cluster-down test-cluster bench-cluster
 
 help:
 	@echo "make demo   install, generate 7 days of sample data, materialize every asset, print a summary"
 	@echo "make dev    Dagster web UI + daemon on http://127.0.0.1:3000 over the demo instance (dg dev)"
 	@echo "make test   the whole test suite"
+	@echo "make cluster       the distributed profile on this machine: Redis, PostgreSQL, S3 (moto),"
+	@echo "                   LAKE_CELERY_WORKERS Celery workers, daemon, web UI (settings: .cluster/cluster.env)"
+	@echo "make cluster-down  stop exactly what make cluster started"
+	@echo "make test-cluster  30-day backfill on the cluster vs the embedded run, and a killed worker"
 	@echo "make lint   ruff check + format check + mypy (make test runs it first)"
 	@echo "make fuzz   hostile-input fuzzing: 500 examples per test, files across the 8 MiB block"
 	@echo "make bench  benchmarks vs DuckDB/Polars/pyarrow/DataFusion -> benchmarks/RESULTS.md (~30 min)"
 	@echo "make bench-quick  the same at small sizes, for development"
+	@echo "make bench-cluster  30-day backfill: embedded vs 1 vs 2 Celery workers (wall, peak RSS)"
 
 $(UV):
 	@echo "uv not found: installing it into .tools from PyPI"
@@ -50,6 +55,19 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 test: install test-deps lint
 	$(UV) run --frozen pytest
 
+# The distributed profile (README, "Scaling out"). CLUSTER_UI_PORT=3100 pins the web UI's port.
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+cluster: install test-deps
+	$(UV) run --frozen python -m lake_pipelines.cluster up --run-dir $(CLUSTER_DIR) \
+		$(if $(CLUSTER_UI_PORT),--ui-port $(CLUSTER_UI_PORT))
+
+cluster-down: install
+	$(UV) run --frozen python -m lake_pipelines.cluster down --run-dir $(CLUSTER_DIR)
+
+# Starts its own cluster (in a temporary directory) and stops it at the end.
+test-cluster: install test-deps
+	$(UV) run --frozen pytest -m cluster lake_pipelines_tests/test_cluster.py
+
 lint: install
 	$(UV) run --frozen ruff check lake_pipelines lake_pipelines_tests benchmarks
 	$(UV) run --frozen ruff format --check lake_pipelines lake_pipelines_tests benchmarks
@@ -69,6 +87,10 @@ fuzz: install
 bench: install
 	$(UV) run --frozen python -m benchmarks --scale full $(BENCH_ARGS)
 
+# 30 days of events: embedded vs the local cluster with 1 and 2 workers (~20 min; not a test).
+bench-cluster: install test-deps
+	$(UV) run --frozen python -m benchmarks.cluster_bench $(BENCH_ARGS)
+
 bench-quick: install
 	$(UV) run --frozen python -m benchmarks --scale quick $(BENCH_ARGS)
 
@@ -76,12 +98,13 @@ clean:
 	rm -rf .lake .dagster
 
 # System packages some tests start: headless Chromium (web-UI test), Debian's PostgreSQL
-# server (catalog tests), Prometheus, promtool and the Pushgateway (metrics tests), and Azurite
-# (npm, into .tools/azurite with the machine's Node.js; the Azure Blob tests). Each script is a
-# no-op when the package is already there.
+# server (catalog tests, the cluster), Prometheus, promtool and the Pushgateway (metrics tests),
+# Azurite (npm, into .tools/azurite with the machine's Node.js; the Azure Blob tests) and Redis
+# (the cluster's broker). Each script is a no-op when the package is already there.
 .PHONY: test-deps
 test-deps:
 	.ci/install-chromium
 	.ci/install-postgresql
 	.ci/install-prometheus
 	.ci/install-azurite
+	.ci/install-redis

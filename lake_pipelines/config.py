@@ -319,11 +319,83 @@ class MetricsSettings(Section):
     )
 
 
+Executor = Literal["in_process", "celery"]
+
+
+@dataclass(frozen=True)
+class DeploySettings(Section):
+    """The deployment profile: embedded (one process per run, the default) or distributed
+    (Dagster's Celery executor: each step a task on a Redis broker, run by worker processes
+    on any machine). Read when the code location loads, since backfill policies and pools are
+    part of the definitions; the broker is checked when a run starts."""
+
+    executor: Executor = _setting(  # noqa: RUF009 (it is a dataclasses.field)
+        "LAKE_EXECUTOR", "in_process", "in_process (embedded) or celery (distributed)"
+    )
+    broker_url: str = _setting(
+        "LAKE_CELERY_BROKER_URL", "redis://127.0.0.1:6379/0", "Celery broker (Redis) URL"
+    )
+    backend_url: str = _setting(
+        "LAKE_CELERY_BACKEND_URL",
+        "",
+        "Celery result backend URL",
+        shown="<LAKE_CELERY_BROKER_URL>",
+    )
+    workers: int = _setting(
+        "LAKE_CELERY_WORKERS", 2, "worker processes `make cluster` starts on this machine"
+    )
+    days_per_run: int = _setting(
+        "LAKE_BACKFILL_DAYS_PER_RUN", 5, "days per run of a distributed backfill"
+    )
+    visibility_timeout: int = _setting(
+        "LAKE_CELERY_VISIBILITY_TIMEOUT",
+        3600,
+        "seconds before a step of a vanished worker is handed to another (> longest step)",
+    )
+
+    @property
+    def distributed(self) -> bool:
+        return self.executor == "celery"
+
+    @property
+    def backend(self) -> str:
+        return self.backend_url or self.broker_url
+
+    def celery_config(self) -> dict[str, Any]:
+        """The Celery executor's config, the same block its workers are started with.
+
+        A step's message is acknowledged only when the step is done (``task_acks_late``); a
+        worker process killed mid-step hands the message back to the queue
+        (``task_reject_on_worker_lost``), so another worker runs the step again, which
+        replaces the same partitions. A worker that vanishes whole gets its message
+        redelivered after ``visibility_timeout`` seconds.
+        """
+        return {
+            "broker": self.broker_url,
+            "backend": self.backend,
+            "config_source": {
+                "task_acks_late": True,
+                "task_reject_on_worker_lost": True,
+                "worker_prefetch_multiplier": 1,
+                "broker_connection_retry_on_startup": True,
+                "broker_transport_options": {
+                    "visibility_timeout": self.visibility_timeout,
+                    "max_retries": 3,
+                    "interval_start": 0,
+                    "interval_step": 0.2,
+                    "interval_max": 0.5,
+                },
+                "result_expires": 86400,
+            },
+        }
+
+
 SECTIONS: tuple[type[Section], ...] = (
     StoreSettings,
     CatalogSettings,
     DataFusionSettings,
     MetricsSettings,
+    DeploySettings,
 )
 
 

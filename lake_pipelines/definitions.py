@@ -11,6 +11,7 @@ from lake_pipelines.assets.maintenance import build_maintenance
 from lake_pipelines.assets.snapshot_maintenance import build_all_snapshot_maintenance
 from lake_pipelines.automation import build_jobs_and_schedules, build_sensors
 from lake_pipelines.datasets import ALL_DATASETS, DatasetSpec
+from lake_pipelines.deployment import executor
 from lake_pipelines.resources import (
     DataFusionResource,
     IcebergCatalogResource,
@@ -46,9 +47,10 @@ def build_definitions(datasets: tuple[DatasetSpec, ...] = ALL_DATASETS) -> dg.De
             "iceberg": IcebergCatalogResource(),
             "datafusion": DataFusionResource(),
         },
-        # Each step is Arrow-parallel already; one process per run avoids ~4 s of process
-        # start-up per step (measured) and keeps single-run backfills in one process.
-        executor=dg.in_process_executor,
+        # Embedded (LAKE_EXECUTOR unset): each step is Arrow-parallel already; one process per
+        # run avoids ~4 s of process start-up per step (measured) and keeps single-run
+        # backfills in one process. Distributed: Dagster's Celery executor (deployment.py).
+        executor=executor(),
     )
 
 

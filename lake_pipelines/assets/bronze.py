@@ -18,6 +18,7 @@ from lake_pipelines.assets.common import (
 )
 from lake_pipelines.assets.observability import day_numbers, record_days, step_metrics
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.deployment import write_pool
 from lake_pipelines.lake.bronze import IngestReport, ingest_day
 from lake_pipelines.lake.layout import hive_pattern
 from lake_pipelines.lake.storage import ObjectStore
@@ -32,7 +33,7 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         **daily_asset_args(spec, eager=False),
         kinds={"bronze", "parquet", "pyarrow"},
         # shared with the dataset's bronze compaction: the two never rewrite a day at once
-        pool=f"bronze_{spec.name}",
+        pool=write_pool(f"bronze_{spec.name}"),
         description=(
             f"{spec.description}\n\nEvery landed CSV/NDJSON file of the day under "
             f"`{spec.landing_prefix}/<day>/`, converted to Hive-partitioned Parquet "

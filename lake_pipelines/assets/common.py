@@ -11,6 +11,7 @@ import dagster as dg
 import pyarrow as pa
 
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.deployment import backfill_policy
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.storage import ObjectStore
 
@@ -31,12 +32,12 @@ def partitions_for(spec: DatasetSpec) -> dg.DailyPartitionsDefinition:
 
 
 def daily_asset_args(spec: DatasetSpec, *, eager: bool) -> dict[str, Any]:
-    """`dg.asset` arguments every layer's asset of `spec` shares: daily partitions, a range
-    backfilled in one run, the dataset's group; `eager` (silver, gold) materializes a day as
-    soon as its upstream day is."""
+    """`dg.asset` arguments every layer's asset of `spec` shares: daily partitions, the
+    profile's backfill policy (embedded: a range in one run), the dataset's group; `eager`
+    (silver, gold) materializes a day as soon as its upstream day is."""
     args: dict[str, Any] = {
         "partitions_def": partitions_for(spec),
-        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "backfill_policy": backfill_policy(),
     }
     if eager:
         args["automation_condition"] = dg.AutomationCondition.eager()

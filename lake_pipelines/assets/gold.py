@@ -14,6 +14,7 @@ from lake_pipelines.assets.common import (
 )
 from lake_pipelines.assets.observability import day_numbers, record_days, step_metrics
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.deployment import write_pool
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.resources import (
     DataFusionResource,
@@ -43,7 +44,7 @@ def build_gold_asset(
         deps=[silver_key],
         **daily_asset_args(spec, eager=True),
         kinds={"gold", "iceberg", "datafusion"},
-        pool=f"iceberg_{identifier.replace('.', '_')}",
+        pool=write_pool(f"iceberg_{identifier.replace('.', '_')}"),
         description=(
             f"{gold.description}\n\nComputed by DataFusion over `{spec.table_name}` "
             f"and committed to `{identifier}`: a range of days in one snapshot per month; "

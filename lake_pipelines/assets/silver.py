@@ -15,6 +15,7 @@ from lake_pipelines.assets.common import (
 )
 from lake_pipelines.assets.observability import day_numbers, record_days, step_metrics
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.deployment import write_pool
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 
@@ -26,7 +27,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
         deps=[bronze_key],
         **daily_asset_args(spec, eager=True),
         kinds={"silver", "iceberg", "pyarrow"},
-        pool=f"iceberg_{spec.namespace}_{spec.name}",
+        pool=write_pool(f"iceberg_{spec.namespace}_{spec.name}"),
         description=(
             f"Iceberg table `{spec.table_name}`, partitioned by "
             + ", ".join(f"{p.transform}({p.column})" for p in spec.partitioning)
