@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -82,6 +83,50 @@ def s3_server() -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@dataclass(frozen=True)
+class FaultProxy:
+    """`fault_proxy`'s control: the endpoint clients use, the fault rate, the counters."""
+
+    endpoint: str
+
+    def _control(self, method: str, query: str = "") -> dict[str, object]:
+        request = urllib.request.Request(f"{self.endpoint}/__faults__{query}", method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def set_rate(self, rate: float, max_consecutive: int = 2) -> None:
+        """Fault this share of requests from now on, a request at most `max_consecutive`
+        times in a row (and zero the counters)."""
+        self._control("PUT", f"?rate={rate}&max_consecutive={max_consecutive}")
+
+    def stats(self) -> dict[str, object]:
+        """Requests, faults by kind and by method since the last `set_rate`."""
+        return self._control("GET")
+
+
+@pytest.fixture(scope="session")
+def fault_proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
+    """The tests' fault-injecting proxy (`fault_proxy.py`) in front of moto, faults off."""
+    port = _free_port()
+    command = [sys.executable, "-m", "lake_pipelines_tests.fault_proxy", s3_server.endpoint]
+    proc = subprocess.Popen([*command, "--port", str(port), "--seed", "24"])
+    proxy = FaultProxy(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                proxy.stats()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the fault proxy did not start on {proxy.endpoint}")
+                time.sleep(0.1)
+        yield proxy
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _postgres_bin() -> Path:

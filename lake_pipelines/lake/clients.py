@@ -14,6 +14,7 @@ import fsspec
 import pyarrow.fs as pafs
 
 from lake_pipelines.errors import ConfigError
+from lake_pipelines.lake import retries
 
 if TYPE_CHECKING:
     from lake_pipelines.lake.storage import ObjectStore
@@ -64,7 +65,7 @@ def arrow_filesystem(store: ObjectStore) -> pafs.FileSystem:
         return pafs.LocalFileSystem()
     if store.scheme == "s3":
         kwargs: dict[str, Any] = {
-            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=store.max_attempts),
+            "retry_strategy": retries.arrow_retry_strategy(store.max_attempts),
             "force_virtual_addressing": store.addressing_style == "virtual",
         }
         if store.region:
@@ -122,6 +123,9 @@ def iceberg_io_properties(store: ObjectStore) -> dict[str, str]:
     props: dict[str, str] = {}
     if store.scheme == "s3":
         props["py-io-impl"] = "pyiceberg.io.pyarrow.PyArrowFileIO"
+        # pyiceberg's own S3 filesystem, with our retry strategy (pyarrow's default is
+        # AWS's standard one, whose retry quota arrow never refills: see lake/retries.py).
+        props["s3.retry-strategy-impl"] = retries.iceberg_retry_impl(store.max_attempts)
         if store.endpoint_url:
             props["s3.endpoint"] = store.endpoint_url
         if store.region:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import os
 import posixpath
 import uuid
 from collections.abc import Iterable, Iterator
@@ -125,17 +126,15 @@ class ObjectStore:
 
     @property
     def scheme(self) -> str:
-        parsed = urlparse(self.url)
-        return parsed.scheme or "file"
+        return split_uri(self.url)[0] or "file"
 
     @functools.cached_property
     def root(self) -> str:
         """The store's root as the filesystems see it: ``/abs/path`` or ``bucket/prefix``."""
-        parsed = urlparse(self.url)
+        raw = split_uri(self.url)[1]
         if self.scheme == "file":
-            raw = parsed.path if parsed.scheme else self.url
             return str(Path(raw).expanduser().resolve())
-        return (parsed.netloc + parsed.path).rstrip("/")
+        return raw.rstrip("/")
 
     @property
     def bucket(self) -> str:
@@ -154,8 +153,7 @@ class ObjectStore:
 
     def key_of(self, path: str) -> str:
         """Store-relative key of a filesystem path or URI inside this store."""
-        p = urlparse(path)
-        raw = (p.netloc + p.path) if p.scheme and p.scheme != "file" else (p.path or path)
+        raw = split_uri(path)[1]
         raw = raw if self.scheme != "file" else str(Path(raw))
         if raw == self.root:
             return ""
@@ -254,6 +252,23 @@ class ObjectStore:
             KeyError(f"no modification time in the listing (fields: {sorted(info)})"),
         )
 
+    def escapes(self, key: str, within: str) -> str | None:
+        """Why `key` may not be read as part of `within` (a store-relative folder), or None.
+
+        Only local disk has links: a symbolic link (of the file or of a folder above it)
+        is followed only when it ends inside `within` at an existing file.
+        """
+        if self.scheme != "file":
+            return None
+        path = Path(self.path(key))
+        target = Path(os.path.realpath(path))
+        inside = Path(os.path.realpath(self.path(within)))
+        if target != path and not target.is_relative_to(inside):
+            return f"a symbolic link to {target}, outside {self.uri(within)}: not followed"
+        if not target.is_file():
+            return f"a symbolic link to {target}, which is not a file" if target != path else None
+        return None
+
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path(key)))
 
@@ -347,6 +362,18 @@ class ObjectStore:
     def read_bytes(self, key: str) -> bytes:
         with self.open_input(key) as f:
             return f.read()
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``(scheme, rest)`` of ``s3://bucket/key``, ``file:///abs/path`` or a plain path
+    (scheme ``""``). Nothing else is parsed: ``?``, ``#`` and ``%`` are part of a key or a
+    local path, never a query, a fragment or an escape."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme and scheme.isascii() and scheme.replace("+", "").isalnum():
+        return scheme.lower(), rest
+    if uri.startswith("file:") and not uri.startswith("file://"):
+        return "file", uri.removeprefix("file:")
+    return "", uri
 
 
 def _epoch(value: object) -> float:

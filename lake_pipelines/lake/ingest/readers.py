@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.errors import SourceFileError
+from lake_pipelines.errors import ObjectStoreError, SourceFileError
 from lake_pipelines.lake.ingest.batches import (
     Batch,
     Reject,
@@ -39,6 +39,8 @@ FORMAT_SUFFIXES = {
     ".json": "json",  # NDJSON or one top-level array, told apart by the first byte
 }
 LANDING_SUFFIXES = tuple(f + c for f in FORMAT_SUFFIXES for c in ("", *COMPRESSION_SUFFIXES))
+# A listed landing file that fails to open this way is quarantined whole, not the day failed.
+UNOPENABLE = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 DEFAULT_BLOCK_BYTES = 8 << 20  # in flight: ~2 blocks parsing, 1 validating (see README)
 
 
@@ -60,7 +62,12 @@ def file_format(key: str) -> tuple[str, str | None]:
 def _blocks(store: ObjectStore, key: str, block_bytes: int) -> Iterator[bytes]:
     """Decompressed bytes of a file, block by block; decode errors name the file."""
     _, compression = file_format(key)
-    raw = store.open_input(key)
+    try:
+        raw = store.open_input(key)
+    except ObjectStoreError as exc:
+        if isinstance(exc.cause, UNOPENABLE):  # gone since the listing, or not a file
+            raise SourceFileError(key, f"cannot be opened: {exc.cause}") from exc
+        raise
     stream = pa.CompressedInputStream(raw, compression) if compression else raw
     try:
         with stream:
@@ -137,6 +144,9 @@ def read_file(
             not UTF-8, no header); rows already yielded from it must be discarded.
     """
     fmt, _ = file_format(key)
+    escape = store.escapes(key, spec.landing_prefix)
+    if escape:
+        raise SourceFileError(key, escape)
     blocks = _blocks(store, key, block_bytes)
     if fmt == "csv":
         if not spec.csv.is_utf8:
