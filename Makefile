@@ -11,12 +11,13 @@ DEMO_START ?= 2026-11-01
 DEMO_END ?= 2026-11-07
 DEMO_DAYS ?= 7
 
-.PHONY: help install demo dev test lint format bench bench-quick clean fuzz
+.PHONY: help install demo dev test test-chaos lint format bench bench-quick clean fuzz
 
 help:
 	@echo "make demo   install, generate 7 days of sample data, materialize every asset, print a summary"
 	@echo "make dev    Dagster web UI + daemon on http://127.0.0.1:3000 over the demo instance"
 	@echo "make test   the whole test suite"
+	@echo "make test-chaos  the lake through injected S3 faults (20 % and 50 %), ~15 min"
 	@echo "make lint   ruff check + format check + mypy (make test runs it first)"
 	@echo "make fuzz   hostile-input fuzzing: 500 examples per test, files across the 8 MiB block"
 	@echo "make bench  benchmarks vs DuckDB/Polars/pyarrow/DataFusion -> benchmarks/RESULTS.md (~30 min)"
@@ -47,6 +48,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install test-deps lint
 	$(UV) run --frozen pytest
+
+# Every layer through the tests' fault proxy in front of moto (lake_pipelines_tests/test_chaos.py).
+test-chaos: install
+	$(UV) run --frozen pytest -m chaos lake_pipelines_tests/test_chaos.py
 
 lint: install
 	$(UV) run --frozen ruff check lake_pipelines lake_pipelines_tests benchmarks

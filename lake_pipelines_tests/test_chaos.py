@@ -15,6 +15,7 @@ the same work done without faults.
 from __future__ import annotations
 
 import json
+from collections import Counter
 import posixpath
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -49,6 +50,7 @@ from lake_pipelines_tests.conftest import (
     dagster_resources,
 )
 
+pytestmark = pytest.mark.chaos  # make test-chaos (slow: the whole lake three times over)
 SPEC = get_dataset("events")
 START = date(2026, 3, 9)
 DAYS = [(START + timedelta(days=i)).isoformat() for i in range(3)]
@@ -64,6 +66,7 @@ class Outcome:
     """How the runs of one lake went."""
 
     failures: list[str]  # the failure message of each failed run
+    retries: dict[str, int]  # the runs' `object_store_retries` metadata, summed per client
 
 
 def _store(server: S3Server, endpoint: str, name: str) -> ObjectStore:
@@ -91,6 +94,7 @@ def _work(store: ObjectStore, db: Path, instance: dg.DagsterInstance) -> Outcome
     """Every kind of run the lake sees, in order; a failed run is recorded, not raised."""
     resources = dagster_resources(store, db)
     failures: list[str] = []
+    retries: Counter[str] = Counter()
 
     def run(assets: list[Any], **kwargs: Any) -> None:
         result = dg.materialize(
@@ -98,6 +102,9 @@ def _work(store: ObjectStore, db: Path, instance: dg.DagsterInstance) -> Outcome
         )
         if not result.success:
             failures.append(_failure(result))
+        for event in result.get_asset_materialization_events():
+            counts = event.materialization.metadata.get("object_store_retries")
+            retries.update(counts.value if counts is not None else {})
 
     sensor = defs.resolve_sensor_def(f"{SPEC.name}_landing_sensor")
     context = dg.build_sensor_context(
@@ -136,7 +143,7 @@ def _work(store: ObjectStore, db: Path, instance: dg.DagsterInstance) -> Outcome
             }
         },
     )
-    return Outcome(failures)
+    return Outcome(failures, dict(retries))
 
 
 @dataclass(frozen=True)
@@ -245,7 +252,7 @@ def _lake(
     finally:
         stats = proxy.stats()
         proxy.set_rate(0.0)
-    print(f"{name}: faults {stats}, failures {len(outcome.failures)}")
+    print(f"{name}: faults {stats}, failures {len(outcome.failures)}, retries {outcome.retries}")
     return store, db, outcome
 
 
@@ -279,6 +286,7 @@ def test_at_20_percent_faults_every_run_succeeds_and_the_lake_equals_a_clean_one
     _credentials(monkeypatch)
     store, db, outcome = _lake(s3_server, fault_proxy, tmp_path, "chaos-20", 0.2)
     assert outcome.failures == []
+    assert outcome.retries["botocore"] > 0  # the runs report their retries
     got = _read(s3_server, store, db)
     _assert_same(got, clean)
     assert got.hidden == []

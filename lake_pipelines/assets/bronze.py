@@ -18,6 +18,7 @@ from lake_pipelines.assets.common import (
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.bronze import IngestReport, ingest_day
 from lake_pipelines.lake.layout import hive_pattern
+from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import ObjectStoreResource
 
@@ -56,6 +57,7 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     def bronze(
         context: dg.AssetExecutionContext, object_store: ObjectStoreResource
     ) -> Iterator[dg.MaterializeResult]:
+        retries_before = retry_counts()
         store = object_store.get_store()
         reports = []
         for day in days_of(context):
@@ -66,13 +68,16 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 f"{len(report.file_rejects)} files quarantined"
             )
             reports.append(report)
-        yield _result(store, spec, reports)
+        yield _result(store, spec, reports, retries_before)
 
     return bronze
 
 
 def _result(
-    store: ObjectStore, spec: DatasetSpec, reports: list[IngestReport]
+    store: ObjectStore,
+    spec: DatasetSpec,
+    reports: list[IngestReport],
+    retries_before: dict[str, int],
 ) -> dg.MaterializeResult:
     read = sum(r.rows_read for r in reports)
     # as read back from storage after each day's commit, not the counters that wrote them
@@ -99,6 +104,7 @@ def _result(
             for r in reports
         ],
         uri=store.uri(spec.bronze_prefix),
+        retries_before=retries_before,
         rows_read=read,
         rows_written=sum(r.rows_written for r in reports),
         rows_quarantined=sum(r.rows_quarantined for r in reports),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.ingest import quarantine
+from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.lake.storage import ObjectStore
 
 ROW_ACCOUNTING_CHECK = "row_accounting"
@@ -84,12 +85,22 @@ def layer_metadata(
     *,
     uri: str | None = None,
     table_name: str | None = None,
+    retries_before: Mapping[str, int] | None = None,
     **numbers: Any,
 ) -> dict[str, Any]:
     """The standard metadata of a layer's run over one day or a range: the row count, where
     the data is, its columns, the layer's `numbers`, then the partition's row count (one day)
-    or a table with a row per day (`per_day`, one dict per day)."""
+    or a table with a row per day (`per_day`, one dict per day).
+
+    With `retries_before` (`retry_counts()` when the step started), ``object_store_retries``
+    says how many requests each client retried since: botocore's (listings, deletes) and
+    ours (``boundary``); pyarrow's own retries are not reported by pyarrow."""
     metadata: dict[str, Any] = {"dagster/row_count": rows}
+    if retries_before is not None:
+        now = retry_counts()
+        metadata["object_store_retries"] = {
+            client: now[client] - retries_before.get(client, 0) for client in sorted(now)
+        }
     if uri is not None:
         metadata["dagster/uri"] = uri
     if table_name is not None:

@@ -14,6 +14,7 @@ from lake_pipelines.assets.common import (
 )
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
+from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.resources import (
     DataFusionResource,
     IcebergCatalogResource,
@@ -55,6 +56,7 @@ def build_gold_asset(
     ) -> dg.MaterializeResult:
         from lake_pipelines.lake.gold import commit_gold_days  # pyiceberg: on first use
 
+        retries_before = retry_counts()
         store = object_store.get_store()
         catalog = iceberg.load(store)
         settings = datafusion.session_settings()
@@ -67,6 +69,7 @@ def build_gold_asset(
             gold.schema,
             [commit_row(r, r.rows) for r in reports],
             table_name=identifier,
+            retries_before=retries_before,
             source_files_scanned=sum(r.source_files for r in reports if not r.unchanged),
             # days whose silver inputs were those of their last commit: not recomputed
             days_unchanged=sum(r.unchanged for r in reports),

@@ -14,6 +14,7 @@ from lake_pipelines.assets.common import (
     layer_metadata,
 )
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 
@@ -49,6 +50,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
     ) -> dg.MaterializeResult:
         from lake_pipelines.lake.silver import commit_days  # pyiceberg: on first use
 
+        retries_before = retry_counts()
         store = object_store.get_store()
         catalog = iceberg.load(store)
         # a range is committed a month per snapshot; each day's lineage (landed files) comes
@@ -67,6 +69,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
             [{**commit_row(r, r.rows_committed), "snapshot": str(r.snapshot_id)} for r in reports],
             uri=catalog.load_table(spec.table_name).location(),
             table_name=spec.table_name,
+            retries_before=retries_before,
             snapshot_id=str(reports[-1].snapshot_id) if reports else "",
             # days whose source and bronze files were already committed as they are
             days_unchanged=sum(r.unchanged for r in reports),

@@ -48,7 +48,9 @@ def fsspec_filesystem(store: ObjectStore) -> fsspec.AbstractFileSystem:
             kwargs["token"] = store.session_token
         # A fresh instance: s3fs caches instances by kwargs, and a cached one may carry
         # another test's event loop or a stale directory listing.
-        return fsspec.filesystem("s3", skip_instance_cache=True, **kwargs, **store.options)
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, **kwargs, **store.options)
+        fs.s3.meta.events.register("after-call.s3", _count_botocore_retries)
+        return fs
     protocol = "gcs" if store.scheme == "gs" else "abfs"
     try:
         return fsspec.filesystem(protocol, skip_instance_cache=True, **store.options)
@@ -57,6 +59,14 @@ def fsspec_filesystem(store: ObjectStore) -> fsspec.AbstractFileSystem:
         raise ConfigError(
             "LAKE_STORE_URL", store.url, f"install lake_pipelines[{extra}] for {store.scheme}://"
         ) from exc
+
+
+def _count_botocore_retries(parsed: dict[str, Any] | None = None, **_: Any) -> None:
+    """botocore's retries of a call that succeeded, as its response reports them."""
+    if parsed:
+        retries.count_retry(
+            "botocore", int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        )
 
 
 def arrow_filesystem(store: ObjectStore) -> pafs.FileSystem:

@@ -72,6 +72,9 @@ def retry_counts() -> dict[str, int]:
 def is_transient(exc: BaseException) -> bool:
     """Whether another attempt may succeed: a server error, throttling, a lost connection;
     never a missing object, a refused permission or bad input."""
+    cause = getattr(exc, "cause", None)  # our ObjectStoreError names the library's error
+    if isinstance(cause, BaseException):
+        exc = cause
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return False
     if isinstance(exc, (ConnectionError, TimeoutError)):

@@ -26,7 +26,7 @@ import fsspec
 import pyarrow.fs as pafs
 
 from lake_pipelines.errors import ConfigError, ObjectStoreError
-from lake_pipelines.lake import clients
+from lake_pipelines.lake import clients, retries
 
 AddressingStyle = Literal["auto", "path", "virtual"]
 SUPPORTED_SCHEMES = ("file", "s3", "gs", "az")
@@ -270,7 +270,9 @@ class ObjectStore:
         return None
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self.path(key)))
+        return retries.call_with_retries(
+            lambda: bool(self.fs.exists(self.path(key))), self.max_attempts
+        )
 
     def open_input(self, key: str) -> Any:
         """A streamed, seekable-as-needed binary input for a store-relative key."""
@@ -360,8 +362,15 @@ class ObjectStore:
             out.write(data)
 
     def read_bytes(self, key: str) -> bytes:
-        with self.open_input(key) as f:
-            return f.read()
+        """A whole (small) object. Retried here too: pyarrow gives up on a GetObject whose
+        error body is longer than the object (see lake/retries.py)."""
+
+        def read() -> bytes:
+            with self.open_input(key) as f:
+                data: bytes = f.read()
+                return data
+
+        return retries.call_with_retries(read, self.max_attempts)
 
 
 def split_uri(uri: str) -> tuple[str, str]:

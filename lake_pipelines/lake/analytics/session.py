@@ -251,8 +251,8 @@ def metadata_file_of(table: Table, snapshot_id: int) -> str:
             continue
         try:
             meta = FromInputFile.table_metadata(table.io.new_input(entry.metadata_file))
-        except OSError:
-            continue  # removed by metadata retention
+        except FileNotFoundError:
+            continue  # removed by metadata retention (any other error is no answer)
         if meta.current_snapshot_id == snapshot_id:
             return entry.metadata_file
     raise TableReadError(
