@@ -200,19 +200,22 @@ def s3_store(s3_env: S3Server) -> ObjectStore:
     return new_s3_lake(s3_env)
 
 
-def new_s3_lake(server: S3Server) -> ObjectStore:
-    """A fresh bucket on `server` with an ObjectStore for ``s3://<bucket>/lake``."""
-    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+def new_s3_lake(
+    server: S3Server, via: str = "", bucket: str = "", max_attempts: int = 3
+) -> ObjectStore:
+    """A fresh bucket on `server` with an ObjectStore for ``s3://<bucket>/lake``, reached
+    directly or through the endpoint `via` (the fault proxy)."""
+    bucket = bucket or f"lake-{uuid.uuid4().hex[:12]}"
     server.client().create_bucket(Bucket=bucket)
     return ObjectStore(
         f"s3://{bucket}/lake",
-        endpoint_url=server.endpoint,
+        endpoint_url=via or server.endpoint,
         region=S3_REGION,
         access_key_id=S3_KEY,
         secret_access_key=S3_SECRET,
         allow_http=True,
         addressing_style="path",
-        max_attempts=3,
+        max_attempts=max_attempts,
     )
 
 

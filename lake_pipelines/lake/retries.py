@@ -16,12 +16,14 @@ Each client retries in its own way; this module holds what they share:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pyarrow.fs as pafs
 
@@ -103,6 +105,57 @@ def call_with_retries(call: Callable[[], _T], attempts: int, client: str = "boun
         count_retry(client)
         time.sleep(backoff(attempt))
     return call()
+
+
+class RetryingInput(io.RawIOBase):
+    """A read-only stream over a random-access file (`opener` opens it) that, after a
+    transient failure, reopens it and goes on from where it was: reading is idempotent, so
+    even a failure in the middle of a body is retried. Reads are ranged GETs of the size
+    asked for."""
+
+    def __init__(self, opener: Callable[[], Any], attempts: int) -> None:
+        super().__init__()
+        self._opener = opener
+        self._attempts = attempts
+        self._file: Any = call_with_retries(opener, attempts)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _read_at(self, n: int) -> bytes:
+        if self._file is None:
+            self._file = self._opener()
+        try:
+            size = self._file.size()
+            want = size - self._pos if n < 0 else min(n, size - self._pos)
+            return bytes(self._file.read_at(want, self._pos)) if want > 0 else b""
+        except Exception:
+            self._drop()
+            raise
+
+    def read(self, n: int = -1) -> bytes:
+        data = call_with_retries(lambda: self._read_at(n), self._attempts)
+        self._pos += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _drop(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+        self._file = None
+
+    def close(self) -> None:
+        self._drop()
+        super().close()
 
 
 def arrow_retry_strategy(attempts: int) -> pafs.S3RetryStrategy:

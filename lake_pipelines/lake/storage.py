@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import io
 import os
 import posixpath
 import uuid
@@ -274,10 +275,14 @@ class ObjectStore:
             lambda: bool(self.fs.exists(self.path(key))), self.max_attempts
         )
 
-    def open_input(self, key: str) -> Any:
-        """A streamed, seekable-as-needed binary input for a store-relative key."""
+    def open_input(self, key: str) -> io.RawIOBase:
+        """A binary input stream for a store-relative key. A transient failure, when opening
+        or in the middle of the body, is retried where the stream was (`RetryingInput`)."""
+        path = self.path(key)
         try:
-            return self.arrow_fs.open_input_stream(self.path(key), compression=None)
+            return retries.RetryingInput(
+                lambda: self.arrow_fs.open_input_file(path), self.max_attempts
+            )
         except Exception as exc:
             raise ObjectStoreError(self.uri(key), "open", exc) from exc
 
@@ -362,15 +367,10 @@ class ObjectStore:
             out.write(data)
 
     def read_bytes(self, key: str) -> bytes:
-        """A whole (small) object. Retried here too: pyarrow gives up on a GetObject whose
-        error body is longer than the object (see lake/retries.py)."""
+        """A whole object (a small one: it is held in memory)."""
 
-        def read() -> bytes:
-            with self.open_input(key) as f:
-                data: bytes = f.read()
-                return data
-
-        return retries.call_with_retries(read, self.max_attempts)
+        with self.open_input(key) as f:
+            return f.readall()
 
 
 def split_uri(uri: str) -> tuple[str, str]:

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pyarrow.fs as pafs
 import pytest
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from lake_pipelines.lake import retries
 from lake_pipelines.lake.storage import ObjectStore
-from lake_pipelines_tests.conftest import S3_KEY, S3_REGION, S3_SECRET, FaultProxy, S3Server
+from lake_pipelines_tests.conftest import FaultProxy, S3Server, new_s3_lake
 
 BODY = b"x" * 2048  # longer than an S3 error body: see test_small_objects_are_read_through_faults
 
 
-def _store(server: S3Server, proxy: FaultProxy, attempts: int = 5) -> ObjectStore:
-    bucket = f"retry-{uuid.uuid4().hex[:12]}"
-    server.client().create_bucket(Bucket=bucket)
-    return ObjectStore(
-        f"s3://{bucket}/lake",
-        endpoint_url=proxy.endpoint,
-        region=S3_REGION,
-        access_key_id=S3_KEY,
-        secret_access_key=S3_SECRET,
-        allow_http=True,
-        addressing_style="path",
-        max_attempts=attempts,
-    )
+def _store(server: S3Server, proxy: FaultProxy) -> ObjectStore:
+    return new_s3_lake(server, via=proxy.endpoint, max_attempts=5)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from lake_pipelines.lake.ingest.batches import (
 )
 from lake_pipelines.lake.ingest.csv_reader import read_csv
 from lake_pipelines.lake.ingest.json_reader import read_json
+from lake_pipelines.lake.retries import is_transient
 from lake_pipelines.lake.storage import ObjectStore
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".bz2": "bz2"}
@@ -75,6 +76,8 @@ def _blocks(store: ObjectStore, key: str, block_bytes: int) -> Iterator[bytes]:
                 try:
                     block = stream.read(block_bytes)
                 except (OSError, pa.ArrowInvalid, zlib.error, EOFError) as exc:
+                    if not compression or is_transient(exc):  # the store failed, not the file
+                        raise ObjectStoreError(store.uri(key), "read", exc) from exc
                     raise SourceFileError(key, f"cannot decompress ({compression}): {exc}") from exc
                 if not block:
                     return
