@@ -156,6 +156,13 @@ def _fs(server: S3Server) -> pafs.S3FileSystem:
     )
 
 
+def _volatile(lineage: dict[str, Any]) -> set[str]:
+    """Lineage keys that differ between any two lakes. A gold day's fingerprint (gold
+    lineage names its ``source-table``) hashes its silver files' paths, which name the
+    bucket and random file names; its rows and file count are compared."""
+    return LINEAGE_VOLATILE | ({"fingerprint"} if "source-table" in lineage else set())
+
+
 def _plain(rows: list[dict[str, Any]], bucket: str) -> list[str]:
     """Rows as sorted JSON lines, the lake's bucket name replaced (URIs name it)."""
     lines = (json.dumps(r, sort_keys=True, default=str) for r in rows)
@@ -203,7 +210,7 @@ def _read(server: S3Server, store: ObjectStore, db: Path) -> Snapshot:
             days = last_lineage(table, [date.fromisoformat(d) for d in DAYS])
             lineage[name] = _plain(
                 [
-                    {"day": str(d), **{k: v for k, v in line.items() if k not in LINEAGE_VOLATILE}}
+                    {"day": str(d), **{k: v for k, v in line.items() if k not in _volatile(line)}}
                     for d, (_, line) in days.items()
                 ],
                 store.bucket,

@@ -113,6 +113,8 @@ def datafusion_object_store(store: ObjectStore) -> tuple[str, Any] | None:
         if store.endpoint_url:
             kwargs["endpoint"] = store.endpoint_url
             kwargs["allow_http"] = store.allow_http
+        # No retry setting either: the object_store crate retries on its own (10 times,
+        # jittered backoff), which LAKE_S3_MAX_ATTEMPTS cannot change.
         # No addressing style here: datafusion's AmazonS3 (53) has no such argument (passing
         # one is a TypeError that broke every gold run with addressing_style="virtual").
         # It requests path style unless AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true is set.

@@ -47,6 +47,8 @@ TRANSIENT_MARKERS = (
     "ServiceUnavailable",
     "SlowDown",
     "RequestTimeout",
+    "Internal Server Error",  # s3fs's wording of a 500 / 503 it gave up on
+    "Service Unavailable",
     "Connection reset",
     "Connection was closed",
     "Connection aborted",
