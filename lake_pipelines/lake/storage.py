@@ -301,10 +301,17 @@ class ObjectStore:
         try:
             yield tmp
         except BaseException:
-            with contextlib.suppress(Exception):
-                self.arrow_fs.delete_file(tmp)
+            self.discard(tmp)
             raise
         self.promote(tmp, self.path(key))
+
+    def discard(self, tmp_path: str) -> None:
+        """Remove a staged object of a write that failed, retrying transient failures (a
+        store failing the write may fail its cleanup too); never raises."""
+        with contextlib.suppress(Exception):
+            retries.call_with_retries(
+                lambda: self.arrow_fs.delete_file(tmp_path), self.max_attempts
+            )
 
     def promote(self, tmp_path: str, final_path: str) -> None:
         """Move a finished temporary object to its final name (replacing any old one)."""
@@ -331,7 +338,8 @@ class ObjectStore:
         for i in range(0, len(keys), DELETE_BATCH):
             batch = keys[i : i + DELETE_BATCH]
             try:
-                self.fs.rm([self.path(k) for k in batch])
+                paths = [self.path(k) for k in batch]
+                retries.call_with_retries(functools.partial(self.fs.rm, paths), self.max_attempts)
             except FileNotFoundError:
                 for key in batch:  # some of them were gone: the rest one by one
                     with contextlib.suppress(FileNotFoundError):
