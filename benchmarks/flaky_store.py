@@ -130,13 +130,9 @@ def main() -> None:
         )
     ]
     try:
-        servers.append(
-            _serve(
-                [sys.executable, "-m", "lake_pipelines_tests.fault_proxy", moto]
-                + ["--port", str(proxy_port), "--seed", "5"],
-                f"{proxy}/__faults__",
-            )
-        )
+        command = [sys.executable, "-m", "lake_pipelines_tests.fault_proxy", moto]
+        command += ["--port", str(proxy_port), "--seed", "5"]
+        servers.append(_serve(command, f"{proxy}/__faults__"))
         configs = [
             ("direct, 1 attempt", moto, 1, 0.0),
             ("direct, 5 attempts", moto, 5, 0.0),

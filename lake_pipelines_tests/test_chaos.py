@@ -109,7 +109,13 @@ def _work(store: ObjectStore, db: Path, instance: dg.DagsterInstance) -> Outcome
         run(build_all_assets(), partition_key=day)
     late = f"late-1,{DAYS[0]}T23:00:01Z,u1,s1,click,,,,\n"
     store.write_bytes(f"{SPEC.landing_prefix}/{DAYS[0]}/late.csv", (HEADER + late).encode())
-    run(build_all_assets(), partition_key=DAYS[0])
+    # the backfill a late file calls for: the whole range, so that the gold days whose
+    # window holds the late day are recomputed too (whatever ran before)
+    span = {
+        "dagster/asset_partition_range_start": DAYS[0],
+        "dagster/asset_partition_range_end": DAYS[-1],
+    }
+    run(build_all_assets(), tags=span)
     ops = [
         "lake__maintenance__events_bronze_compaction",
         "lake__maintenance__events_silver_compaction",
