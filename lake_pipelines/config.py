@@ -51,21 +51,33 @@ class Setting:
         doc: one line for the UI and `.env.example`.
         default: the default as a user reads it (``5``, ``file://<LAKE_HOME>``).
         under_home: for a default under LAKE_HOME, its template (``file://{home}``).
+        aws_fallbacks: AWS's own variables read, in order, when `var` is unset (as botocore
+            reads them, so also skipped when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true).
     """
 
     var: str
     doc: str
     default: str
     under_home: str = ""
+    aws_fallbacks: tuple[str, ...] = ()
 
 
-def _setting(var: str, default: _T, doc: str, under_home: str = "", shown: str = "") -> _T:
+def _setting(
+    var: str,
+    default: _T,
+    doc: str,
+    under_home: str = "",
+    shown: str = "",
+    aws_fallbacks: tuple[str, ...] = (),
+) -> _T:
     plain = str(default).lower() if isinstance(default, bool) else str(default)
     shown = shown or under_home.format(home="<LAKE_HOME>") or plain
-    return field(default=default, metadata={"setting": Setting(var, doc, shown, under_home)})
+    spec = Setting(var, doc, shown, under_home, aws_fallbacks)
+    return field(default=default, metadata={"setting": spec})
 
 
 HOME = Setting("LAKE_HOME", "local root used when LAKE_STORE_URL is unset", ".lake")
+AWS_IGNORE_ENDPOINTS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 SECRETS = {
     "access_key_id": "AWS_ACCESS_KEY_ID",
     "secret_access_key": "AWS_SECRET_ACCESS_KEY",
@@ -114,7 +126,7 @@ class Section:
             spec: Setting = f.metadata["setting"]
             raw = overrides.get(f.name)
             if raw is None or raw == "":
-                raw = env.get(spec.var, "")
+                raw = env.get(spec.var, "") or _aws_fallback(spec, env)
             if raw != "":
                 values[f.name] = _parse(spec.var, types[f.name], raw)
             elif spec.under_home:
@@ -126,6 +138,14 @@ class Section:
         """A setting's description with its variable and default, as the UI shows it."""
         spec = cls.settings()[name]
         return f"{spec.doc} (if unset: ${spec.var}, else {spec.default or 'empty'})"
+
+
+def _aws_fallback(spec: Setting, env: Mapping[str, str]) -> str:
+    """The first of the setting's AWS variables that is set, unless AWS is told to ignore
+    them (``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``)."""
+    if env.get(AWS_IGNORE_ENDPOINTS, "").strip().lower() in _TRUE:
+        return ""
+    return next((env[var] for var in spec.aws_fallbacks if env.get(var)), "")
 
 
 def _parse(var: str, kind: object, value: object) -> object:
@@ -175,7 +195,11 @@ class StoreSettings(Section):
         "LAKE_STORE_URL", "", "Lake URL: file://, s3://, gs:// or az://", "file://{home}"
     )
     endpoint_url: str = _setting(
-        "LAKE_S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO, R2, ...); empty for AWS"
+        "LAKE_S3_ENDPOINT_URL",
+        "",
+        "S3-compatible endpoint (MinIO, R2, ...); empty for AWS",
+        shown="$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS itself",
+        aws_fallbacks=("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
     )
     region: str = _setting("LAKE_S3_REGION", "", "S3 region")
     allow_http: bool = _setting(

@@ -3,9 +3,11 @@ emulators of `emulators.py`, PostgreSQL), catalogs."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +58,41 @@ def s3_server() -> Iterator[S3Server]:
     endpoint = f"http://127.0.0.1:{port}"
     for _ in serve(cmd, f"{endpoint}/moto-api/", "moto server"):
         yield S3Server(endpoint)
+
+
+@dataclass(frozen=True)
+class FaultProxy:
+    """`fault_proxy`'s control: the endpoint clients use, the fault rate, the counters."""
+
+    endpoint: str
+
+    def _control(self, method: str, query: str = "") -> dict[str, object]:
+        request = urllib.request.Request(f"{self.endpoint}/__faults__{query}", method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def set_rate(self, rate: float, max_consecutive: int = 2) -> None:
+        """Fault this share of requests from now on, a request at most `max_consecutive`
+        times in a row (and zero the counters)."""
+        self._control("PUT", f"?rate={rate}&max_consecutive={max_consecutive}")
+
+    def stats(self) -> dict[str, object]:
+        """Requests, faults by kind and by method since the last `set_rate`."""
+        return self._control("GET")
+
+
+@pytest.fixture(scope="session")
+def fault_proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
+    """The tests' fault-injecting proxy (`fault_proxy.py`) in front of moto, faults off."""
+    port = free_port()
+    command = [sys.executable, "-m", "lake_pipelines_tests.fault_proxy", s3_server.endpoint]
+    proxy = FaultProxy(f"http://127.0.0.1:{port}")
+    for _ in serve(
+        [*command, "--port", str(port), "--seed", "24"],
+        f"{proxy.endpoint}/__faults__",
+        "fault proxy",
+    ):
+        yield proxy
 
 
 def _postgres_bin() -> Path:
@@ -129,19 +166,22 @@ def s3_store(s3_env: S3Server) -> ObjectStore:
     return new_s3_lake(s3_env)
 
 
-def new_s3_lake(server: S3Server) -> ObjectStore:
-    """A fresh bucket on `server` with an ObjectStore for ``s3://<bucket>/lake``."""
-    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+def new_s3_lake(
+    server: S3Server, via: str = "", bucket: str = "", max_attempts: int = 3
+) -> ObjectStore:
+    """A fresh bucket on `server` with an ObjectStore for ``s3://<bucket>/lake``, reached
+    directly or through the endpoint `via` (the fault proxy)."""
+    bucket = bucket or f"lake-{uuid.uuid4().hex[:12]}"
     server.client().create_bucket(Bucket=bucket)
     return ObjectStore(
         f"s3://{bucket}/lake",
-        endpoint_url=server.endpoint,
+        endpoint_url=via or server.endpoint,
         region=S3_REGION,
         access_key_id=S3_KEY,
         secret_access_key=S3_SECRET,
         allow_http=True,
         addressing_style="path",
-        max_attempts=3,
+        max_attempts=max_attempts,
     )
 
 

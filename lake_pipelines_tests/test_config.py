@@ -24,7 +24,7 @@ from lake_pipelines.errors import ConfigError
 DEFAULTS = {
     "LAKE_HOME": ".lake",
     "LAKE_STORE_URL": "file://<LAKE_HOME>",
-    "LAKE_S3_ENDPOINT_URL": "",
+    "LAKE_S3_ENDPOINT_URL": "$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS itself",
     "LAKE_S3_REGION": "",
     "LAKE_S3_ALLOW_HTTP": "false",
     "LAKE_S3_ADDRESSING_STYLE": "auto",
@@ -53,6 +53,50 @@ DEFAULTS = {
 
 def test_every_variable_and_default_is_kept() -> None:
     assert {var: s.default for var, s in config.variables().items()} == DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("env", "endpoint"),
+    [
+        ({"AWS_ENDPOINT_URL": "https://all.example"}, "https://all.example"),
+        ({"AWS_ENDPOINT_URL_S3": "https://s3.example"}, "https://s3.example"),
+        (  # botocore: the service-specific variable wins over the global one
+            {
+                "AWS_ENDPOINT_URL": "https://all.example",
+                "AWS_ENDPOINT_URL_S3": "https://s3.example",
+            },
+            "https://s3.example",
+        ),
+        (  # ours wins over both
+            {
+                "LAKE_S3_ENDPOINT_URL": "https://lake.example",
+                "AWS_ENDPOINT_URL": "https://all.example",
+                "AWS_ENDPOINT_URL_S3": "https://s3.example",
+            },
+            "https://lake.example",
+        ),
+        (  # botocore's switch to ignore configured endpoints
+            {
+                "AWS_ENDPOINT_URL": "https://all.example",
+                "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+            },
+            "",
+        ),
+        ({}, ""),
+    ],
+)
+def test_aws_endpoint_variables_are_honoured_as_botocore_does(
+    env: dict[str, str], endpoint: str
+) -> None:
+    settings = StoreSettings.from_env({"LAKE_STORE_URL": "s3://bucket/lake", **env})
+    assert settings.endpoint_url == endpoint
+    store = settings.object_store(env)
+    assert store.endpoint_url == endpoint
+    if endpoint:  # every S3 client goes there
+        assert store.iceberg_properties()["s3.endpoint"] == endpoint
+        assert store.fs.endpoint_url == endpoint
+        arrow = store.arrow_fs.__reduce__()[1][0]
+        assert f"{arrow['scheme']}://{arrow['endpoint_override']}" == endpoint
 
 
 def test_defaults_are_typed_and_live_under_lake_home(tmp_path: Path) -> None:

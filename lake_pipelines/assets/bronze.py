@@ -21,6 +21,7 @@ from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.deployment import write_pool
 from lake_pipelines.lake.bronze import IngestReport, ingest_day
 from lake_pipelines.lake.layout import hive_pattern
+from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import ObjectStoreResource
 
@@ -59,6 +60,7 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     def bronze(
         context: dg.AssetExecutionContext, object_store: ObjectStoreResource
     ) -> Iterator[dg.MaterializeResult]:
+        retries_before = retry_counts()
         store = object_store.get_store()
         reports = []
         with step_metrics(context, spec.name, "bronze", "materialize"):
@@ -74,13 +76,16 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 )
                 reports.append(report)
             record_days(context, {r.day: _day_numbers(r) for r in reports})
-            yield _result(store, spec, reports)
+            yield _result(store, spec, reports, retries_before)
 
     return bronze
 
 
 def _result(
-    store: ObjectStore, spec: DatasetSpec, reports: list[IngestReport]
+    store: ObjectStore,
+    spec: DatasetSpec,
+    reports: list[IngestReport],
+    retries_before: dict[str, int],
 ) -> dg.MaterializeResult:
     read = sum(r.rows_read for r in reports)
     # as read back from storage after each day's commit, not the counters that wrote them
@@ -104,6 +109,7 @@ def _result(
             for r in reports
         ],
         uri=store.uri(spec.bronze_prefix),
+        retries_before=retries_before,
     )
     checks = [
         dg.AssetCheckResult(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -13,6 +13,7 @@ import pyarrow as pa
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.deployment import backfill_policy
 from lake_pipelines.lake.ingest import quarantine
+from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.lake.storage import ObjectStore
 
 ROW_ACCOUNTING_CHECK = "row_accounting"
@@ -85,11 +86,21 @@ def layer_metadata(
     *,
     uri: str | None = None,
     table_name: str | None = None,
+    retries_before: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The metadata of a layer's run that is true of every day it covers: where the data is,
     its columns and, for a range, a table with a row per day (`per_day`). Each day's own
-    numbers go on that day's event (`observability.record_days`)."""
+    numbers go on that day's event (`observability.record_days`).
+
+    With `retries_before` (`retry_counts()` when the step started), ``object_store_retries``
+    says how many requests each client retried since: botocore's (listings, deletes) and
+    ours (``boundary``); pyarrow's own retries are not reported by pyarrow."""
     metadata: dict[str, Any] = {}
+    if retries_before is not None:
+        now = retry_counts()
+        metadata["object_store_retries"] = {
+            client: now[client] - retries_before.get(client, 0) for client in sorted(now)
+        }
     if uri is not None:
         metadata["dagster/uri"] = uri
     if table_name is not None:

@@ -16,6 +16,7 @@ from lake_pipelines.assets.observability import day_numbers, record_days, step_m
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.deployment import write_pool
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
+from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.resources import (
     DataFusionResource,
     IcebergCatalogResource,
@@ -60,6 +61,7 @@ def build_gold_asset(
     ) -> dg.MaterializeResult:
         from lake_pipelines.lake.gold import commit_gold_days  # pyiceberg: on first use
 
+        retries_before = retry_counts()
         with step_metrics(context, spec.name, "gold", gold.name):
             store = object_store.get_store()
             catalog = iceberg.load(store)
@@ -82,7 +84,10 @@ def build_gold_asset(
                 },
             )
         metadata = layer_metadata(
-            gold.schema, [commit_row(r, r.rows) for r in reports], table_name=identifier
+            gold.schema,
+            [commit_row(r, r.rows) for r in reports],
+            table_name=identifier,
+            retries_before=retries_before,
         )
         return dg.MaterializeResult(metadata=metadata)
 

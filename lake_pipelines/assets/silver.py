@@ -16,6 +16,7 @@ from lake_pipelines.assets.common import (
 from lake_pipelines.assets.observability import day_numbers, record_days, step_metrics
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.deployment import write_pool
+from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.resources import IcebergCatalogResource, ObjectStoreResource
 
 
@@ -51,6 +52,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
     ) -> dg.MaterializeResult:
         from lake_pipelines.lake.silver import commit_days  # pyiceberg: on first use
 
+        retries_before = retry_counts()
         with step_metrics(context, spec.name, "silver", "materialize"):
             store = object_store.get_store()
             catalog = iceberg.load(store)
@@ -89,6 +91,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
             [{**commit_row(r, r.rows_committed), "snapshot": str(r.snapshot_id)} for r in reports],
             uri=location,
             table_name=spec.table_name,
+            retries_before=retries_before,
         )
         check = dg.AssetCheckResult(
             check_name=ROW_ACCOUNTING_CHECK,

@@ -15,6 +15,7 @@ import fsspec
 import pyarrow.fs as pafs
 
 from lake_pipelines.errors import ConfigError
+from lake_pipelines.lake import retries
 
 if TYPE_CHECKING:
     from lake_pipelines.lake.storage import ObjectStore
@@ -56,7 +57,9 @@ def fsspec_filesystem(store: ObjectStore) -> fsspec.AbstractFileSystem:
             kwargs["token"] = store.session_token
         # A fresh instance: s3fs caches instances by kwargs, and a cached one may carry
         # another test's event loop or a stale directory listing.
-        return fsspec.filesystem("s3", skip_instance_cache=True, **kwargs, **store.options)
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, **kwargs, **store.options)
+        fs.s3.meta.events.register("after-call.s3", _count_botocore_retries)
+        return fs
     try:
         if store.scheme == "gs":
             return gcs_filesystem(store.gcs_endpoint_url, store.gcs_credentials, store.options)
@@ -73,13 +76,21 @@ def fsspec_filesystem(store: ObjectStore) -> fsspec.AbstractFileSystem:
         ) from exc
 
 
+def _count_botocore_retries(parsed: dict[str, Any] | None = None, **_: Any) -> None:
+    """botocore's retries of a call that succeeded, as its response reports them."""
+    if parsed:
+        retries.count_retry(
+            "botocore", int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        )
+
+
 def arrow_filesystem(store: ObjectStore) -> pafs.FileSystem:
     """A pyarrow filesystem for the bulk data path (streamed reads, multipart writes)."""
     if store.scheme == "file":
         return pafs.LocalFileSystem()
     if store.scheme == "s3":
         kwargs: dict[str, Any] = {
-            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=store.max_attempts),
+            "retry_strategy": retries.arrow_retry_strategy(store.max_attempts),
             "force_virtual_addressing": store.addressing_style == "virtual",
         }
         if store.region:
@@ -117,6 +128,8 @@ def datafusion_object_store(store: ObjectStore) -> tuple[str, Any] | None:
         if store.endpoint_url:
             kwargs["endpoint"] = store.endpoint_url
             kwargs["allow_http"] = store.allow_http
+        # No retry setting either: the object_store crate retries on its own (10 times,
+        # jittered backoff), which LAKE_S3_MAX_ATTEMPTS cannot change.
         # No addressing style here: datafusion's AmazonS3 (53) has no such argument (passing
         # one is a TypeError that broke every gold run with addressing_style="virtual").
         # It requests path style unless AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true is set.
@@ -135,6 +148,9 @@ def iceberg_io_properties(store: ObjectStore) -> dict[str, str]:
         return _iceberg_cloud_properties(store)
     if store.scheme == "s3":
         props["py-io-impl"] = "pyiceberg.io.pyarrow.PyArrowFileIO"
+        # pyiceberg's own S3 filesystem, with our retry strategy (pyarrow's default is
+        # AWS's standard one, whose retry quota arrow never refills: see lake/retries.py).
+        props["s3.retry-strategy-impl"] = retries.iceberg_retry_impl(store.max_attempts)
         if store.endpoint_url:
             props["s3.endpoint"] = store.endpoint_url
         if store.region:

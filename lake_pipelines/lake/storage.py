@@ -12,6 +12,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import io
+import os
 import posixpath
 import uuid
 from collections.abc import Iterable, Iterator
@@ -25,7 +27,7 @@ import fsspec
 import pyarrow.fs as pafs
 
 from lake_pipelines.errors import ConfigError, ObjectStoreError
-from lake_pipelines.lake import clients
+from lake_pipelines.lake import clients, retries
 from lake_pipelines.lake.clients import AZURE_SCHEMES
 
 AddressingStyle = Literal["auto", "path", "virtual"]
@@ -170,17 +172,15 @@ class ObjectStore:
 
     @property
     def scheme(self) -> str:
-        parsed = urlparse(self.url)
-        return parsed.scheme or "file"
+        return split_uri(self.url)[0] or "file"
 
     @functools.cached_property
     def root(self) -> str:
         """The store's root as the filesystems see it: ``/abs/path`` or ``bucket/prefix``."""
-        parsed = urlparse(self.url)
+        raw = split_uri(self.url)[1]
         if self.scheme == "file":
-            raw = parsed.path if parsed.scheme else self.url
             return str(Path(raw).expanduser().resolve())
-        return (parsed.netloc + parsed.path).rstrip("/")
+        return raw.rstrip("/")
 
     @property
     def bucket(self) -> str:
@@ -199,8 +199,7 @@ class ObjectStore:
 
     def key_of(self, path: str) -> str:
         """Store-relative key of a filesystem path or URI inside this store."""
-        p = urlparse(path)
-        raw = (p.netloc + p.path) if p.scheme and p.scheme != "file" else (p.path or path)
+        raw = split_uri(path)[1]
         raw = raw if self.scheme != "file" else str(Path(raw))
         if raw == self.root:
             return ""
@@ -299,13 +298,36 @@ class ObjectStore:
             KeyError(f"no modification time in the listing (fields: {sorted(info)})"),
         )
 
-    def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self.path(key)))
+    def escapes(self, key: str, within: str) -> str | None:
+        """Why `key` may not be read as part of `within` (a store-relative folder), or None.
 
-    def open_input(self, key: str) -> Any:
-        """A streamed, seekable-as-needed binary input for a store-relative key."""
+        Only local disk has links: a symbolic link (of the file or of a folder above it)
+        is followed only when it ends inside `within` at an existing file.
+        """
+        if self.scheme != "file":
+            return None
+        path = Path(self.path(key))
+        target = Path(os.path.realpath(path))
+        inside = Path(os.path.realpath(self.path(within)))
+        if target != path and not target.is_relative_to(inside):
+            return f"a symbolic link to {target}, outside {self.uri(within)}: not followed"
+        if not target.is_file():
+            return f"a symbolic link to {target}, which is not a file" if target != path else None
+        return None
+
+    def exists(self, key: str) -> bool:
+        return retries.call_with_retries(
+            lambda: bool(self.fs.exists(self.path(key))), self.max_attempts
+        )
+
+    def open_input(self, key: str) -> io.RawIOBase:
+        """A binary input stream for a store-relative key. A transient failure, when opening
+        or in the middle of the body, is retried where the stream was (`RetryingInput`)."""
+        path = self.path(key)
         try:
-            return self.arrow_fs.open_input_stream(self.path(key), compression=None)
+            return retries.RetryingInput(
+                lambda: self.arrow_fs.open_input_file(path), self.max_attempts
+            )
         except Exception as exc:
             raise ObjectStoreError(self.uri(key), "open", exc) from exc
 
@@ -324,10 +346,17 @@ class ObjectStore:
         try:
             yield tmp
         except BaseException:
-            with contextlib.suppress(Exception):
-                self.arrow_fs.delete_file(tmp)
+            self.discard(tmp)
             raise
         self.promote(tmp, self.path(key))
+
+    def discard(self, tmp_path: str) -> None:
+        """Remove a staged object of a write that failed, retrying transient failures (a
+        store failing the write may fail its cleanup too); never raises."""
+        with contextlib.suppress(Exception):
+            retries.call_with_retries(
+                lambda: self.arrow_fs.delete_file(tmp_path), self.max_attempts
+            )
 
     def promote(self, tmp_path: str, final_path: str) -> None:
         """Move a finished temporary object to its final name (replacing any old one).
@@ -362,7 +391,8 @@ class ObjectStore:
         for i in range(0, len(keys), DELETE_BATCH):
             batch = keys[i : i + DELETE_BATCH]
             try:
-                self.fs.rm([self.path(k) for k in batch])
+                paths = [self.path(k) for k in batch]
+                retries.call_with_retries(functools.partial(self.fs.rm, paths), self.max_attempts)
             except FileNotFoundError:
                 for key in batch:  # some of them were gone: the rest one by one
                     with contextlib.suppress(FileNotFoundError):
@@ -398,8 +428,22 @@ class ObjectStore:
             out.write(data)
 
     def read_bytes(self, key: str) -> bytes:
+        """A whole object (a small one: it is held in memory)."""
+
         with self.open_input(key) as f:
-            return f.read()
+            return f.readall()
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``(scheme, rest)`` of ``s3://bucket/key``, ``file:///abs/path`` or a plain path
+    (scheme ``""``). Nothing else is parsed: ``?``, ``#`` and ``%`` are part of a key or a
+    local path, never a query, a fragment or an escape."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme and scheme.isascii() and scheme.replace("+", "").isalnum():
+        return scheme.lower(), rest
+    if uri.startswith("file:") and not uri.startswith("file://"):
+        return "file", uri.removeprefix("file:")
+    return "", uri
 
 
 def _epoch(value: object) -> float:

@@ -20,7 +20,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 import pyarrow as pa
 from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, col
@@ -28,7 +27,7 @@ from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, col
 from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS
 from lake_pipelines.errors import SnapshotNotFoundError, TableReadError
 from lake_pipelines.lake.analytics.functions import EXTRACT_DOMAIN, WEIGHTED_MEDIAN
-from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.lake.storage import ObjectStore, split_uri
 
 if TYPE_CHECKING:  # pyiceberg is imported by the functions that take its tables
     from pyiceberg.expressions import BooleanExpression
@@ -198,11 +197,10 @@ def register_files(
 
 
 def _path_in(store: ObjectStore, uri: str, table_name: str) -> str:
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return parsed.path
-    path = parsed.netloc + parsed.path
-    if store.scheme not in (parsed.scheme, "s3a" if parsed.scheme == "s3" else parsed.scheme):
+    scheme, path = split_uri(uri)
+    if scheme in ("", "file"):
+        return path
+    if store.scheme not in (scheme, "s3" if scheme == "s3a" else scheme):
         raise TableReadError(
             table_name, f"data file {uri} is not on the lake's store {store.uri()}", file=uri
         )
@@ -253,8 +251,8 @@ def metadata_file_of(table: Table, snapshot_id: int) -> str:
             continue
         try:
             meta = FromInputFile.table_metadata(table.io.new_input(entry.metadata_file))
-        except OSError:
-            continue  # removed by metadata retention
+        except FileNotFoundError:
+            continue  # removed by metadata retention (any other error is no answer)
         if meta.current_snapshot_id == snapshot_id:
             return entry.metadata_file
     raise TableReadError(

@@ -11,14 +11,13 @@ import posixpath
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlparse
 
 from pyiceberg.manifest import ManifestEntryStatus
 from pyiceberg.table import Table
 from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
 
-from lake_pipelines.lake.storage import FileEntry, ObjectStore
+from lake_pipelines.lake.storage import FileEntry, ObjectStore, split_uri
 
 DEFAULT_ORPHAN_SAFETY = timedelta(days=3)
 
@@ -178,9 +177,7 @@ def remove_orphans(
 
 def _normal(path: str) -> str:
     """A path as the filesystems see it: no scheme, no ``//`` doubling."""
-    parsed = urlparse(path)
-    raw = parsed.path if parsed.scheme in ("", "file") else parsed.netloc + parsed.path
-    return posixpath.normpath(raw)
+    return posixpath.normpath(split_uri(path)[1])
 
 
 def _listing(table: Table, store: ObjectStore) -> list[FileEntry]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.errors import SourceFileError
+from lake_pipelines.errors import ObjectStoreError, SourceFileError
 from lake_pipelines.lake.ingest.batches import (
     Batch,
     Reject,
@@ -28,6 +28,7 @@ from lake_pipelines.lake.ingest.batches import (
 )
 from lake_pipelines.lake.ingest.csv_reader import read_csv
 from lake_pipelines.lake.ingest.json_reader import read_json
+from lake_pipelines.lake.retries import is_transient
 from lake_pipelines.lake.storage import ObjectStore
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".bz2": "bz2"}
@@ -39,6 +40,8 @@ FORMAT_SUFFIXES = {
     ".json": "json",  # NDJSON or one top-level array, told apart by the first byte
 }
 LANDING_SUFFIXES = tuple(f + c for f in FORMAT_SUFFIXES for c in ("", *COMPRESSION_SUFFIXES))
+# A listed landing file that fails to open this way is quarantined whole, not the day failed.
+UNOPENABLE = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 DEFAULT_BLOCK_BYTES = 8 << 20  # in flight: ~2 blocks parsing, 1 validating (see README)
 
 
@@ -60,7 +63,12 @@ def file_format(key: str) -> tuple[str, str | None]:
 def _blocks(store: ObjectStore, key: str, block_bytes: int) -> Iterator[bytes]:
     """Decompressed bytes of a file, block by block; decode errors name the file."""
     _, compression = file_format(key)
-    raw = store.open_input(key)
+    try:
+        raw = store.open_input(key)
+    except ObjectStoreError as exc:
+        if isinstance(exc.cause, UNOPENABLE):  # gone since the listing, or not a file
+            raise SourceFileError(key, f"cannot be opened: {exc.cause}") from exc
+        raise
     stream = pa.CompressedInputStream(raw, compression) if compression else raw
     try:
         with stream:
@@ -68,6 +76,8 @@ def _blocks(store: ObjectStore, key: str, block_bytes: int) -> Iterator[bytes]:
                 try:
                     block = stream.read(block_bytes)
                 except (OSError, pa.ArrowInvalid, zlib.error, EOFError) as exc:
+                    if not compression or is_transient(exc):  # the store failed, not the file
+                        raise ObjectStoreError(store.uri(key), "read", exc) from exc
                     raise SourceFileError(key, f"cannot decompress ({compression}): {exc}") from exc
                 if not block:
                     return
@@ -137,6 +147,9 @@ def read_file(
             not UTF-8, no header); rows already yielded from it must be discarded.
     """
     fmt, _ = file_format(key)
+    escape = store.escapes(key, spec.landing_prefix)
+    if escape:
+        raise SourceFileError(key, escape)
     blocks = _blocks(store, key, block_bytes)
     if fmt == "csv":
         if not spec.csv.is_utf8:

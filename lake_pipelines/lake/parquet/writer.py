@@ -262,8 +262,7 @@ class RollingParquetWriter:
                         closable.close()
             lane.writer, lane.sink = None, None
             for f in lane.files:
-                with contextlib.suppress(FileNotFoundError, OSError):
-                    self.store.arrow_fs.delete_file(f.tmp_path)
+                self.store.discard(f.tmp_path)
             lane.files = []
 
     def __enter__(self) -> RollingParquetWriter:
