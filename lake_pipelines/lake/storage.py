@@ -345,10 +345,10 @@ class ObjectStore:
             Path(directory).mkdir(parents=True, exist_ok=True)
         try:
             yield tmp
+            self.promote(tmp, self.path(key))
         except BaseException:
-            self.discard(tmp)
+            self.discard(tmp)  # also after a failed promote: a copy may be left behind
             raise
-        self.promote(tmp, self.path(key))
 
     def discard(self, tmp_path: str) -> None:
         """Remove a staged object of a write that failed, retrying transient failures (a
