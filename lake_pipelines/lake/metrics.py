@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from lake_pipelines.lake import retries
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -78,7 +80,10 @@ METRICS = _defs(
         "Iceberg commit attempts retried after a concurrent update",
     ),
     MetricDef(
-        "lake_object_store_retries_total", "counter", "object-store requests retried", ("store",)
+        "lake_object_store_retries_total",
+        "counter",
+        "object-store requests retried, by the client that retried them (botocore, boundary)",
+        ("client",),
     ),
     MetricDef(
         "lake_compaction_files_total",
@@ -242,12 +247,21 @@ def step(
         return
     scope = Scope.new(dataset, layer)
     _count_commit_retries()
+    retries_before = retries.retry_counts()
     previous = _swap(scope)
     outcome = "failure"
     try:
         yield scope
         outcome = "success"
     finally:
+        # the process's retries during the step (pyarrow's own are not reported by pyarrow)
+        for client, count in retries.retry_counts().items():
+            if count > retries_before.get(client, 0):
+                inc(
+                    "lake_object_store_retries_total",
+                    count - retries_before.get(client, 0),
+                    client=client,
+                )
         inc("lake_steps_total", outcome=outcome)
         observe("lake_step_duration_seconds", time.perf_counter() - scope.started, outcome=outcome)
         if outcome == "success":

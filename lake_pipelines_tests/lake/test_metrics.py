@@ -12,7 +12,7 @@ from lake_pipelines.lake import metrics
 from lake_pipelines.lake.pushgateway import _families, merge, pusher
 
 # Label values that stay a handful whatever the data: never a file, a run or a day.
-BOUNDED = {"outcome", "stage", "store"}
+BOUNDED = {"outcome", "stage", "client"}  # a few fixed values each, never a file or a run
 
 
 def test_metric_names_and_labels_follow_prometheus_conventions() -> None:
@@ -133,3 +133,18 @@ def test_steps_of_concurrent_threads_keep_their_own_numbers_and_commit_retries()
         assert written == {("lake_rows_written_total", tuple(sorted(labels.items()))): rows}
         retries = families["lake_iceberg_commit_retries"].samples
         assert list(retries.values()) == [1]
+
+
+def test_a_step_counts_the_object_store_retries_made_while_it_ran() -> None:
+    from lake_pipelines.lake import retries
+
+    retries.count_retry("botocore", 5)  # before the step: not its own
+    pushed: list[tuple[metrics.Scope, str]] = []
+    with metrics.step(lambda s, o: pushed.append((s, o)), "events", "bronze"):
+        retries.count_retry("botocore", 2)
+        retries.count_retry("boundary")
+    ((scope, _),) = pushed
+    families = _families(scope.registry.collect(), {})
+    family, sample = "lake_object_store_retries", "lake_object_store_retries_total"
+    assert _sample(families, family, sample, client="botocore") == 2
+    assert _sample(families, family, sample, client="boundary") == 1

@@ -139,6 +139,8 @@ def _layout(valid: list[bytes], hostile: list[bytes], positions: list[int]) -> t
     hostile_at: set[int] = set()
     for line, pos in sorted(zip(hostile, positions, strict=True), key=lambda x: x[1]):
         at = min(pos, len(lines))
+        if at == 0 and line.startswith(b"\xef\xbb\xbf") and lines:
+            at = 1  # a byte order mark opening the file is its encoding mark, not hostile
         lines.insert(at, line)
         hostile_at = {n + 1 if n >= at else n for n in hostile_at} | {at}
     return lines, {n + 1 for n in hostile_at}
