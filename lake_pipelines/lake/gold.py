@@ -15,7 +15,7 @@ from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEq
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import TableReadError
-from lake_pipelines.lake import logs, metrics
+from lake_pipelines.lake import logs, metrics, retries
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_files
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
@@ -100,9 +100,13 @@ def commit_gold_days(
     step = max(days_per_commit, 1)
     reports: list[GoldReport] = []
     for i in range(0, len(ordered), step):
-        reports.extend(
-            _commit_batch(store, catalog, spec, gold, ordered[i : i + step], settings, run_id)
-        )
+        batch = ordered[i : i + step]
+
+        def commit(batch: list[date] = batch) -> list[GoldReport]:
+            return _commit_batch(store, catalog, spec, gold, batch, settings, run_id)
+
+        # as silver's: a store failure before the catalog commit, then the batch again
+        reports.extend(retries.call_with_retries(commit, store.max_attempts))
     for r in reports:
         log.info(
             "%s %s: %s: %d rows%s",

@@ -14,7 +14,7 @@ from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import RowAccountingError, TableCommitError
-from lake_pipelines.lake import metrics
+from lake_pipelines.lake import metrics, retries
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
 from lake_pipelines.lake.iceberg.lineage import files_by_day, last_lineage, lineage_summary
 from lake_pipelines.lake.iceberg.replace import PartitionReplace, conform
@@ -131,8 +131,15 @@ def commit_days(
     reports: list[SilverReport] = []
     for i in range(0, len(ordered), max(days_per_commit, 1)):
         batch = ordered[i : i + max(days_per_commit, 1)]
-        work = _Batch(store, catalog, spec, run_id, options or SilverOptions(), progress)
-        reports.extend(work.commit(batch, sources or {}))
+
+        def commit(batch: list[date] = batch) -> list[SilverReport]:
+            work = _Batch(store, catalog, spec, run_id, options or SilverOptions(), progress)
+            return work.commit(batch, sources or {})
+
+        # A store failure pyarrow gave up on (it retries CompleteMultipartUpload's embedded
+        # errors only once) fails the attempt before the catalog commit; the batch is then
+        # written again from the start, which replaces the same days (idempotent).
+        reports.extend(retries.call_with_retries(commit, store.max_attempts))
     metrics.record_silver(reports)
     return reports
 

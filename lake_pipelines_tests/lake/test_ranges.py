@@ -244,3 +244,48 @@ def _equal_day(day: date):
     from pyiceberg.expressions import EqualTo
 
     return EqualTo("day", day.isoformat())
+
+
+def test_a_store_failure_before_the_catalog_commit_writes_the_batch_again(
+    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days, monkeypatch
+) -> None:
+    """pyarrow gives up on CompleteMultipartUpload after one retry of an error embedded in a
+    200 OK (the chaos test met it writing a manifest list): silver and gold then write the
+    whole batch again, and the tables end as if nothing had failed, in one snapshot each."""
+    from lake_pipelines.lake import gold as gold_mod
+    from lake_pipelines.lake import retries
+    from lake_pipelines.lake import silver as silver_mod
+
+    monkeypatch.setattr(retries, "backoff", lambda attempt: 0.0)
+    days = _days(ten_days)[:3]
+    failures = {"silver": 1, "gold": 1}
+    real_silver, real_gold = silver_mod._Batch.commit, gold_mod._commit_batch
+
+    def fail_first(layer: str, real):
+        def call(*args, **kwargs):
+            if failures[layer]:
+                failures[layer] -= 1
+                raise OSError(
+                    "When completing multiple part upload for key 'snap-1.avro': AWS Error "
+                    "INTERNAL_FAILURE during CompleteMultipartUpload operation"
+                )
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(silver_mod._Batch, "commit", fail_first("silver", real_silver))
+    monkeypatch.setattr(gold_mod, "_commit_batch", fail_first("gold", real_gold))
+    before = retries.retry_counts().get("boundary", 0)
+    silver = commit_days(local_store, local_catalog, SPEC, days)
+    gold = commit_gold_days(
+        local_store, local_catalog, SPEC, METRICS, days, SessionSettings(), "run"
+    )
+    assert failures == {"silver": 0, "gold": 0}
+    assert retries.retry_counts()["boundary"] - before == 2
+    by_day = {d.day: d.valid.num_rows for d in ten_days}
+    assert [(r.day, r.rows_committed) for r in silver] == [(d, by_day[d]) for d in days]
+    table = local_catalog.load_table(SPEC.table_name)
+    assert table.scan().to_arrow().num_rows == sum(by_day[d] for d in days)
+    assert len(table.snapshots()) == 1  # the failed attempt left no snapshot
+    assert {r.day for r in gold} == set(days)
+    assert len(local_catalog.load_table(metrics_table_name(SPEC)).snapshots()) == 1
