@@ -64,7 +64,7 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         store = object_store.get_store()
         reports = []
         with step_metrics(context, spec.name, "bronze", "materialize"):
-            for day in days_of(context):
+            for day in days_of(context, spec):
                 report = ingest_day(
                     store, spec, day, run_id=context.run.run_id, progress=context.log.info
                 )

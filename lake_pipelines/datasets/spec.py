@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Literal, Union
 
 import pyarrow as pa
 
+from lake_pipelines.datasets.periods import (
+    check_partitioning,
+    check_zone,
+    default_transform,
+    hive_level_names,
+)
 from lake_pipelines.errors import ConfigError, SpecError
+from lake_pipelines.lake.period import Calendar, Granularity
 
 if TYPE_CHECKING:
     import pandera.pandas as pdr
@@ -198,9 +205,15 @@ class DatasetSpec:
         unknown_columns: what to do with columns/keys the schema does not know.
         compaction: small-file thresholds and target file size of the maintenance assets.
         hive_partition_columns: the names of the bronze folders' year, month and day levels
-            (``year=2026/month=01/day=05``), which Hive readers add as columns. They must not
-            be data columns too: a dataset with its own ``year``/``month``/``day`` columns
-            names the levels otherwise, e.g. ``("utc_year", "utc_month", "utc_day")``.
+            (``year=2026/month=01/day=05``), and hour level for an hourly dataset (a fourth
+            name, ``hour`` if only three are given), which Hive readers add as columns. They
+            must not be data columns too: a dataset with its own ``year``/``month``/``day``
+            columns names the levels otherwise, e.g. ``("utc_year", "utc_month", "utc_day")``.
+        granularity: ``daily`` (default) or ``hourly`` partitions (always UTC hours).
+        timezone: the IANA zone of a daily dataset's days (default ``UTC``): its partition
+            keys, landing and Hive folders are local days, its Iceberg table stays UTC,
+            partitioned by ``hour(ts)`` so that a local day (23, 24 or 25 hours) is a set of
+            whole partitions. A zone whose midnight is not on a whole UTC hour is refused.
     """
 
     name: str
@@ -218,8 +231,10 @@ class DatasetSpec:
     schema_changes: tuple[SchemaChange, ...] = ()
     description: str = ""
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
-    hive_partition_columns: tuple[str, str, str] = DEFAULT_HIVE_PARTITION_COLUMNS
+    hive_partition_columns: tuple[str, ...] = DEFAULT_HIVE_PARTITION_COLUMNS
     end_date: str | None = None
+    granularity: Granularity = "daily"
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         columns = self.schema.names
@@ -247,8 +262,7 @@ class DatasetSpec:
                     raise SpecError(
                         self.name, spec_field, col, f"unknown column (schema: {columns})"
                     )
-        if not self.partitioning:
-            object.__setattr__(self, "partitioning", (PartitionField(self.timestamp_column),))
+        self._check_periods()
         self._check_hive_partition_columns()
 
     def _check_calendar(self) -> None:
@@ -265,6 +279,20 @@ class DatasetSpec:
                 self.name, "end_date", self.end_date, f"must be after start_date {self.start_date}"
             )
 
+    def _check_periods(self) -> None:
+        """Granularity and zone (`periods.check_zone`); the defaults they imply."""
+        check_zone(self)
+        if not self.partitioning:
+            default = PartitionField(self.timestamp_column, default_transform(self))  # type: ignore[arg-type]
+            object.__setattr__(self, "partitioning", (default,))
+        check_partitioning(self)
+        object.__setattr__(self, "hive_partition_columns", hive_level_names(self))
+
+    @property
+    def calendar(self) -> Calendar:
+        """The dataset's partitions: granularity and zone (`lake.period`)."""
+        return Calendar(self.granularity, self.timezone)
+
     def _check_hive_partition_columns(self) -> None:
         """Three distinct, visible folder names, none of them a data column: DuckDB's and
         Polars' Hive readers would replace the column's values with the folder's, pyarrow's
@@ -272,12 +300,14 @@ class DatasetSpec:
         names = tuple(self.hive_partition_columns)
         field_name = "hive_partition_columns"
         bad = [n for n in names if not isinstance(n, str) or not _HIVE_NAME.fullmatch(n)]
-        if len(names) != 3 or bad or len({n.lower() for n in names}) != 3:
+        levels = 4 if self.granularity == "hourly" else 3
+        if len(names) != levels or bad or len({n.lower() for n in names}) != levels:
             raise SpecError(
                 self.name,
                 field_name,
                 names,
-                "give three distinct names (year, month, day levels) of letters, digits and _, "
+                f"give {'four' if levels == 4 else 'three'} distinct names (year, month, day"
+                f"{', hour' if levels == 4 else ''} levels) of letters, digits and _, "
                 "starting with a letter",
             )
         data = {c.lower(): c for c in self.schema.names}

@@ -7,7 +7,6 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import TYPE_CHECKING
 
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
@@ -23,6 +22,7 @@ from lake_pipelines.lake.iceberg.tables import ensure_table
 from lake_pipelines.lake.iceberg.writer import DataFileWriter
 from lake_pipelines.lake.layout import day_bounds
 from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES
+from lake_pipelines.lake.period import Unit
 from lake_pipelines.lake.progress import PROGRESS_INTERVAL, Progress, ProgressHook
 from lake_pipelines.lake.silver_input import (
     READ_BATCH_ROWS,
@@ -46,7 +46,7 @@ DAYS_PER_COMMIT = 31
 @dataclass
 class SilverReport:
     dataset: str
-    day: date
+    day: Unit
     table: str
     rows_read: int
     rows_committed: int
@@ -67,11 +67,11 @@ def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Ta
     )
 
 
-def day_filter(spec: DatasetSpec, day: date) -> And:
+def day_filter(spec: DatasetSpec, day: Unit) -> And:
     return span_filter(spec, day, day)
 
 
-def span_filter(spec: DatasetSpec, first: date, last: date) -> And:
+def span_filter(spec: DatasetSpec, first: Unit, last: Unit) -> And:
     """The rows of the days `first`..`last` (inclusive)."""
     start, _ = day_bounds(first)
     _, end = day_bounds(last)
@@ -85,7 +85,7 @@ def commit_day(
     store: ObjectStore,
     catalog: Catalog,
     spec: DatasetSpec,
-    day: date,
+    day: Unit,
     run_id: str = "",
     sources: list[FileEntry] | None = None,
     options: SilverOptions | None = None,
@@ -100,9 +100,9 @@ def commit_days(
     store: ObjectStore,
     catalog: Catalog,
     spec: DatasetSpec,
-    days: Iterable[date],
+    days: Iterable[Unit],
     run_id: str = "",
-    sources: Mapping[date, list[FileEntry]] | None = None,
+    sources: Mapping[Unit, list[FileEntry]] | None = None,
     days_per_commit: int = DAYS_PER_COMMIT,
     options: SilverOptions | None = None,
     progress: ProgressHook | None = None,
@@ -132,7 +132,7 @@ def commit_days(
     for i in range(0, len(ordered), max(days_per_commit, 1)):
         batch = ordered[i : i + max(days_per_commit, 1)]
 
-        def commit(batch: list[date] = batch) -> list[SilverReport]:
+        def commit(batch: list[Unit] = batch) -> list[SilverReport]:
             work = _Batch(store, catalog, spec, run_id, options or SilverOptions(), progress)
             return work.commit(batch, sources or {})
 
@@ -182,11 +182,11 @@ class _Batch:
     options: SilverOptions
     progress: ProgressHook | None
 
-    def span(self, first: date, last: date) -> And:
+    def span(self, first: Unit, last: Unit) -> And:
         return span_filter(self.spec, first, last)
 
     def commit(
-        self, days: list[date], sources: Mapping[date, list[FileEntry]]
+        self, days: list[Unit], sources: Mapping[Unit, list[FileEntry]]
     ) -> list[SilverReport]:
         spec = self.spec
         table = ensure_silver_table(self.catalog, spec)
@@ -196,8 +196,8 @@ class _Batch:
         last = last_lineage(table, days)
         replace = PartitionReplace(table)
         partitioning: list[tuple[str, str]] = [(p.column, p.transform) for p in spec.partitioning]
-        changed: dict[date, _Day] = {}
-        unchanged: dict[date, _Day] = {}
+        changed: dict[Unit, _Day] = {}
+        unchanged: dict[Unit, _Day] = {}
         retag: dict[str, int] = {}
         try:
             for day in days:
@@ -273,7 +273,7 @@ class _Batch:
         ]
 
     def _write_day(
-        self, table: Table, replace: PartitionReplace, day: date, day_input: DayInput
+        self, table: Table, replace: PartitionReplace, day: Unit, day_input: DayInput
     ) -> list[DataFile]:
         """Stream the day's bronze rows, sorted, into new data files of the table; the rows
         in their footers must be the rows in the bronze footers (checked before any commit)."""
