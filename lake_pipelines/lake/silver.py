@@ -41,6 +41,13 @@ if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
 # Days per snapshot of a range: bounds a snapshot summary (one lineage entry per day) and
 # what a failure in the middle of a long backfill throws away; a month keeps a year at 12.
 DAYS_PER_COMMIT = 31
+# Hours per snapshot of an hourly dataset's range: a week (a year of hours is 53 snapshots).
+HOURS_PER_COMMIT = 24 * 7
+
+
+def units_per_commit(spec: DatasetSpec) -> int:
+    """Partitions per snapshot of a range: `DAYS_PER_COMMIT` days or `HOURS_PER_COMMIT`."""
+    return HOURS_PER_COMMIT if spec.granularity == "hourly" else DAYS_PER_COMMIT
 
 
 @dataclass
@@ -103,12 +110,14 @@ def commit_days(
     days: Iterable[Unit],
     run_id: str = "",
     sources: Mapping[Unit, list[FileEntry]] | None = None,
-    days_per_commit: int = DAYS_PER_COMMIT,
+    days_per_commit: int | None = None,
     options: SilverOptions | None = None,
     progress: ProgressHook | None = None,
 ) -> list[SilverReport]:
     """Replace each of `days` in the silver table with the rows of its bronze partition:
-    one snapshot per `days_per_commit` days, holding only the days whose inputs changed.
+    one snapshot per `days_per_commit` days (default `units_per_commit`: a month of days, a
+    week of hours), holding only the days whose inputs changed. Days are `lake.period` units:
+    dates, or the hours (local days) of an hourly (zoned) dataset.
 
     A day streams from bronze to new data files (`silver_input.sorted_rows` into a
     `DataFileWriter`): memory holds a few row groups and the sort's buffer, whatever the
@@ -127,10 +136,11 @@ def commit_days(
     Raises:
         RowAccountingError: a committed day does not hold exactly the bronze rows.
     """
-    ordered = sorted(set(days))
+    ordered = sorted(set(days))  # one calendar: all alike
+    step = max(days_per_commit or units_per_commit(spec), 1)
     reports: list[SilverReport] = []
-    for i in range(0, len(ordered), max(days_per_commit, 1)):
-        batch = ordered[i : i + max(days_per_commit, 1)]
+    for i in range(0, len(ordered), step):
+        batch = ordered[i : i + step]
 
         def commit(batch: list[Unit] = batch) -> list[SilverReport]:
             work = _Batch(store, catalog, spec, run_id, options or SilverOptions(), progress)
