@@ -32,7 +32,10 @@ def test_an_hour_has_its_key_folder_levels_and_utc_bounds() -> None:
     assert hour.isoformat() == "2025-03-01T05" == str(hour)
     assert HOURLY.of_folder("2025-03-01T05") == hour
     assert HOURLY.of_folder("2025-03-01") is None and HOURLY.of_folder("2025-03-01T5") is None
-    assert bounds(hour) == (datetime(2025, 3, 1, 5, tzinfo=UTC), datetime(2025, 3, 1, 6, tzinfo=UTC))
+    assert bounds(hour) == (
+        datetime(2025, 3, 1, 5, tzinfo=UTC),
+        datetime(2025, 3, 1, 6, tzinfo=UTC),
+    )
     last = HOURLY.of_key("2025-03-01-23:00")
     assert follows(last, HOURLY.of_key("2025-03-02-00:00"))
     assert not follows(hour, last)
