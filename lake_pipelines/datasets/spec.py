@@ -7,16 +7,17 @@ from it, so adding a dataset never means copying asset code.
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, Union
 
 import pyarrow as pa
 
 from lake_pipelines.datasets.periods import (
+    DEFAULT_HIVE_PARTITION_COLUMNS,
+    check_calendar,
+    check_hive_levels,
     check_partitioning,
     check_zone,
     default_transform,
@@ -30,12 +31,6 @@ if TYPE_CHECKING:
 
 Transform = Literal["identity", "year", "month", "day", "hour"]
 UnknownColumns = Literal["evolve", "freeze", "discard_value"]
-
-# The Hive partition columns of the bronze folders (``year=2026/month=01/day=05``) unless a
-# dataset names its own (`DatasetSpec.hive_partition_columns`).
-DEFAULT_HIVE_PARTITION_COLUMNS = ("year", "month", "day")
-# A folder name starting with ``_`` or ``.`` is hidden from every Hive reader.
-_HIVE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 # Column encodings pyarrow's writer takes by name (dictionary encoding is `dictionary=True`).
@@ -238,7 +233,7 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         columns = self.schema.names
-        self._check_calendar()
+        check_calendar(self)
         if self.timestamp_column not in columns:
             raise SpecError(
                 self.name, "timestamp_column", self.timestamp_column, f"not in schema {columns}"
@@ -263,21 +258,7 @@ class DatasetSpec:
                         self.name, spec_field, col, f"unknown column (schema: {columns})"
                     )
         self._check_periods()
-        self._check_hive_partition_columns()
-
-    def _check_calendar(self) -> None:
-        days = {"start_date": self.start_date, "end_date": self.end_date}
-        for spec_field, value in days.items():
-            if value is None and spec_field == "end_date":
-                continue
-            try:
-                date.fromisoformat(str(value))
-            except ValueError:
-                raise SpecError(self.name, spec_field, value, "not a YYYY-MM-DD date") from None
-        if self.end_date is not None and self.end_date <= self.start_date:
-            raise SpecError(
-                self.name, "end_date", self.end_date, f"must be after start_date {self.start_date}"
-            )
+        check_hive_levels(self)
 
     def _check_periods(self) -> None:
         """Granularity and zone (`periods.check_zone`); the defaults they imply."""
@@ -292,37 +273,6 @@ class DatasetSpec:
     def calendar(self) -> Calendar:
         """The dataset's partitions: granularity and zone (`lake.period`)."""
         return Calendar(self.granularity, self.timezone)
-
-    def _check_hive_partition_columns(self) -> None:
-        """Three distinct, visible folder names, none of them a data column: DuckDB's and
-        Polars' Hive readers would replace the column's values with the folder's, pyarrow's
-        and DataFusion's refuse the table. Compared case-insensitively, as DuckDB does."""
-        names = tuple(self.hive_partition_columns)
-        field_name = "hive_partition_columns"
-        bad = [n for n in names if not isinstance(n, str) or not _HIVE_NAME.fullmatch(n)]
-        levels = 4 if self.granularity == "hourly" else 3
-        if len(names) != levels or bad or len({n.lower() for n in names}) != levels:
-            raise SpecError(
-                self.name,
-                field_name,
-                names,
-                f"give {'four' if levels == 4 else 'three'} distinct names (year, month, day"
-                f"{', hour' if levels == 4 else ''} levels) of letters, digits and _, "
-                "starting with a letter",
-            )
-        data = {c.lower(): c for c in self.schema.names}
-        taken = [data[n.lower()] for n in names if n.lower() in data]
-        if taken:
-            verb = "is a data column" if len(taken) == 1 else "are data columns"
-            raise SpecError(
-                self.name,
-                field_name,
-                names,
-                f"{', '.join(taken)} {verb} too, and Hive readers would replace their values "
-                "with the folder's: set DatasetSpec.hive_partition_columns to names the schema "
-                "does not use, e.g. "
-                f"{tuple('utc_' + n for n in DEFAULT_HIVE_PARTITION_COLUMNS)}",
-            )
 
     @property
     def table_name(self) -> str:

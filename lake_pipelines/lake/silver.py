@@ -17,7 +17,7 @@ from lake_pipelines.lake import metrics, retries
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
 from lake_pipelines.lake.iceberg.lineage import files_by_day, last_lineage, lineage_summary
 from lake_pipelines.lake.iceberg.replace import PartitionReplace, conform
-from lake_pipelines.lake.iceberg.snapshots import DAY_TAG_MAX_AGE, day_tag, point_tags
+from lake_pipelines.lake.iceberg.snapshots import day_tag, point_tags, tag_max_age
 from lake_pipelines.lake.iceberg.tables import ensure_table
 from lake_pipelines.lake.iceberg.writer import DataFileWriter
 from lake_pipelines.lake.layout import day_bounds
@@ -243,7 +243,7 @@ class _Batch:
         if replace:
             lineages = {d: c.lineage for d, c in changed.items()}
             summary = {"run-id": self.run_id, **lineage_summary(lineages)}
-            tags = {day_tag(d): DAY_TAG_MAX_AGE for d in changed}
+            tags = {day_tag(d): tag_max_age(spec.granularity) for d in changed}
             try:
                 snapshot_id = replace.commit(summary, tags)
             except TableCommitError:  # the table is unchanged (any other error: unknown)
@@ -261,7 +261,7 @@ class _Batch:
                     day=day,
                 )
         # a crash or a concurrent retry may have left the tag of an unchanged day behind
-        point_tags(table, retag, DAY_TAG_MAX_AGE)
+        point_tags(table, retag, tag_max_age(spec.granularity))
         commit_share = (time.perf_counter() - started) / max(len(changed), 1)
         current = table.current_snapshot()
         current_id = current.snapshot_id if current is not None else 0

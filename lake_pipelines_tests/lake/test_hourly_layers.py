@@ -89,7 +89,9 @@ def test_silver_replaces_exactly_the_hours_of_a_run(
         q_rows, _ = quarantine.counts(local_store, READINGS.name, r.day)
         assert bronze_read == 12 == r.rows_committed + q_rows  # read = committed + quarantined
         assert r.rows_read == r.rows_committed == 11
-    assert table.metadata.refs["hour-2025-03-01T23"].snapshot_id == reports[0].snapshot_id
+    tag = table.metadata.refs["hour-2025-03-01T23"]
+    assert tag.snapshot_id == reports[0].snapshot_id
+    assert tag.max_ref_age_ms == 7 * 24 * 3600 * 1000  # a week of hour tags, not 30 days
     partitions = {p["partition"]["ts_hour"] for p in table.inspect.partitions().to_pylist()}
     assert len(partitions) == 3
 

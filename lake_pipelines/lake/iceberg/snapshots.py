@@ -93,6 +93,14 @@ def point_tags(table: Table, tags: Mapping[str, int], max_age_ms: int | None) ->
 # -- tags and time travel ------------------------------------------------------------------------
 
 DAY_TAG_MAX_AGE = 30 * 24 * 3600 * 1000  # ms; expiry removes older day tags, then their snapshots
+# An hourly table's tags: a week of hours (168 tags and the snapshots they keep, not 720).
+HOUR_TAG_MAX_AGE = 7 * 24 * 3600 * 1000
+
+
+def tag_max_age(granularity: str) -> int:
+    """How long (ms) the tag of a replaced partition keeps its snapshot: 30 days for days,
+    a week for hours."""
+    return HOUR_TAG_MAX_AGE if granularity == "hourly" else DAY_TAG_MAX_AGE
 
 
 def day_tag(day: Unit) -> str:
