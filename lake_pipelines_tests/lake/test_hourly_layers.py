@@ -12,6 +12,8 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from lake_pipelines import cli
+from lake_pipelines.cli.summary import summary
+from lake_pipelines.config import CatalogSettings
 from lake_pipelines.lake.bronze import bronze_files, ingest_day, read_lineage
 from lake_pipelines.lake.compaction.hive import compact_hive
 from lake_pipelines.lake.compaction.iceberg import compact_iceberg
@@ -215,3 +217,9 @@ def test_the_cli_lists_shows_and_scans_an_hourly_table(
     as_of_first = capsys.readouterr().out
     assert all(r["reading_id"] in as_of_first for r in landed[units[0]])
     assert not any(r["reading_id"] in as_of_first for r in landed[units[1]])
+    # the summary has a line per hour: landed files, bronze rows, files, quarantine, silver
+    text = summary(local_store, CatalogSettings.from_env(), (READINGS,))
+    lines = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip()}
+    for unit in units:
+        assert lines[unit.isoformat()] == ["1", "4", "1", "0", "0", "4", "0"]
+    assert "(Hive: utc_year=YYYY/utc_month=MM/utc_day=DD/utc_hour=HH)" in text

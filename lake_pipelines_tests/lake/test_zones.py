@@ -5,9 +5,13 @@ replaces exactly its own hour partitions."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
+from lake_pipelines.cli.summary import summary
+from lake_pipelines.config import CatalogSettings
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.period import Calendar, bounds
@@ -36,7 +40,10 @@ def _epoch_hour(ts: datetime) -> int:
 
 
 def test_a_late_evening_event_lands_in_its_local_day_and_its_utc_hour(
-    local_store: ObjectStore, local_catalog: SqlCatalog
+    local_store: ObjectStore,
+    local_catalog: SqlCatalog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     day = BERLIN.of_key("2025-06-01")
     # 23:30 and 00:30 in Berlin (UTC+2): 21:30 UTC that day and 22:30 UTC the day before;
@@ -61,6 +68,13 @@ def test_a_late_evening_event_lands_in_its_local_day_and_its_utc_hour(
         _epoch_hour(datetime(2025, 6, 1, 21, tzinfo=UTC)): 1,
     }
     assert table.metadata.refs["day-2025-06-01"].snapshot_id == committed.snapshot_id
+    # the CLI summary counts silver rows by local day too: both on 06-01, none on 05-31
+    monkeypatch.setenv("LAKE_STORE_URL", local_store.url)
+    monkeypatch.setenv("LAKE_CATALOG_URI", f"sqlite:///{tmp_path / 'catalog.db'}")
+    text = summary(local_store, CatalogSettings.from_env(), (SHIFTS,))
+    lines = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip()}
+    assert lines["2025-06-01"] == ["1", "2", "1", "1", "0", "2", "0"]
+    assert "2025-05-31" not in lines
 
 
 def test_daylight_saving_days_are_23_and_25_hours_replaced_whole(
