@@ -151,3 +151,42 @@ def test_hours_and_local_days_through_every_layer_by_the_cli(tmp_path: Path) -> 
     assert len(table.snapshots()) == 1  # the day's 24 hours in one snapshot
     shifts = catalog.load_table("lake.shifts").scan().to_arrow()
     assert shifts.column("shift_id").to_pylist() == ["s-0-2025-03-01T23:30:00Z"]
+
+
+def test_the_sensor_run_of_the_hourly_job_commits_each_hour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = tmp_path / "lake"
+    for var in LAKE_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LAKE_HOME", str(lake))
+    store = ObjectStore(str(lake))
+    hours = [HOURLY.of_key(k) for k in ("2025-03-02-23:00", "2025-03-03-00:00")]
+    landed = {h.key: land_readings(store, h, rows=6, seed=4) for h in hours}
+    context = dg.build_sensor_context(
+        definitions=defs, resources={"object_store": ObjectStoreResource()}
+    )
+    (request,) = (
+        defs.resolve_sensor_def("readings_landing_sensor").evaluate_tick(context).run_requests
+    )
+    with dg.instance_for_test() as instance:
+        run = defs.resolve_job_def("readings_hourly").execute_in_process(
+            instance=instance, tags=request.tags
+        )
+        assert run.success
+        for layer in ("bronze", "silver"):
+            asset = key(layer, "readings")
+            assert instance.get_materialized_partitions(asset) == set(landed)
+            for hour_key, rows in landed.items():
+                records = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[hour_key]), limit=1
+                ).records
+                materialization = records[0].asset_materialization
+                assert materialization is not None and materialization.partition == hour_key
+                # each hour's own numbers on its own event (`record_days`)
+                assert materialization.metadata["dagster/partition_row_count"].value == len(rows)
+    catalog = sql_catalog(store, lake / "catalog.db")
+    table = catalog.load_table(READINGS.table_name)
+    got = set(table.scan().to_arrow().column("reading_id").to_pylist())
+    assert got == {r["reading_id"] for rows in landed.values() for r in rows}
+    assert table.current_snapshot().summary["lake.partition"] == "2025-03-02T23..2025-03-03T00"
