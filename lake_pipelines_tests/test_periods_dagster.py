@@ -22,6 +22,10 @@ from lake_pipelines_tests.period_defs import READINGS, defs, land_readings, land
 from lake_pipelines_tests.support import LAKE_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
+# Resolved while collecting, before any test's Dagster instance exists: resolving it later,
+# after an ephemeral instance of another test was garbage-collected, can meet Dagster's
+# leftover defs-state storage of that instance ("undefined DagsterInstance weakref").
+defs.get_repository_def()
 MODULE = "lake_pipelines_tests.period_defs"
 HOURLY = Calendar("hourly")
 BERLIN = Calendar("daily", "Europe/Berlin")
