@@ -1,8 +1,9 @@
 """Jobs, schedules and sensors: what starts runs without anyone clicking.
 
-Per dataset: a daily job (every layer of one day), its catch-up schedule for yesterday
-(stopped by default: the landing sensor is the primary trigger) and its landing sensor
-(running by default). One automation-condition sensor (running by default) evaluates the
+Per dataset: a job over its calendar (``<dataset>_daily``: every layer of one day;
+``<dataset>_hourly`` for an hourly dataset), its catch-up schedule for the last finished
+partition (stopped by default: the landing sensor is the primary trigger) and its landing
+sensor (running by default). One automation-condition sensor (running by default) evaluates the
 assets' `AutomationCondition`s, so silver and gold follow bronze when only bronze ran.
 """
 
@@ -17,11 +18,18 @@ from lake_pipelines.sensors import build_landing_sensor
 AUTOMATION_SENSOR = "lake_automation_sensor"
 
 
+def job_name(spec: DatasetSpec) -> str:
+    """``<dataset>_daily`` or ``<dataset>_hourly``: the job of the dataset's calendar."""
+    return f"{spec.name}_{spec.granularity}"
+
+
 def daily_job(spec: DatasetSpec) -> dg.UnresolvedAssetJobDefinition:
+    """The dataset's job: every layer of one partition (a day, or an hour)."""
+    unit = "hour" if spec.granularity == "hourly" else "day"
     return dg.define_asset_job(
-        name=f"{spec.name}_daily",
+        name=job_name(spec),
         selection=dg.AssetSelection.groups(spec.name),
-        description=f"Landing → bronze → silver → gold for one day of {spec.name}.",
+        description=f"Landing → bronze → silver → gold for one {unit} of {spec.name}.",
     )
 
 
@@ -34,13 +42,16 @@ def build_jobs_and_schedules(
     for spec in datasets:
         job = daily_job(spec)
         jobs.append(job)
+        # daily: at 01:00 of the calendar's zone, for the day before; hourly: at :10,
+        # for the hour before (late files of an hour get ten minutes)
+        when = {"minute_of_hour": 10} if spec.granularity == "hourly" else {"hour_of_day": 1}
         schedules.append(
             dg.build_schedule_from_partitioned_job(
                 job,
-                hour_of_day=1,
-                minute_of_hour=0,
+                minute_of_hour=when.get("minute_of_hour", 0),
+                hour_of_day=when.get("hour_of_day"),
                 default_status=dg.DefaultScheduleStatus.STOPPED,
-                name=f"{spec.name}_daily_schedule",
+                name=f"{job.name}_schedule",
             )
         )
     return jobs, schedules
@@ -68,5 +79,5 @@ def build_sensors(
     """A landing sensor per dataset (targeting its daily job), the automation sensor, and the
     reaper of runs whose process died."""
     by_name = {job.name: job for job in jobs}
-    landing = [build_landing_sensor(spec, by_name[f"{spec.name}_daily"]) for spec in datasets]
+    landing = [build_landing_sensor(spec, by_name[job_name(spec)]) for spec in datasets]
     return [*landing, automation_sensor(), build_reaper_sensor()]

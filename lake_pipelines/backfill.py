@@ -22,8 +22,9 @@ import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from importlib import import_module
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -81,7 +82,8 @@ def plan_backfill(
 
     Assets are grouped by (group, partitions definition); a group whose assets all share one
     calendar is selected as ``group:<name>``. Each step covers the keys of its calendar inside
-    the range (hours too, for an hourly calendar); unpartitioned assets (maintenance) come
+    the range (every hour of those days for an hourly calendar; the local days of a zoned
+    one); unpartitioned assets (maintenance) come
     last, once, when `maintenance` is true.
     """
     if end < start:
@@ -96,9 +98,6 @@ def plan_backfill(
         group = node.group_name or "default"
         groups[(group, node.partitions_def)].append(key)
         calendars[group].add(node.partitions_def)
-    window = dg.TimeWindow(
-        datetime.combine(start, time(), UTC), datetime.combine(end + timedelta(days=1), time(), UTC)
-    )
     steps: list[Step] = []
     unpartitioned: list[Step] = []
     skipped: list[str] = []
@@ -111,12 +110,21 @@ def plan_backfill(
         if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
             skipped.append(f"{group}: {partitions} is not a calendar of days")
             continue
-        in_range = _keys_in(partitions, window)
+        in_range = _keys_in(partitions, _window(partitions, start, end))
         if not in_range:
             skipped.append(f"{group}: no partition of {partitions} in {start}...{end}")
             continue
         steps.append(Step(f"{group} ({partitions})", selection, in_range[0], in_range[-1]))
     return Plan([*steps, *unpartitioned], skipped)
+
+
+def _window(partitions: dg.TimeWindowPartitionsDefinition, start: date, end: date) -> dg.TimeWindow:
+    """The days `start`..`end` in the calendar's zone (a zoned calendar's days are local)."""
+    zone = ZoneInfo(partitions.timezone or "UTC")
+    return dg.TimeWindow(
+        datetime.combine(start, time(), zone),
+        datetime.combine(end + timedelta(days=1), time(), zone),
+    )
 
 
 def _keys_in(partitions: dg.TimeWindowPartitionsDefinition, window: dg.TimeWindow) -> list[str]:

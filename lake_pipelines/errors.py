@@ -23,7 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lake_pipelines.lake.period import Period
 
 
 class LakeError(Exception):
@@ -128,7 +131,7 @@ class RowAccountingError(LakeError):
         quarantined: int,
         *,
         dataset: str | None = None,
-        day: date | None = None,
+        day: date | Period | None = None,
     ) -> None:
         self.what = what
         self.read, self.written, self.quarantined = read, written, quarantined

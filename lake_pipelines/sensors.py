@@ -5,7 +5,7 @@ wires it to Dagster.
 """
 
 import time
-from datetime import date, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -18,6 +18,7 @@ from lake_pipelines.lake.landing.cursor import LOOKBACK_SECONDS, LandingCursor
 from lake_pipelines.lake.landing.lag import landing_lag
 from lake_pipelines.lake.landing.listing import list_landed
 from lake_pipelines.lake.landing.planner import MAX_FILES_PER_RUN, RunBatch, plan_runs
+from lake_pipelines.lake.period import as_period
 from lake_pipelines.resources import ObjectStoreResource
 
 if TYPE_CHECKING:
@@ -46,10 +47,12 @@ def run_request(spec: DatasetSpec, batch: RunBatch) -> dg.RunRequest:
 
 
 def calendar_ended(spec: DatasetSpec, last_day: str | None) -> bool:
-    """Whether `last_day` is the dataset's last partition ever (its end date has passed)."""
+    """Whether `last_day` (a partition key) is the dataset's last partition ever (its end
+    date has passed)."""
     if spec.end_date is None or last_day is None:
         return False
-    return date.fromisoformat(last_day) + timedelta(days=1) >= date.fromisoformat(spec.end_date)
+    after = as_period(spec.calendar.of_key(last_day)).next().local
+    return after >= datetime.fromisoformat(spec.end_date)
 
 
 def build_landing_sensor(
@@ -71,7 +74,8 @@ def build_landing_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
         description=(
-            f"Watches `{spec.landing_prefix}/<day>/` and runs `{job.name}` for each day with "
+            f"Watches `{spec.landing_prefix}/<{spec.calendar.folder_pattern}>/` and runs "
+            f"`{job.name}` for each {'hour' if spec.granularity == 'hourly' else 'day'} with "
             f"new or changed files (consecutive days together, up to {max_files_per_run} new "
             "files per run). Temporary, hidden and empty files wait until they are complete; "
             "files of today wait until today's partition exists."
@@ -94,6 +98,7 @@ def build_landing_sensor(
                 calendar_ended=calendar_ended(spec, last_day),
                 lookback=lookback,
                 max_files_per_run=max_files_per_run,
+                calendar=spec.calendar,
             )
             lag = landing_lag(files, plan, time.time())
             metrics.record_landing(lag.files, lag.oldest_seconds)

@@ -12,9 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pyarrow as pa
+import pyarrow.dataset as pads
 
-from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS
+from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS, DatasetSpec
+from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_hive
+from lake_pipelines.lake.parquet.options import file_schema
+from lake_pipelines.lake.storage import ObjectStore
 
 
 def normalise(value: Any) -> Any:
@@ -137,3 +142,20 @@ def materialize_cli(
         text=True,
         timeout=300,
     )
+
+
+def read_by_every_engine(store: ObjectStore, spec: DatasetSpec) -> dict[str, pa.Table]:
+    """The dataset's whole bronze prefix as each engine's Hive reader returns it."""
+    root = store.path(spec.bronze_prefix)
+    ctx = make_session(SessionSettings(2))
+    register_hive(
+        ctx, "bronze", store, spec.bronze_prefix, file_schema(spec), spec.hive_partition_columns
+    )
+    return {
+        "duckdb": duckdb_hive(root, ["*"], spec.hive_partition_columns),
+        "polars": pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True)
+        .collect()
+        .to_arrow(),
+        "pyarrow": pads.dataset(root, format="parquet", partitioning="hive").to_table(),
+        "datafusion": ctx.sql("SELECT * FROM bronze").to_arrow_table(),
+    }

@@ -36,8 +36,10 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         # shared with the dataset's bronze compaction: the two never rewrite a day at once
         pool=write_pool(f"bronze_{spec.name}"),
         description=(
-            f"{spec.description}\n\nEvery landed CSV/NDJSON file of the day under "
-            f"`{spec.landing_prefix}/<day>/`, converted to Hive-partitioned Parquet "
+            f"{spec.description}\n\nEvery landed CSV/NDJSON file of the partition under "
+            f"`{spec.landing_prefix}/<{spec.calendar.folder_pattern}>/`"
+            f"{'' if spec.timezone == 'UTC' else f' (days of {spec.timezone})'}, "
+            "converted to Hive-partitioned Parquet "
             f"(`{spec.bronze_prefix}/{hive_pattern(spec.hive_partition_columns)}`). Rows that do "
             "not parse or break the contract are quarantined with file, line and reason; "
             "unreadable files whole."
@@ -64,7 +66,7 @@ def build_bronze_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         store = object_store.get_store()
         reports = []
         with step_metrics(context, spec.name, "bronze", "materialize"):
-            for day in days_of(context):
+            for day in days_of(context, spec):
                 report = ingest_day(
                     store, spec, day, run_id=context.run.run_id, progress=context.log.info
                 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from datetime import date
 from typing import Any, Protocol
 
 import dagster as dg
@@ -13,6 +12,7 @@ import pyarrow as pa
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.deployment import backfill_policy
 from lake_pipelines.lake.ingest import quarantine
+from lake_pipelines.lake.period import Unit
 from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.lake.storage import ObjectStore
 
@@ -22,14 +22,30 @@ TABLE_HEALTH_CHECK = "table_health"
 
 
 @functools.cache
-def daily_partitions(start_date: str, end_date: str | None = None) -> dg.DailyPartitionsDefinition:
-    """Daily UTC partitions; the same object for every asset of the same calendar."""
-    return dg.DailyPartitionsDefinition(start_date=start_date, end_date=end_date, timezone="UTC")
+def daily_partitions(
+    start_date: str, end_date: str | None = None, timezone: str = "UTC"
+) -> dg.DailyPartitionsDefinition:
+    """Daily partitions (local days of `timezone`); the same object for every asset of the
+    same calendar."""
+    return dg.DailyPartitionsDefinition(start_date=start_date, end_date=end_date, timezone=timezone)
 
 
-def partitions_for(spec: DatasetSpec) -> dg.DailyPartitionsDefinition:
+@functools.cache
+def hourly_partitions(
+    start_date: str, end_date: str | None = None
+) -> dg.HourlyPartitionsDefinition:
+    """Hourly UTC partitions from the start date's midnight to the end date's (exclusive)."""
+    end = f"{end_date}-00:00" if end_date is not None else None
+    return dg.HourlyPartitionsDefinition(
+        start_date=f"{start_date}-00:00", end_date=end, timezone="UTC"
+    )
+
+
+def partitions_for(spec: DatasetSpec) -> dg.TimeWindowPartitionsDefinition:
     """The dataset's own calendar: every asset, job, schedule and sensor of it uses this."""
-    return daily_partitions(spec.start_date, spec.end_date)
+    if spec.granularity == "hourly":
+        return hourly_partitions(spec.start_date, spec.end_date)
+    return daily_partitions(spec.start_date, spec.end_date, spec.timezone)
 
 
 def daily_asset_args(spec: DatasetSpec, *, eager: bool) -> dict[str, Any]:
@@ -50,10 +66,11 @@ def asset_key(layer: str, name: str) -> dg.AssetKey:
     return dg.AssetKey(["lake", layer, name])
 
 
-def days_of(context: dg.AssetExecutionContext) -> list[date]:
-    """The days a run covers: one partition, or a whole range in a single-run backfill."""
+def days_of(context: dg.AssetExecutionContext, spec: DatasetSpec) -> list[Unit]:
+    """The days (hours, local days: `lake.period` units) a run covers: one partition, or a
+    whole range in a single-run backfill."""
     keys: Sequence[str] = context.partition_keys
-    return [date.fromisoformat(k) for k in keys]
+    return [spec.calendar.of_key(k) for k in keys]
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
@@ -114,7 +131,9 @@ def layer_metadata(
 class DayCommit(Protocol):
     """What silver's and gold's reports of one committed day have in common."""
 
-    day: date
+    @property
+    def day(self) -> Unit: ...
+
     files: int  # data files holding the day after the commit
     bytes: int
     seconds: float
@@ -136,7 +155,7 @@ def commit_numbers(store: ObjectStore, spec: DatasetSpec, report: DayCommit) -> 
 def commit_row(report: DayCommit, rows: int) -> dict[str, Any]:
     """One day of an Iceberg layer's per-day table."""
     return {
-        "day": report.day.isoformat(),
+        "day": report.day.isoformat(),  # an hour: 2026-11-01T05
         "rows": rows,
         "files": report.files,
         "bytes": report.bytes,

@@ -2,6 +2,9 @@
 # No `from __future__ import annotations`: Dagster reads the real annotations of asset
 # functions to inject the context and resources.
 
+from datetime import date
+from typing import cast
+
 import dagster as dg
 
 from lake_pipelines.assets.common import (
@@ -67,7 +70,13 @@ def build_gold_asset(
             catalog = iceberg.load(store)
             settings = datafusion.session_settings()
             reports = commit_gold_days(
-                store, catalog, spec, gold, days_of(context), settings, context.run.run_id
+                store,
+                catalog,
+                spec,
+                gold,
+                cast("list[date]", days_of(context, spec)),
+                settings,
+                context.run.run_id,
             )
             record_days(
                 context,

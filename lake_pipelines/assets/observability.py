@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date
 from typing import Any, Protocol
 
 import dagster as dg
 
 from lake_pipelines.config import MetricsSettings
 from lake_pipelines.lake import metrics
+from lake_pipelines.lake.period import Unit, partition_key
 from lake_pipelines.lake.pushgateway import pusher
 
 
@@ -43,8 +43,8 @@ def day_numbers(rows: int, **numbers: Any) -> dict[str, Any]:
     return {"dagster/row_count": rows, "dagster/partition_row_count": rows, **numbers}
 
 
-def record_days(context: dg.AssetExecutionContext, per_day: Mapping[date, dict[str, Any]]) -> None:
+def record_days(context: dg.AssetExecutionContext, per_day: Mapping[Unit, dict[str, Any]]) -> None:
     """Each day's numbers on the materialization event of that day's partition; they win over
     the run's metadata, which then only carries what is true of every day (where, schema)."""
     for day, numbers in per_day.items():
-        context.add_asset_metadata(numbers, partition_key=day.isoformat())
+        context.add_asset_metadata(numbers, partition_key=partition_key(day))

@@ -62,7 +62,7 @@ def build_silver_asset(spec: DatasetSpec, bronze_key: dg.AssetKey) -> dg.AssetsD
                 store,
                 catalog,
                 spec,
-                days_of(context),
+                days_of(context, spec),
                 context.run.run_id,
                 progress=context.log.info,
             )

@@ -3,41 +3,46 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake_pipelines.config import CatalogSettings
-from lake_pipelines.datasets import ALL_DATASETS
+from lake_pipelines.datasets import ALL_DATASETS, DatasetSpec
 from lake_pipelines.lake.analytics.queries import gold_identifier, gold_tables_for
 from lake_pipelines.lake.bronze import bronze_files
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
 from lake_pipelines.lake.layout import hive_pattern, landing_dir
+from lake_pipelines.lake.period import Calendar, Unit
 from lake_pipelines.lake.storage import ObjectStore
 
+DAILY = Calendar()
 
-def _days_landed(store: ObjectStore, prefix: str) -> list[date]:
+
+def _days_landed(store: ObjectStore, prefix: str, calendar: Calendar) -> list[Unit]:
+    """The partitions (days, hours, local days) with a landing folder."""
     days = set()
     for entry in store.list(prefix, suffixes=LANDING_SUFFIXES):
-        part = entry.key[len(prefix) + 1 :].split("/", 1)[0]
-        try:
-            days.add(date.fromisoformat(part))
-        except ValueError:
-            continue
-    return sorted(days)
+        unit = calendar.of_folder(entry.key[len(prefix) + 1 :].split("/", 1)[0])
+        if unit is not None:
+            days.add(unit)
+    return sorted(days)  # one calendar: all alike
 
 
-def _count_by_day(table: pa.Table, column: str) -> dict[str, int]:
+def _count_by_day(table: pa.Table, column: str, calendar: Calendar = DAILY) -> dict[str, int]:
+    """Rows per partition name (`Period.isoformat`): UTC days, hours, or local days."""
     if table.num_rows == 0:
         return {}
-    days = (
-        pc.cast(pc.floor_temporal(table.column(column), unit="day"), "date32")
-        if column != "day"
-        else table.column(column)
-    )
+    if column == "day":
+        days = table.column(column)
+    elif calendar.is_default:
+        days = pc.cast(pc.floor_temporal(table.column(column), unit="day"), "date32")
+    else:
+        local = pc.cast(table.column(column), pa.timestamp("us", tz=calendar.zone))
+        fmt = "%Y-%m-%dT%H" if calendar.granularity == "hourly" else "%Y-%m-%d"
+        days = pc.strftime(local, format=fmt)
     counts = pc.value_counts(days)
     return {str(v["values"]): v["counts"] for v in counts.to_pylist()}
 
@@ -48,12 +53,17 @@ def _row(*cells: object) -> str:
     return first + "".join(f" {c!s:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True))
 
 
-def summary(store: ObjectStore, catalog_settings: CatalogSettings) -> str:
-    """Rows and files per layer and per day, quarantine, and where everything lives."""
+def summary(
+    store: ObjectStore,
+    catalog_settings: CatalogSettings,
+    datasets: tuple[DatasetSpec, ...] = ALL_DATASETS,
+) -> str:
+    """Rows and files per layer and per partition (day, or hour), quarantine, and where
+    everything lives."""
     catalog = catalog_settings.load(store)
     lines = [f"lake: {store.uri()}", f"catalog: {catalog_settings.properties(store)['uri']}"]
-    for spec in ALL_DATASETS:
-        days = _days_landed(store, spec.landing_prefix)
+    for spec in datasets:
+        days = _days_landed(store, spec.landing_prefix, spec.calendar)
         silver_counts: dict[str, int] = defaultdict(int)
         gold_counts: dict[str, int] = defaultdict(int)
         if catalog.table_exists(spec.table_name):
@@ -62,7 +72,7 @@ def summary(store: ObjectStore, catalog_settings: CatalogSettings) -> str:
                 .scan(selected_fields=(spec.timestamp_column,))
                 .to_arrow()
             )
-            silver_counts.update(_count_by_day(silver, spec.timestamp_column))
+            silver_counts.update(_count_by_day(silver, spec.timestamp_column, spec.calendar))
         gold_tables = [gold_identifier(spec, g) for g in gold_tables_for(spec)]
         gold_totals: dict[str, int] = {}
         for name in gold_tables:

@@ -7,28 +7,30 @@ from it, so adding a dataset never means copying asset code.
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, Union
 
 import pyarrow as pa
 
+from lake_pipelines.datasets.periods import (
+    DEFAULT_HIVE_PARTITION_COLUMNS,
+    check_calendar,
+    check_hive_levels,
+    check_partitioning,
+    check_zone,
+    default_transform,
+    hive_level_names,
+)
 from lake_pipelines.errors import ConfigError, SpecError
+from lake_pipelines.lake.period import Calendar, Granularity
 
 if TYPE_CHECKING:
     import pandera.pandas as pdr
 
 Transform = Literal["identity", "year", "month", "day", "hour"]
 UnknownColumns = Literal["evolve", "freeze", "discard_value"]
-
-# The Hive partition columns of the bronze folders (``year=2026/month=01/day=05``) unless a
-# dataset names its own (`DatasetSpec.hive_partition_columns`).
-DEFAULT_HIVE_PARTITION_COLUMNS = ("year", "month", "day")
-# A folder name starting with ``_`` or ``.`` is hidden from every Hive reader.
-_HIVE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 # Column encodings pyarrow's writer takes by name (dictionary encoding is `dictionary=True`).
@@ -198,9 +200,15 @@ class DatasetSpec:
         unknown_columns: what to do with columns/keys the schema does not know.
         compaction: small-file thresholds and target file size of the maintenance assets.
         hive_partition_columns: the names of the bronze folders' year, month and day levels
-            (``year=2026/month=01/day=05``), which Hive readers add as columns. They must not
-            be data columns too: a dataset with its own ``year``/``month``/``day`` columns
-            names the levels otherwise, e.g. ``("utc_year", "utc_month", "utc_day")``.
+            (``year=2026/month=01/day=05``), and hour level for an hourly dataset (a fourth
+            name, ``hour`` if only three are given), which Hive readers add as columns. They
+            must not be data columns too: a dataset with its own ``year``/``month``/``day``
+            columns names the levels otherwise, e.g. ``("utc_year", "utc_month", "utc_day")``.
+        granularity: ``daily`` (default) or ``hourly`` partitions (always UTC hours).
+        timezone: the IANA zone of a daily dataset's days (default ``UTC``): its partition
+            keys, landing and Hive folders are local days, its Iceberg table stays UTC,
+            partitioned by ``hour(ts)`` so that a local day (23, 24 or 25 hours) is a set of
+            whole partitions. A zone whose midnight is not on a whole UTC hour is refused.
     """
 
     name: str
@@ -218,12 +226,14 @@ class DatasetSpec:
     schema_changes: tuple[SchemaChange, ...] = ()
     description: str = ""
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
-    hive_partition_columns: tuple[str, str, str] = DEFAULT_HIVE_PARTITION_COLUMNS
+    hive_partition_columns: tuple[str, ...] = DEFAULT_HIVE_PARTITION_COLUMNS
     end_date: str | None = None
+    granularity: Granularity = "daily"
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         columns = self.schema.names
-        self._check_calendar()
+        check_calendar(self)
         if self.timestamp_column not in columns:
             raise SpecError(
                 self.name, "timestamp_column", self.timestamp_column, f"not in schema {columns}"
@@ -247,52 +257,22 @@ class DatasetSpec:
                     raise SpecError(
                         self.name, spec_field, col, f"unknown column (schema: {columns})"
                     )
+        self._check_periods()
+        check_hive_levels(self)
+
+    def _check_periods(self) -> None:
+        """Granularity and zone (`periods.check_zone`); the defaults they imply."""
+        check_zone(self)
         if not self.partitioning:
-            object.__setattr__(self, "partitioning", (PartitionField(self.timestamp_column),))
-        self._check_hive_partition_columns()
+            default = PartitionField(self.timestamp_column, default_transform(self))  # type: ignore[arg-type]
+            object.__setattr__(self, "partitioning", (default,))
+        check_partitioning(self)
+        object.__setattr__(self, "hive_partition_columns", hive_level_names(self))
 
-    def _check_calendar(self) -> None:
-        days = {"start_date": self.start_date, "end_date": self.end_date}
-        for spec_field, value in days.items():
-            if value is None and spec_field == "end_date":
-                continue
-            try:
-                date.fromisoformat(str(value))
-            except ValueError:
-                raise SpecError(self.name, spec_field, value, "not a YYYY-MM-DD date") from None
-        if self.end_date is not None and self.end_date <= self.start_date:
-            raise SpecError(
-                self.name, "end_date", self.end_date, f"must be after start_date {self.start_date}"
-            )
-
-    def _check_hive_partition_columns(self) -> None:
-        """Three distinct, visible folder names, none of them a data column: DuckDB's and
-        Polars' Hive readers would replace the column's values with the folder's, pyarrow's
-        and DataFusion's refuse the table. Compared case-insensitively, as DuckDB does."""
-        names = tuple(self.hive_partition_columns)
-        field_name = "hive_partition_columns"
-        bad = [n for n in names if not isinstance(n, str) or not _HIVE_NAME.fullmatch(n)]
-        if len(names) != 3 or bad or len({n.lower() for n in names}) != 3:
-            raise SpecError(
-                self.name,
-                field_name,
-                names,
-                "give three distinct names (year, month, day levels) of letters, digits and _, "
-                "starting with a letter",
-            )
-        data = {c.lower(): c for c in self.schema.names}
-        taken = [data[n.lower()] for n in names if n.lower() in data]
-        if taken:
-            verb = "is a data column" if len(taken) == 1 else "are data columns"
-            raise SpecError(
-                self.name,
-                field_name,
-                names,
-                f"{', '.join(taken)} {verb} too, and Hive readers would replace their values "
-                "with the folder's: set DatasetSpec.hive_partition_columns to names the schema "
-                "does not use, e.g. "
-                f"{tuple('utc_' + n for n in DEFAULT_HIVE_PARTITION_COLUMNS)}",
-            )
+    @property
+    def calendar(self) -> Calendar:
+        """The dataset's partitions: granularity and zone (`lake.period`)."""
+        return Calendar(self.granularity, self.timezone)
 
     @property
     def table_name(self) -> str:

@@ -14,7 +14,6 @@ import json
 import posixpath
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -40,6 +39,7 @@ from lake_pipelines.lake.layout import (
 )
 from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES, TARGET_FILE_BYTES
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, WrittenFile, commit_files
+from lake_pipelines.lake.period import Unit
 from lake_pipelines.lake.progress import Progress, ProgressHook
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
 
@@ -86,7 +86,7 @@ class IngestReport:
     """What one day's ingestion read, wrote and rejected."""
 
     dataset: str
-    day: date
+    day: Unit
     sources: list[FileEntry] = field(default_factory=list)
     outputs: list[WrittenFile] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
@@ -145,7 +145,7 @@ def _remove_stale_staging(store: ObjectStore, prefix: str, older_than: float = 3
     )
 
 
-def _remove_earlier_layouts(store: ObjectStore, spec: DatasetSpec, day: date) -> None:
+def _remove_earlier_layouts(store: ObjectStore, spec: DatasetSpec, day: Unit) -> None:
     """Once the day is committed to `bronze_dir`, whatever an earlier layout's folder still
     holds belongs to the old copy (its Parquet files are already gone): the lineage manifest,
     a crashed compaction's journal and temporaries, which a later recovery must not promote
@@ -156,7 +156,7 @@ def _remove_earlier_layouts(store: ObjectStore, spec: DatasetSpec, day: date) ->
 
 
 def write_lineage(
-    store: ObjectStore, spec: DatasetSpec, day: date, landed: list[LandedFile], run_id: str = ""
+    store: ObjectStore, spec: DatasetSpec, day: Unit, landed: list[LandedFile], run_id: str = ""
 ) -> str:
     """Replace the day's lineage manifest (staged, then promoted whole). Returns its key."""
     key = bronze_lineage_key(spec, day)
@@ -171,7 +171,7 @@ def write_lineage(
     return key
 
 
-def read_lineage(store: ObjectStore, spec: DatasetSpec, day: date) -> list[LandedFile] | None:
+def read_lineage(store: ObjectStore, spec: DatasetSpec, day: Unit) -> list[LandedFile] | None:
     """The landed files the day's bronze partition was made from, in landing order; None for
     a day ingested before bronze kept a manifest (or never ingested). A day still in an
     earlier layout's folder (`bronze_dirs`) has its manifest there.
@@ -191,14 +191,14 @@ def read_lineage(store: ObjectStore, spec: DatasetSpec, day: date) -> list[Lande
     return [LandedFile(**{**s, "outputs": tuple(s["outputs"])}) for s in manifest["sources"]]
 
 
-def bronze_files(store: ObjectStore, spec: DatasetSpec, day: date) -> list[FileEntry]:
+def bronze_files(store: ObjectStore, spec: DatasetSpec, day: Unit) -> list[FileEntry]:
     """The day's bronze Parquet files, sorted by key, in every folder the day may be in: the
     current one and an earlier layout's (``month=1/day=5``) until a re-run moves the day."""
     found = [e for d in bronze_dirs(spec, day) for e in store.list(d, suffixes=(".parquet",))]
     return sorted(found, key=lambda e: e.key)
 
 
-def stored_counts(store: ObjectStore, spec: DatasetSpec, day: date) -> StoredCounts:
+def stored_counts(store: ObjectStore, spec: DatasetSpec, day: Unit) -> StoredCounts:
     """The day read back: rows in its Parquet footers, row rejects in its quarantine file."""
     rows = sum(
         pq.read_metadata(store.path(f.key), filesystem=store.arrow_fs).num_rows
@@ -210,7 +210,7 @@ def stored_counts(store: ObjectStore, spec: DatasetSpec, day: date) -> StoredCou
 def ingest_day(
     store: ObjectStore,
     spec: DatasetSpec,
-    day: date,
+    day: Unit,
     run_id: str = "",
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     row_group_bytes: int = ROW_GROUP_BYTES,

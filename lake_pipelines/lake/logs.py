@@ -10,8 +10,9 @@ appear in each run's log in the UI too.
 from __future__ import annotations
 
 import logging
-from datetime import date
 from typing import TYPE_CHECKING, Any
+
+from lake_pipelines.lake.period import Unit
 
 if TYPE_CHECKING:
     from lake_pipelines.lake.ingest.batches import Reject
@@ -25,7 +26,7 @@ FIELDS = ("dataset", "day", "layer", "file", "table")
 
 def context(
     dataset: str,
-    day: date | str | None = None,
+    day: Unit | str | None = None,
     *,
     layer: str | None = None,
     file: str | None = None,
@@ -34,7 +35,7 @@ def context(
 ) -> dict[str, Any]:
     """The `extra` of a data-path log line: its context fields and its numbers."""
     fields: dict[str, Any] = {"dataset": dataset, "layer": layer, "file": file, "table": table}
-    fields["day"] = day.isoformat() if isinstance(day, date) else day
+    fields["day"] = day if day is None or isinstance(day, str) else day.isoformat()
     return {**{k: v for k, v in fields.items() if v is not None}, **numbers}
 
 
@@ -46,7 +47,7 @@ def logger(name: str) -> logging.Logger:
 def landed_file(
     log: logging.Logger,
     dataset: str,
-    day: date,
+    day: Unit,
     uri: str,
     src: FileEntry,
     read: int,
@@ -89,7 +90,7 @@ def landed_file(
 
 
 def rejected_file(
-    log: logging.Logger, dataset: str, day: date, uri: str, src: FileEntry, reason: str
+    log: logging.Logger, dataset: str, day: Unit, uri: str, src: FileEntry, reason: str
 ) -> None:
     """A landed file that could not be read at all: quarantined whole, a warning."""
     extra = context(dataset, day, layer="bronze", file=src.key, bytes_read=src.size)

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from lake_pipelines.lake import retries
+from lake_pipelines.lake.period import Unit, bounds
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -215,8 +215,8 @@ def gauge(name: str, value: float, *, keep_max: bool = False, **labels: str) -> 
     scope.child(name, labels).set(value)
 
 
-def day_start(day: date) -> float:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+def day_start(day: Unit) -> float:
+    return bounds(day)[0].timestamp()
 
 
 class _CommitRetries(logging.Handler):
@@ -273,7 +273,7 @@ def step(
 # -- reports → metrics ------------------------------------------------------------------------
 
 
-def _committed_day(day: date, seconds: float, unchanged: bool) -> None:
+def _committed_day(day: Unit, seconds: float, unchanged: bool) -> None:
     inc("lake_partitions_total", outcome="unchanged" if unchanged else "changed")
     observe("lake_partition_duration_seconds", seconds)
     gauge("lake_latest_partition_timestamp_seconds", day_start(day), keep_max=True)

@@ -7,7 +7,6 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import TYPE_CHECKING
 
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
@@ -18,11 +17,12 @@ from lake_pipelines.lake import metrics, retries
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
 from lake_pipelines.lake.iceberg.lineage import files_by_day, last_lineage, lineage_summary
 from lake_pipelines.lake.iceberg.replace import PartitionReplace, conform
-from lake_pipelines.lake.iceberg.snapshots import DAY_TAG_MAX_AGE, day_tag, point_tags
+from lake_pipelines.lake.iceberg.snapshots import day_tag, point_tags, tag_max_age
 from lake_pipelines.lake.iceberg.tables import ensure_table
 from lake_pipelines.lake.iceberg.writer import DataFileWriter
 from lake_pipelines.lake.layout import day_bounds
 from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES
+from lake_pipelines.lake.period import Unit
 from lake_pipelines.lake.progress import PROGRESS_INTERVAL, Progress, ProgressHook
 from lake_pipelines.lake.silver_input import (
     READ_BATCH_ROWS,
@@ -41,12 +41,19 @@ if TYPE_CHECKING:  # pyiceberg.catalog is slow to import; annotations only
 # Days per snapshot of a range: bounds a snapshot summary (one lineage entry per day) and
 # what a failure in the middle of a long backfill throws away; a month keeps a year at 12.
 DAYS_PER_COMMIT = 31
+# Hours per snapshot of an hourly dataset's range: a week (a year of hours is 53 snapshots).
+HOURS_PER_COMMIT = 24 * 7
+
+
+def units_per_commit(spec: DatasetSpec) -> int:
+    """Partitions per snapshot of a range: `DAYS_PER_COMMIT` days or `HOURS_PER_COMMIT`."""
+    return HOURS_PER_COMMIT if spec.granularity == "hourly" else DAYS_PER_COMMIT
 
 
 @dataclass
 class SilverReport:
     dataset: str
-    day: date
+    day: Unit
     table: str
     rows_read: int
     rows_committed: int
@@ -67,11 +74,11 @@ def ensure_silver_table(catalog: Catalog, spec: DatasetSpec):  # -> pyiceberg Ta
     )
 
 
-def day_filter(spec: DatasetSpec, day: date) -> And:
+def day_filter(spec: DatasetSpec, day: Unit) -> And:
     return span_filter(spec, day, day)
 
 
-def span_filter(spec: DatasetSpec, first: date, last: date) -> And:
+def span_filter(spec: DatasetSpec, first: Unit, last: Unit) -> And:
     """The rows of the days `first`..`last` (inclusive)."""
     start, _ = day_bounds(first)
     _, end = day_bounds(last)
@@ -85,7 +92,7 @@ def commit_day(
     store: ObjectStore,
     catalog: Catalog,
     spec: DatasetSpec,
-    day: date,
+    day: Unit,
     run_id: str = "",
     sources: list[FileEntry] | None = None,
     options: SilverOptions | None = None,
@@ -100,15 +107,17 @@ def commit_days(
     store: ObjectStore,
     catalog: Catalog,
     spec: DatasetSpec,
-    days: Iterable[date],
+    days: Iterable[Unit],
     run_id: str = "",
-    sources: Mapping[date, list[FileEntry]] | None = None,
-    days_per_commit: int = DAYS_PER_COMMIT,
+    sources: Mapping[Unit, list[FileEntry]] | None = None,
+    days_per_commit: int | None = None,
     options: SilverOptions | None = None,
     progress: ProgressHook | None = None,
 ) -> list[SilverReport]:
     """Replace each of `days` in the silver table with the rows of its bronze partition:
-    one snapshot per `days_per_commit` days, holding only the days whose inputs changed.
+    one snapshot per `days_per_commit` days (default `units_per_commit`: a month of days, a
+    week of hours), holding only the days whose inputs changed. Days are `lake.period` units:
+    dates, or the hours (local days) of an hourly (zoned) dataset.
 
     A day streams from bronze to new data files (`silver_input.sorted_rows` into a
     `DataFileWriter`): memory holds a few row groups and the sort's buffer, whatever the
@@ -127,12 +136,13 @@ def commit_days(
     Raises:
         RowAccountingError: a committed day does not hold exactly the bronze rows.
     """
-    ordered = sorted(set(days))
+    ordered = sorted(set(days))  # one calendar: all alike
+    step = max(days_per_commit or units_per_commit(spec), 1)
     reports: list[SilverReport] = []
-    for i in range(0, len(ordered), max(days_per_commit, 1)):
-        batch = ordered[i : i + max(days_per_commit, 1)]
+    for i in range(0, len(ordered), step):
+        batch = ordered[i : i + step]
 
-        def commit(batch: list[date] = batch) -> list[SilverReport]:
+        def commit(batch: list[Unit] = batch) -> list[SilverReport]:
             work = _Batch(store, catalog, spec, run_id, options or SilverOptions(), progress)
             return work.commit(batch, sources or {})
 
@@ -182,11 +192,11 @@ class _Batch:
     options: SilverOptions
     progress: ProgressHook | None
 
-    def span(self, first: date, last: date) -> And:
+    def span(self, first: Unit, last: Unit) -> And:
         return span_filter(self.spec, first, last)
 
     def commit(
-        self, days: list[date], sources: Mapping[date, list[FileEntry]]
+        self, days: list[Unit], sources: Mapping[Unit, list[FileEntry]]
     ) -> list[SilverReport]:
         spec = self.spec
         table = ensure_silver_table(self.catalog, spec)
@@ -196,8 +206,8 @@ class _Batch:
         last = last_lineage(table, days)
         replace = PartitionReplace(table)
         partitioning: list[tuple[str, str]] = [(p.column, p.transform) for p in spec.partitioning]
-        changed: dict[date, _Day] = {}
-        unchanged: dict[date, _Day] = {}
+        changed: dict[Unit, _Day] = {}
+        unchanged: dict[Unit, _Day] = {}
         retag: dict[str, int] = {}
         try:
             for day in days:
@@ -233,7 +243,7 @@ class _Batch:
         if replace:
             lineages = {d: c.lineage for d, c in changed.items()}
             summary = {"run-id": self.run_id, **lineage_summary(lineages)}
-            tags = {day_tag(d): DAY_TAG_MAX_AGE for d in changed}
+            tags = {day_tag(d): tag_max_age(spec.granularity) for d in changed}
             try:
                 snapshot_id = replace.commit(summary, tags)
             except TableCommitError:  # the table is unchanged (any other error: unknown)
@@ -251,7 +261,7 @@ class _Batch:
                     day=day,
                 )
         # a crash or a concurrent retry may have left the tag of an unchanged day behind
-        point_tags(table, retag, DAY_TAG_MAX_AGE)
+        point_tags(table, retag, tag_max_age(spec.granularity))
         commit_share = (time.perf_counter() - started) / max(len(changed), 1)
         current = table.current_snapshot()
         current_id = current.snapshot_id if current is not None else 0
@@ -273,7 +283,7 @@ class _Batch:
         ]
 
     def _write_day(
-        self, table: Table, replace: PartitionReplace, day: date, day_input: DayInput
+        self, table: Table, replace: PartitionReplace, day: Unit, day_input: DayInput
     ) -> list[DataFile]:
         """Stream the day's bronze rows, sorted, into new data files of the table; the rows
         in their footers must be the rows in the bronze footers (checked before any commit)."""

@@ -19,7 +19,6 @@ import hashlib
 import json
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +30,7 @@ from lake_pipelines.lake.bronze import bronze_files, read_lineage
 from lake_pipelines.lake.compaction.external_sort import sorted_stream
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
 from lake_pipelines.lake.layout import bronze_dir, landing_dir
+from lake_pipelines.lake.period import Unit
 from lake_pipelines.lake.storage import FileEntry, ObjectStore
 from lake_pipelines.lake.threads import read_ahead
 
@@ -212,7 +212,7 @@ class DayInput:
 
 
 def day_input(
-    store: ObjectStore, spec: DatasetSpec, day: date, sources: list[FileEntry] | None
+    store: ObjectStore, spec: DatasetSpec, day: Unit, sources: list[FileEntry] | None
 ) -> DayInput:
     """The day's bronze footers, its lineage (rows, landed files, bronze files with a digest
     of their footers, fingerprint) and the schema the table needs for it."""

@@ -9,21 +9,17 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pandera.pandas as pdr
-import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pytest
 
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SpecError
-from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_hive
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.layout import bronze_dir, hive_dir, landing_dir
-from lake_pipelines.lake.parquet.options import file_schema
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
-from lake_pipelines_tests.support import duckdb_hive, duckdb_query, rows
+from lake_pipelines_tests.support import duckdb_query, read_by_every_engine, rows
 
 EVENTS = get_dataset("events")
 # A dataset whose rows carry their own local calendar date: in UTC+14 most of a UTC day is
@@ -77,23 +73,6 @@ def _land_local_dated(store: ObjectStore, spec: DatasetSpec, day: date) -> pa.Ta
     return table
 
 
-def _read_by_every_engine(store: ObjectStore, spec: DatasetSpec) -> dict[str, pa.Table]:
-    """The dataset's whole bronze prefix as each engine's Hive reader returns it."""
-    root = store.path(spec.bronze_prefix)
-    ctx = make_session(SessionSettings(2))
-    register_hive(
-        ctx, "bronze", store, spec.bronze_prefix, file_schema(spec), spec.hive_partition_columns
-    )
-    return {
-        "duckdb": duckdb_hive(root, ["*"], spec.hive_partition_columns),
-        "polars": pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True)
-        .collect()
-        .to_arrow(),
-        "pyarrow": pads.dataset(root, format="parquet", partitioning="hive").to_table(),
-        "datafusion": ctx.sql("SELECT * FROM bronze").to_arrow_table(),
-    }
-
-
 def _levels(table: pa.Table, names: tuple[str, ...], key: str) -> dict[str, tuple[int, ...]]:
     """Each row's partition values by `key`, after checking the engine typed them as integers."""
     for name in names:
@@ -145,7 +124,7 @@ def test_year_month_day_data_columns_read_back_unchanged_by_every_engine(
     local_dates = {(r["year"], r["month"], r["day"]) for r in landed.to_pylist()}
     assert local_dates.isdisjoint(expected_levels.values())  # the columns and folders differ
 
-    for engine, got in _read_by_every_engine(local_store, spec).items():
+    for engine, got in read_by_every_engine(local_store, spec).items():
         assert rows(got, key="id", columns=LOCAL.names) == rows(landed, key="id"), engine
         assert _levels(got, UTC_LEVELS, "id") == expected_levels, engine
 
@@ -164,7 +143,7 @@ def test_folders_are_zero_padded_and_every_engine_reads_integers(local_store: Ob
     folders = list(dict.fromkeys(k.rsplit("/", 1)[0] for k in listed))
     assert folders == [bronze_dir(EVENTS, d) for d in days]
 
-    for engine, got in _read_by_every_engine(local_store, EVENTS).items():
+    for engine, got in read_by_every_engine(local_store, EVENTS).items():
         assert _levels(got, ("year", "month", "day"), "event_id") == expected, engine
     # DuckDB (2.0) types a zero-padded level as text unless given `hive_types` (README):
     # equality with an integer still holds, a range comparison needs a cast

@@ -16,6 +16,7 @@ from datafusion import SessionContext, col, lit
 from datafusion import functions as f
 
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.errors import SpecError
 from lake_pipelines.lake.analytics.functions import WEIGHTED_MEDIAN
 
 Compute = Callable[[SessionContext, date], pa.Table]
@@ -264,8 +265,24 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
 
 
 def gold_tables_for(spec: DatasetSpec) -> list[GoldTable]:
-    """The gold tables declared for a dataset."""
-    return [g for g in GOLD_TABLES if g.dataset == spec.name]
+    """The gold tables declared for a dataset.
+
+    Gold tables are daily UTC aggregates: a dataset on another calendar (hourly, or local
+    days) has none, and declaring one for it is refused.
+
+    Raises:
+        SpecError: a gold table is declared for a dataset whose calendar is not daily UTC.
+    """
+    declared = [g for g in GOLD_TABLES if g.dataset == spec.name]
+    if declared and not spec.calendar.is_default:
+        raise SpecError(
+            spec.name,
+            "granularity" if spec.granularity != "daily" else "timezone",
+            spec.granularity if spec.granularity != "daily" else spec.timezone,
+            f"gold tables ({', '.join(g.name for g in declared)}) are daily UTC aggregates; "
+            "a dataset on another calendar declares none",
+        )
+    return declared
 
 
 def gold_identifier(spec: DatasetSpec, gold: GoldTable) -> str:

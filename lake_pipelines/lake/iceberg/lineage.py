@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pyiceberg.conversions import from_bytes
@@ -22,10 +22,12 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import DateType, TimestampType, TimestamptzType
 
+from lake_pipelines.lake.period import Unit, bounds, follows
+
 SUMMARY_PREFIX = "lake."
 DAYS = "days"  # the per-day lineage of a multi-day commit
 PARTITION = "partition"
-_EPOCH = date(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _FLAT_JSON = {"source-files", "bronze-files"}  # flat keys whose values are JSON
 
 
@@ -37,9 +39,9 @@ def summary_properties(summary: Mapping[str, object]) -> dict[str, str]:
     }
 
 
-def lineage_summary(per_day: Mapping[date, Mapping[str, object]]) -> dict[str, object]:
-    """The summary entries of a commit replacing the days of `per_day` (their lineage)."""
-    days = sorted(per_day)
+def lineage_summary(per_day: Mapping[Any, Mapping[str, object]]) -> dict[str, object]:
+    """The summary entries of a commit replacing the days (units) of `per_day`: their lineage."""
+    days: list[Unit] = sorted(per_day)  # one calendar: all alike
     if len(days) == 1:
         return {PARTITION: days[0].isoformat(), **per_day[days[0]]}
     return {
@@ -68,12 +70,12 @@ def days_of(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
     return {day: flat}
 
 
-def last_lineage(table: Table, days: Iterable[date]) -> dict[date, tuple[int, dict[str, Any]]]:
+def last_lineage(table: Table, days: Iterable[Unit]) -> dict[Unit, tuple[int, dict[str, Any]]]:
     """For each of `days` the latest snapshot of the main branch that replaced it, and the
     day's lineage there. One walk back through history, which stops once every day is found;
     days never committed (or whose snapshot expired) are absent."""
     wanted = {d.isoformat(): d for d in days}
-    found: dict[date, tuple[int, dict[str, Any]]] = {}
+    found: dict[Unit, tuple[int, dict[str, Any]]] = {}
     for entry in reversed(table.history()):
         if not wanted:
             break
@@ -86,9 +88,9 @@ def last_lineage(table: Table, days: Iterable[date]) -> dict[date, tuple[int, di
     return found
 
 
-def day_span(table: Table, data_file: DataFile, column: str) -> tuple[date, date] | None:
-    """The first and last UTC day of `column` in `data_file`, from its column bounds; None
-    when the file has no bounds for it (it may hold any day)."""
+def time_span(table: Table, data_file: DataFile, column: str) -> tuple[datetime, datetime] | None:
+    """The first and last instant (UTC) of `column` in `data_file`, from its column bounds (a
+    date column: the midnights of its first and last day); None without bounds."""
     field = table.schema().find_field(column)
     lower = data_file.lower_bounds.get(field.field_id) if data_file.lower_bounds else None
     upper = data_file.upper_bounds.get(field.field_id) if data_file.upper_bounds else None
@@ -97,11 +99,18 @@ def day_span(table: Table, data_file: DataFile, column: str) -> tuple[date, date
     kind = field.field_type
     if isinstance(kind, DateType):
         lo, hi = int(from_bytes(kind, lower)), int(from_bytes(kind, upper))
-        return _EPOCH + timedelta(days=lo), _EPOCH + timedelta(days=hi)
+        return _EPOCH_UTC + timedelta(days=lo), _EPOCH_UTC + timedelta(days=hi)
     if isinstance(kind, (TimestampType, TimestamptzType)):
         lo, hi = int(from_bytes(kind, lower)), int(from_bytes(kind, upper))
-        return _EPOCH + timedelta(microseconds=lo), _EPOCH + timedelta(microseconds=hi)
+        return _EPOCH_UTC + timedelta(microseconds=lo), _EPOCH_UTC + timedelta(microseconds=hi)
     return None
+
+
+def day_span(table: Table, data_file: DataFile, column: str) -> tuple[date, date] | None:
+    """The first and last UTC day of `column` in `data_file`, from its column bounds; None
+    when the file has no bounds for it (it may hold any day)."""
+    span = time_span(table, data_file, column)
+    return None if span is None else (span[0].date(), span[1].date())
 
 
 @dataclass
@@ -116,11 +125,11 @@ class DayFiles:
         return sum(f.file_size_in_bytes for f in self.files)
 
 
-def runs(days: Iterable[date]) -> list[tuple[date, date]]:
-    """`days` as runs of consecutive days, ``(first, last)`` each."""
-    out: list[tuple[date, date]] = []
-    for d in sorted(set(days)):
-        if out and out[-1][1] + timedelta(days=1) == d:
+def runs(days: Iterable[Unit]) -> list[tuple[Unit, Unit]]:
+    """`days` (or periods) as runs of consecutive ones, ``(first, last)`` each."""
+    out: list[tuple[Unit, Unit]] = []
+    for d in sorted(set(days)):  # one calendar: all alike
+        if out and follows(out[-1][1], d):
             out[-1] = (out[-1][0], d)
         else:
             out.append((d, d))
@@ -135,34 +144,38 @@ def any_of(filters: list[BooleanExpression]) -> BooleanExpression:
     return Or(any_of(filters[:mid]), any_of(filters[mid:]))
 
 
-SpanFilter = Callable[[date, date], BooleanExpression]  # rows of the days first..last
+SpanFilter = Callable[[Any, Any], BooleanExpression]  # rows of the days (units) first..last
 
 
 def files_by_day(
     table: Table,
     column: str,
-    days: Iterable[date],
+    days: Iterable[Unit],
     span_filter: SpanFilter,
     snapshot_id: int | None,
-) -> dict[date, DayFiles]:
-    """The files and rows of each of `days` at `snapshot_id`, from one scan plan.
+) -> dict[Unit, DayFiles]:
+    """The files and rows of each of `days` (or periods) at `snapshot_id`, from one scan plan.
 
     A file whose bounds lie within one day counts its rows for that day; the few that span
     days (or lack bounds: another writer's, a coarser partitioning) are counted row by row
     for each day they may hold, by a scan of that day.
     """
-    days = sorted(set(days))
+    days = sorted(set(days))  # one calendar: all alike
     out = {d: DayFiles([]) for d in days}
     if not days or snapshot_id is None:
         return out
     wanted = any_of([span_filter(lo, hi) for lo, hi in runs(days)])
-    inexact: set[date] = set()
+    inexact: set[Unit] = set()
+    limits = {d: bounds(d) for d in days}
     for task in table.scan(row_filter=wanted, snapshot_id=snapshot_id).plan_files():
-        span = day_span(table, task.file, column)
-        covered = [d for d in days if span is None or span[0] <= d <= span[1]]
-        for d in covered:
+        span = time_span(table, task.file, column)
+        for d in days:
+            lo, hi = limits[d]
+            if span is not None and (span[0] >= hi or span[1] < lo):
+                continue
             out[d].files.append(task.file)
-            if span is None or span[0] != span[1] or task.delete_files:
+            within = span is not None and lo <= span[0] and span[1] < hi
+            if not within or task.delete_files:
                 inexact.add(d)
             else:
                 out[d].rows += task.file.record_count

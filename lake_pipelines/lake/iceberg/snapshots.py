@@ -6,7 +6,7 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
@@ -20,6 +20,7 @@ from pyiceberg.table.update import AssertRefSnapshotId, SetSnapshotRefUpdate
 from pyiceberg.table.update.snapshot import ManageSnapshots
 
 from lake_pipelines.errors import SnapshotNotFoundError, TableCommitError, TableReadError
+from lake_pipelines.lake.period import Unit, as_period
 
 
 def point_tag(table: Table, name: str, snapshot_id: int, max_age_ms: int | None) -> bool:
@@ -92,10 +93,20 @@ def point_tags(table: Table, tags: Mapping[str, int], max_age_ms: int | None) ->
 # -- tags and time travel ------------------------------------------------------------------------
 
 DAY_TAG_MAX_AGE = 30 * 24 * 3600 * 1000  # ms; expiry removes older day tags, then their snapshots
+# An hourly table's tags: a week of hours (168 tags and the snapshots they keep, not 720).
+HOUR_TAG_MAX_AGE = 7 * 24 * 3600 * 1000
 
 
-def day_tag(day: date) -> str:
-    return f"day-{day.isoformat()}"
+def tag_max_age(granularity: str) -> int:
+    """How long (ms) the tag of a replaced partition keeps its snapshot: 30 days for days,
+    a week for hours."""
+    return HOUR_TAG_MAX_AGE if granularity == "hourly" else DAY_TAG_MAX_AGE
+
+
+def day_tag(day: Unit) -> str:
+    """``day-2026-11-01`` (``hour-2026-11-01T05`` for an hour): the tag of the snapshot
+    that last replaced it."""
+    return as_period(day).tag
 
 
 def resolve_snapshot(

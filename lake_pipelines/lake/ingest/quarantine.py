@@ -11,13 +11,14 @@ from __future__ import annotations
 import io
 import posixpath
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake_pipelines.lake.ingest.readers import Reject
 from lake_pipelines.lake.layout import quarantine_keys, quarantine_prefix
+from lake_pipelines.lake.period import Unit, as_period
 from lake_pipelines.lake.storage import ObjectStore
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -38,14 +39,14 @@ QUARANTINE_SCHEMA = pa.schema(
 
 
 def to_table(
-    dataset: str, day: date, rejects: list[Reject], file_rejects: list[Reject], run_id: str
+    dataset: str, day: Unit, rejects: list[Reject], file_rejects: list[Reject], run_id: str
 ) -> pa.Table:
     now = datetime.now(UTC)
     rows = [("file", r) for r in file_rejects] + [("row", r) for r in rejects]
     return pa.table(
         {
             "dataset": [dataset] * len(rows),
-            "partition": [day] * len(rows),
+            "partition": [as_period(day).local.date()] * len(rows),  # a local day or hour: its date
             "kind": [k for k, _ in rows],
             "source_file": [r.source for _, r in rows],
             "line": [r.line for _, r in rows],
@@ -60,7 +61,7 @@ def to_table(
     )
 
 
-def write(store: ObjectStore, dataset: str, day: date, table: pa.Table) -> str | None:
+def write(store: ObjectStore, dataset: str, day: Unit, table: pa.Table) -> str | None:
     """Replace the day's quarantine with `table`; an empty table removes it. Returns the key.
 
     A file the day has under an earlier layout's key is removed, with its emptied folders.
@@ -80,7 +81,7 @@ def write(store: ObjectStore, dataset: str, day: date, table: pa.Table) -> str |
     return written
 
 
-def read(store: ObjectStore, dataset: str, day: date) -> pa.Table:
+def read(store: ObjectStore, dataset: str, day: Unit) -> pa.Table:
     """The day's quarantine rows (empty when nothing was rejected), from whichever layout's
     key holds them."""
     for key in quarantine_keys(dataset, day):
@@ -95,12 +96,12 @@ def read(store: ObjectStore, dataset: str, day: date) -> pa.Table:
     return QUARANTINE_SCHEMA.empty_table()
 
 
-def counts(store: ObjectStore, dataset: str, day: date) -> tuple[int, int]:
+def counts(store: ObjectStore, dataset: str, day: Unit) -> tuple[int, int]:
     """(rows, files) the day's quarantine holds."""
     kinds = read(store, dataset, day).column("kind").to_pylist()
     return kinds.count("row"), kinds.count("file")
 
 
-def rows_quarantined(store: ObjectStore, dataset: str, days: Iterable[date]) -> int:
+def rows_quarantined(store: ObjectStore, dataset: str, days: Iterable[Unit]) -> int:
     """Rows of `days` held back in quarantine (so in no table downstream)."""
     return sum(counts(store, dataset, day)[0] for day in days)

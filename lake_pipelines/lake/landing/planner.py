@@ -1,4 +1,9 @@
-"""Which runs to request for a landing listing: new files by day, consecutive days batched."""
+"""Which runs to request for a landing listing: new files by day, consecutive days batched.
+
+Days are the partitions of the dataset's calendar (`lake.period.Calendar`): a landing folder
+``2026-11-01`` is the day's key; an hourly dataset's folder ``2026-11-01T05`` is the key
+``2026-11-01-05:00`` (Dagster's). Keys of one calendar sort in time order.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ import hashlib
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
 
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
 from lake_pipelines.lake.landing.cursor import LOOKBACK_SECONDS, LandingCursor
+from lake_pipelines.lake.period import Calendar, follows, partition_key
+
+DAILY = Calendar()
 
 MAX_FILES_PER_RUN = 500
 
@@ -52,14 +59,12 @@ class LandingPlan:
     skipped: list[tuple[str, str]]  # (key, reason): outside the dataset's calendar, never taken
 
 
-def day_of(key: str, landing_prefix: str) -> str | None:
-    """The ``YYYY-MM-DD`` directory right under the landing prefix, if the key has one."""
+def day_of(key: str, landing_prefix: str, calendar: Calendar = DAILY) -> str | None:
+    """The partition key of the ``YYYY-MM-DD`` (hourly: ``YYYY-MM-DDTHH``) folder right
+    under the landing prefix, if the key has one."""
     rest = key[len(landing_prefix) + 1 :] if key.startswith(landing_prefix + "/") else ""
-    head = rest.split("/", 1)[0]
-    try:
-        return head if date.fromisoformat(head).isoformat() == head else None
-    except ValueError:
-        return None
+    unit = calendar.of_folder(rest.split("/", 1)[0])
+    return None if unit is None else partition_key(unit)
 
 
 def incomplete_reason(key: str, size: int, landing_prefix: str) -> str | None:
@@ -84,6 +89,7 @@ def plan_runs(
     calendar_ended: bool = False,
     lookback: int = LOOKBACK_SECONDS,
     max_files_per_run: int = MAX_FILES_PER_RUN,
+    calendar: Calendar = DAILY,
 ) -> LandingPlan:
     """Which runs to request for a listing, and the cursor after them.
 
@@ -96,6 +102,8 @@ def plan_runs(
         lookback: seconds before the high-water second a file may still show up.
         max_files_per_run: consecutive days share one run up to this many new files (a day
             is never split: its run reads every file of the day anyway).
+        calendar: the dataset's partitions (`DatasetSpec.calendar`): which folders are
+            partitions, and which partitions follow each other.
     """
     floor = cursor.floor(lookback)
     seen = dict(cursor.seen)
@@ -113,9 +121,9 @@ def plan_runs(
             continue
         seen[f.file_id] = f.arrival
         high_water = max(high_water, f.arrival)
-        day = day_of(f.key, landing_prefix)
+        day = day_of(f.key, landing_prefix, calendar)
         if day is None:
-            skipped.append((f.key, "not in a YYYY-MM-DD day folder"))
+            skipped.append((f.key, f"not in a {calendar.folder_pattern} folder"))
         elif first_day is None or day < first_day:
             skipped.append((f.key, f"{day} is before the dataset's first day {first_day}"))
         elif calendar_ended and last_day is not None and day > last_day:
@@ -132,18 +140,18 @@ def plan_runs(
         deferred=deferred,
     )
     waiting = {d: len(ids) for d, ids in sorted(deferred.items())}
-    return LandingPlan(_batches(new, max_files_per_run), out, waiting, incomplete, skipped)
+    return LandingPlan(
+        _batches(new, max_files_per_run, calendar), out, waiting, incomplete, skipped
+    )
 
 
-def _batches(new: dict[str, list[str]], max_files: int) -> list[RunBatch]:
+def _batches(new: dict[str, list[str]], max_files: int, calendar: Calendar) -> list[RunBatch]:
     batches: list[RunBatch] = []
     days: list[str] = []
     ids: list[str] = []
     for day in sorted(new):
-        follows = bool(days) and date.fromisoformat(day) - date.fromisoformat(days[-1]) == (
-            timedelta(days=1)
-        )
-        if days and (not follows or len(ids) + len(new[day]) > max_files):
+        after = bool(days) and follows(calendar.of_key(days[-1]), calendar.of_key(day))
+        if days and (not after or len(ids) + len(new[day]) > max_files):
             batches.append(RunBatch(tuple(days), tuple(ids)))
             days, ids = [], []
         days.append(day)
