@@ -11,6 +11,7 @@ current folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS, DatasetSpec
@@ -85,3 +86,14 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     """[start, end) of a UTC day."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start, start + timedelta(days=1)
+
+
+def consecutive_days(days: Iterable[date]) -> list[tuple[date, date]]:
+    """`days` as runs of consecutive days, ``(first, last)`` each."""
+    out: list[tuple[date, date]] = []
+    for d in sorted(set(days)):
+        if out and out[-1][1] + timedelta(days=1) == d:
+            out[-1] = (out[-1][0], d)
+        else:
+            out.append((d, d))
+    return out
