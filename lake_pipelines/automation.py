@@ -2,18 +2,22 @@
 
 Per dataset: a job over its calendar (``<dataset>_daily``: every layer of one day;
 ``<dataset>_hourly`` for an hourly dataset), its catch-up schedule for the last finished
-partition (stopped by default: the landing sensor is the primary trigger) and its landing
-sensor (running by default). One automation-condition sensor (running by default) evaluates the
-assets' `AutomationCondition`s, so silver and gold follow bronze when only bronze ran.
+partition (stopped by default: the landing sensor is the primary trigger), its landing sensor
+(running by default), and, for a dataset with gold tables, its gold window sensor (running by
+default: gold days computed before a silver day they read was materialized again, e.g. the 7
+days after a late file's day). One automation-condition sensor (running by default) evaluates
+the assets' `AutomationCondition`s, so silver and gold follow bronze when only bronze ran.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
+from lake_pipelines.assets.common import asset_key
 from lake_pipelines.datasets import ALL_DATASETS, DatasetSpec
+from lake_pipelines.lake.analytics.queries import gold_tables_for
 from lake_pipelines.runs import build_reaper_sensor
-from lake_pipelines.sensors import build_landing_sensor
+from lake_pipelines.sensors import build_gold_window_sensor, build_landing_sensor
 
 AUTOMATION_SENSOR = "lake_automation_sensor"
 
@@ -76,8 +80,15 @@ def build_sensors(
     jobs: list[dg.UnresolvedAssetJobDefinition],
     datasets: tuple[DatasetSpec, ...] = ALL_DATASETS,
 ) -> list[dg.SensorDefinition]:
-    """A landing sensor per dataset (targeting its daily job), the automation sensor, and the
-    reaper of runs whose process died."""
+    """A landing sensor per dataset (targeting its daily job), a gold window sensor per dataset
+    with gold tables, the automation sensor, and the reaper of runs whose process died."""
     by_name = {job.name: job for job in jobs}
     landing = [build_landing_sensor(spec, by_name[job_name(spec)]) for spec in datasets]
-    return [*landing, automation_sensor(), build_reaper_sensor()]
+    windows = [gold_window_sensor(spec) for spec in datasets if gold_tables_for(spec)]
+    return [*landing, *windows, automation_sensor(), build_reaper_sensor()]
+
+
+def gold_window_sensor(spec: DatasetSpec) -> dg.SensorDefinition:
+    """Gold days whose silver window changed after they were computed → their runs."""
+    windows = {asset_key("gold", g.name): g.lookback_days for g in gold_tables_for(spec)}
+    return build_gold_window_sensor(spec, windows, asset_key("silver", spec.name))

@@ -6,26 +6,17 @@ is skipped, saying so, only where it is not installed. Screenshots go to test-ar
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
 import yaml
-from websockets.sync.client import ClientConnection, connect
 
 from lake_pipelines.assets import build_dataset_assets
 from lake_pipelines.datasets import get_dataset
@@ -33,9 +24,18 @@ from lake_pipelines.lake.landing.cursor import LandingCursor
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
 from lake_pipelines_tests.conftest import dagster_resources
+from lake_pipelines_tests.ui_browser import (
+    ROOT,
+    Browser,
+    browser,
+    chromium_binary,
+    free_port,
+    graphql,
+    process,
+    terminate_all,
+    wait_for_server,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts" / "ui"
 BIN = Path(sys.executable).parent
 SPEC = get_dataset("events")
 DAY = "2026-11-02"
@@ -44,140 +44,6 @@ RANGE = ["2026-10-27", "2026-10-28", "2026-10-29", "2026-10-30"]
 BRONZE = dg.AssetKey(["lake", "bronze", "events"])
 LAYERS = [BRONZE, dg.AssetKey(["lake", "silver", "events"])]
 LAYERS.append(dg.AssetKey(["lake", "gold", "events_daily_metrics"]))
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-crash-reporter",
-    "--disable-breakpad",
-    "--window-size=1400,1000",
-    "--remote-debugging-port=0",
-]
-
-
-def chromium_binary() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """A process in its own process group; the group (with every child) is stopped at exit."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield proc
-        finally:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-                with suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=20)
-                # Code servers and run workers are children of the leader: clear the group.
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def terminate_all(*procs: subprocess.Popen) -> None:
-    for proc in procs:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def wait_for_server(base: str, procs: dict[str, tuple[subprocess.Popen, Path]]) -> None:
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/server_info", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        for name, (proc, log) in procs.items():
-            if proc.poll() is not None:
-                pytest.fail(f"{name} exited with {proc.returncode}:\n{tail(log)}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"webserver did not answer /server_info:\n{tail(procs['webserver'][1])}")
-        time.sleep(0.5)
-
-
-class Browser:
-    """Headless Chromium driven over the DevTools protocol: navigate, read the page, screenshot."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.next_id = 0
-
-    def call(self, method: str, **params: Any) -> dict:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv(timeout=60))
-            if msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg["result"]
-
-    def eval(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result["result"].get("value")
-
-    def open(self, url: str, expect: list[str], shot: str, timeout: float = 90) -> str:
-        """Navigate and wait until the rendered text shows every `expect` string; screenshot."""
-        self.call("Page.navigate", url=url)
-        return self.open_current(expect, shot, timeout)
-
-    def open_current(self, expect: list[str], shot: str, timeout: float = 90) -> str:
-        """Wait until the current page shows every `expect` string; screenshot."""
-        url = self.eval("location.href")
-        deadline = time.monotonic() + timeout
-        text = ""
-        while time.monotonic() < deadline:
-            text = self.eval("document.body ? document.body.innerText : ''") or ""
-            if all(e in text for e in expect):
-                break
-            time.sleep(0.5)
-        png = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / shot).write_bytes(png)
-        missing = [e for e in expect if e not in text]
-        assert not missing, f"{url} never showed {missing}; see {ARTIFACTS / shot}:\n{text[:2000]}"
-        return text
-
-
-@contextmanager
-def browser(binary: str, profile: Path) -> Iterator[Browser]:
-    args = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
-    with process(args, dict(os.environ), profile.parent / "chromium.log") as proc:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Chromium did not start:\n{tail(profile.parent / 'chromium.log')}")
-            time.sleep(0.1)
-        port = port_file.read_text().split()[0]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
-            page = next(t for t in json.load(resp) if t["type"] == "page")
-        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
-            yield Browser(ws)
 
 
 # the Metadata section's Plots view (by partition), scrolled to the top of the page's pane
@@ -233,12 +99,8 @@ def range_run(instance: dg.DagsterInstance, lake: Path) -> dict[dg.AssetKey, dic
 
 def graphql_row_counts(base: str, key: dg.AssetKey) -> dict[str, int]:
     """`dagster/row_count` of the latest materialization of each partition, as the UI gets it."""
-    body = json.dumps({"query": ROW_COUNTS, "variables": {"key": {"path": key.path}}}).encode()
-    request = urllib.request.Request(
-        f"{base}/graphql", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        events = json.load(resp)["data"]["assetOrError"]["assetMaterializations"]
+    data = graphql(base, ROW_COUNTS, key={"path": key.path})
+    events = data["assetOrError"]["assetMaterializations"]
     counts: dict[str, int] = {}
     for e in events:  # newest first
         entries = {m["label"]: m.get("intValue") for m in e["metadataEntries"]}
@@ -263,9 +125,11 @@ def test_web_ui_shows_assets_materializations_and_sensor_runs(tmp_path: Path) ->
     (landed,) = generate_events(store, date.fromisoformat(DAY), days=1, rows_per_day=300, seed=9)
     home.mkdir()
     config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
-    # The shipped settings, except that the run queue launches nothing: the landing sensor's
-    # run stays queued (visible in the UI) and no run worker outlives the test.
-    config["concurrency"]["runs"]["max_concurrent_runs"] = 0
+    # The shipped settings, except that the run queue launches no sensor's or schedule's run:
+    # the landing sensor's run stays queued (visible in the UI); the UI's backfill runs.
+    config["concurrency"]["runs"]["tag_concurrency_limits"].extend(
+        [{"key": "dagster/sensor_name", "limit": 0}, {"key": "dagster/schedule_name", "limit": 0}]
+    )
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     # Create the instance's SQLite storage once, before the webserver, the daemon and this
     # test open it at the same moment: each would stamp the schema, and on a loaded machine
@@ -362,6 +226,9 @@ def test_web_ui_shows_assets_materializations_and_sensor_runs(tmp_path: Path) ->
         )
         assert f"lake/landed_files: {len(landed.files)}" in text
 
+        # A backfill of a range of the whole group from the UI is one run over every asset.
+        group_backfill_is_one_run(chrome, base)
+
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs(
             filters=dg.RunsFilter(tags={"dagster/sensor_name": "events_landing_sensor"})
@@ -375,3 +242,73 @@ def test_web_ui_shows_assets_materializations_and_sensor_runs(tmp_path: Path) ->
         assert len(cursor.seen) == len(landed.files)
     for proc in (web, daemon):
         assert proc.poll() is not None
+
+
+GROUP_RANGE = ["2026-11-01", "2026-11-02", "2026-11-03"]
+BACKFILLS = """{ partitionBackfillsOrError {
+  ... on PartitionBackfills { results { id status partitionNames } } } }"""
+BACKFILL_RUNS = """query BackfillRuns($filter: RunsFilter) { runsOrError(filter: $filter) {
+  ... on Runs { results { runId status assetSelection { path } tags { key value } } } } }"""
+PARTITION_INPUT = "[role=dialog] input[type=text]"
+DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+def group_backfill_is_one_run(chrome: Browser, base: str) -> None:
+    """As the README says: the `events` group → Materialize all… → `[first...last]` in the
+    partition box → Launch backfill. The backfill's runs, once it is done, are one run of
+    every asset of the group over the range (the range tags of a single-run backfill)."""
+    group = {tuple(k.path) for a in build_dataset_assets(SPEC) for k in a.keys}
+    chrome.open(
+        f"{base}/locations/lake_pipelines/asset-groups/events",
+        expect=["events_active_users_7d", "Materialize all…"],
+        shot="group-backfill-graph.png",
+    )
+    chrome.click("Materialize all…")
+    chrome.wait_for(
+        f"(e => e && !e.disabled && !e.placeholder.startsWith('Loading'))"
+        f"(document.querySelector('{PARTITION_INPUT}'))",
+        "loaded the partition keys into the dialog",
+    )
+    text = f"[{GROUP_RANGE[0]}...{GROUP_RANGE[-1]}]"  # the README's syntax, brackets included
+    chrome.type_into(PARTITION_INPUT, text)
+    chrome.open_current(
+        expect=[f"Launch runs to materialize {len(group)} assets", "3 partitions"],
+        shot="group-backfill-dialog.png",
+    )
+    assert chrome.eval(f"document.querySelector('{PARTITION_INPUT}').value") == text
+    chrome.click("Launch backfill", within="[role=dialog]")
+
+    deadline = time.monotonic() + 600  # the daemon's tick, a run worker, three days, 5 assets
+    while True:
+        backfills = graphql(base, BACKFILLS)["partitionBackfillsOrError"]["results"]
+        if (backfills and backfills[0]["status"] in DONE) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    [backfill] = backfills
+    tag = {"key": "dagster/backfill", "value": backfill["id"]}
+    runs = graphql(base, BACKFILL_RUNS, filter={"tags": [tag]})["runsOrError"]["results"]
+    assert len(runs) == 1, f"the backfill became {len(runs)} runs: {runs}"
+    assert backfill["status"] == "COMPLETED_SUCCESS", backfill
+    # a lookback partition mapping would have widened the range (no partition list at all)
+    assert backfill["partitionNames"] == GROUP_RANGE
+    [run] = runs
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert (
+        tags["dagster/asset_partition_range_start"],
+        tags["dagster/asset_partition_range_end"],
+    ) == (
+        GROUP_RANGE[0],
+        GROUP_RANGE[-1],
+    )
+    assert {tuple(k["path"]) for k in run["assetSelection"]} == group
+    assert run["status"] == "SUCCESS"
+    chrome.open(
+        f"{base}/runs/{run['runId']}",
+        expect=["Success", f"{len(group)} assets", backfill["id"]],
+        shot="group-backfill-run.png",
+    )
+    chrome.open(
+        f"{base}/runs/b/{backfill['id']}?tab=runs",
+        expect=[f"{GROUP_RANGE[0]}...{GROUP_RANGE[-1]}", run["runId"][:8]],
+        shot="group-backfill-runs.png",
+    )

@@ -36,9 +36,9 @@ def build_gold_asset(
     # partition mapping would widen a UI backfill of a range beyond the group's own range,
     # and Dagster then splits it into several runs.
     window = (
-        f" Each day reads the {gold.lookback_days + 1} silver days ending with it; after "
-        f"re-running silver for an older day, re-run this asset for the {gold.lookback_days} "
-        "days after it too."
+        f" Each day reads the {gold.lookback_days + 1} silver days ending with it: when silver "
+        f"day D is materialized again (a late file), `{spec.name}_gold_window_sensor` requests "
+        f"D..D+{gold.lookback_days} of this asset, the days computed before that read D."
         if gold.lookback_days
         else ""
     )

@@ -15,13 +15,16 @@ An hourly dataset adds an hour level (``.../day=05/hour=07``); a dataset on loca
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import TypeVar
 
 from lake_pipelines.datasets.periods import DEFAULT_HIVE_HOUR_COLUMN
 from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS, DatasetSpec
-from lake_pipelines.lake.period import Period, Unit, as_period, bounds
+from lake_pipelines.lake.period import Period, Unit, as_period, bounds, follows
 
 LINEAGE_NAME = "_lineage.json"
+U = TypeVar("U", bound=Unit)  # days, or periods: one calendar's units
 
 
 def default_names(day: Unit) -> tuple[str, ...]:
@@ -102,3 +105,14 @@ def quarantine_keys(dataset: str, day: Unit) -> list[str]:
 def day_bounds(day: Unit) -> tuple[datetime, datetime]:
     """[start, end) of a day (or any period) in UTC."""
     return bounds(day)
+
+
+def consecutive_days(days: Iterable[U]) -> list[tuple[U, U]]:
+    """`days` (or periods of one calendar) as runs of consecutive ones, ``(first, last)`` each."""
+    out: list[tuple[U, U]] = []
+    for d in sorted(set(days)):  # one calendar: all alike
+        if out and follows(out[-1][1], d):
+            out[-1] = (out[-1][0], d)
+        else:
+            out.append((d, d))
+    return out

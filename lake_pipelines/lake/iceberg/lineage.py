@@ -22,7 +22,8 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import DateType, TimestampType, TimestamptzType
 
-from lake_pipelines.lake.period import Unit, bounds, follows
+from lake_pipelines.lake.layout import consecutive_days
+from lake_pipelines.lake.period import Unit, bounds
 
 SUMMARY_PREFIX = "lake."
 DAYS = "days"  # the per-day lineage of a multi-day commit
@@ -125,17 +126,6 @@ class DayFiles:
         return sum(f.file_size_in_bytes for f in self.files)
 
 
-def runs(days: Iterable[Unit]) -> list[tuple[Unit, Unit]]:
-    """`days` (or periods) as runs of consecutive ones, ``(first, last)`` each."""
-    out: list[tuple[Unit, Unit]] = []
-    for d in sorted(set(days)):  # one calendar: all alike
-        if out and follows(out[-1][1], d):
-            out[-1] = (out[-1][0], d)
-        else:
-            out.append((d, d))
-    return out
-
-
 def any_of(filters: list[BooleanExpression]) -> BooleanExpression:
     """`filters` or-ed as a balanced tree (pyiceberg's visitors recurse: no deep chains)."""
     if len(filters) == 1:
@@ -164,7 +154,7 @@ def files_by_day(
     out = {d: DayFiles([]) for d in days}
     if not days or snapshot_id is None:
         return out
-    wanted = any_of([span_filter(lo, hi) for lo, hi in runs(days)])
+    wanted = any_of([span_filter(lo, hi) for lo, hi in consecutive_days(days)])
     inexact: set[Unit] = set()
     limits = {d: bounds(d) for d in days}
     for task in table.scan(row_filter=wanted, snapshot_id=snapshot_id).plan_files():
