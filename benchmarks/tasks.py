@@ -184,7 +184,7 @@ def _bronze_for_metrics(inputs: Inputs, paths: Paths) -> Input:
         )
         measure.run(engine.command())
         for link in (target / "landing").rglob("*"):
-            if link.is_symlink():
+            if link.is_symlink() or link.is_file():  # links to the CSV inputs
                 link.unlink()
 
     return inputs.metrics_bronze(make)
