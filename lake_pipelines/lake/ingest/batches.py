@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from lake_pipelines.lake import arrow
+
 
 @dataclass(frozen=True)
 class Reject:
@@ -80,7 +82,7 @@ class Batch:
             kept_rows = np.flatnonzero(keep)
             kept_text = lambda j: parent_text(int(kept_rows[j]))  # noqa: E731
         return Batch(
-            self.table.filter(pa.array(keep)),
+            self.table.filter(arrow.mask(keep)),
             rejects,
             kept_lines,
             self.numbers_are_records,

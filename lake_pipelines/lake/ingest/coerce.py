@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from lake_pipelines.lake import arrow
 from lake_pipelines.lake.hashing import value_offsets
 from lake_pipelines.lake.ingest.json_strict import MAX_NESTING, nesting
 
@@ -47,15 +48,17 @@ def _cast_timestamp(arr: pa.Array, target: pa.TimestampType) -> pa.Array:
     zoned = pc.match_substring_regex(arr, _ZONE)
     out = pa.nulls(len(arr), target)
     if pc.any(epoch).as_py():
-        ms = pc.cast(pc.if_else(epoch, arr, None), pa.int64())
+        ms = pc.cast(pc.if_else(epoch, arr, arrow.null(arr.type)), pa.int64())
         out = pc.if_else(epoch, pc.cast(pc.cast(ms, pa.timestamp("ms")), target), out)
-    rest = pc.and_not(pc.fill_null(pc.invert(epoch), True), pc.is_null(arr))
-    with_zone = pc.and_(rest, pc.fill_null(zoned, False))
+    yes, no = arrow.scalar(True, pa.bool_()), arrow.scalar(False, pa.bool_())
+    rest = pc.and_not(pc.fill_null(pc.invert(epoch), yes), pc.is_null(arr))
+    with_zone = pc.and_(rest, pc.fill_null(zoned, no))
     if pc.any(with_zone).as_py():
-        out = pc.if_else(with_zone, pc.cast(pc.if_else(with_zone, arr, None), target), out)
-    naive = pc.and_not(rest, pc.fill_null(zoned, False))
+        zoned_only = pc.if_else(with_zone, arr, arrow.null(arr.type))
+        out = pc.if_else(with_zone, pc.cast(zoned_only, target), out)
+    naive = pc.and_not(rest, pc.fill_null(zoned, no))
     if pc.any(naive).as_py():
-        as_naive = pc.cast(pc.if_else(naive, arr, None), naive_type)
+        as_naive = pc.cast(pc.if_else(naive, arr, arrow.null(arr.type)), naive_type)
         out = pc.if_else(naive, pc.cast(as_naive, target), out)
     return out
 
@@ -76,12 +79,12 @@ def _cast_trimmed(arr: pa.Array, target: pa.DataType) -> pa.Array:
 
 def _cast_bool(arr: pa.Array) -> pa.Array:
     low = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
-    truthy = pc.is_in(low, pa.array(["true", "t", "1", "yes", "y"]))
-    falsy = pc.is_in(low, pa.array(["false", "f", "0", "no", "n"]))
+    truthy = pc.is_in(low, arrow.values(["true", "t", "1", "yes", "y"], pa.string()))
+    falsy = pc.is_in(low, arrow.values(["false", "f", "0", "no", "n"], pa.string()))
     known = pc.or_(truthy, falsy)
     if not pc.all(pc.or_(known, pc.is_null(arr))).as_py():
         raise pa.ArrowInvalid("not a boolean")
-    return pc.if_else(pc.is_null(arr), None, truthy)
+    return pc.if_else(pc.is_null(arr), arrow.null(pa.bool_()), truthy)
 
 
 def parse_json_cells(
@@ -98,23 +101,26 @@ def parse_json_cells(
     names = list(cells)
     n = len(cells[names[0]])
     if n == 0:
-        return {name: pa.array([], types[name]) for name in names}
+        return {name: pa.nulls(0, types[name]) for name in names}
     parts: list[object] = []
     for i, name in enumerate(names):
         col = cells[name]
         if _has_blank_cells(col):  # a blank cell is a missing value, as in the CSV
-            col = pc.if_else(pc.equal(pc.utf8_trim_whitespace(col), ""), None, col)
-        parts += [f'{"," if i else "{"}"c{i}":', col]
+            blank = pc.equal(pc.utf8_trim_whitespace(col), arrow.text(""))
+            col = pc.if_else(blank, arrow.null(col.type), col)
+        parts += [arrow.text(f'{"," if i else "{"}"c{i}":'), col]
     # A null cell becomes JSON null within the join (`pc.fill_null` on strings costs ~1 s per
     # million values); each line ends in a newline, so the joined values buffer is the document.
     join = pc.JoinOptions(null_handling="replace", null_replacement="null")
-    lines = pc.call_function("binary_join_element_wise", [*parts, "}\n", ""], join)
+    ends = [arrow.text("}\n"), arrow.text("")]
+    lines = pc.call_function("binary_join_element_wise", [*parts, *ends], join)
     # pyarrow infers the type of an unknown key inside a cell and overflows its stack on a
     # value nested thousands deep: a row with more brackets than the nesting limit allows
     # never reaches it (the caller's bisection then rejects just that cell).
     brackets = pc.add(pc.count_substring(lines, "{"), pc.count_substring(lines, "["))
     if pc.max(brackets).as_py() > MAX_NESTING + 1:
-        _refuse_deep_cells(cells, pc.greater(brackets, MAX_NESTING + 1))
+        limit = arrow.scalar(MAX_NESTING + 1, brackets.type)
+        _refuse_deep_cells(cells, pc.greater(brackets, limit))
     offsets = value_offsets(lines)
     body = lines.buffers()[2][int(offsets[0]) : int(offsets[-1])]
     schema = pa.schema([pa.field(f"c{i}", types[name]) for i, name in enumerate(names)])
@@ -131,9 +137,9 @@ def parse_json_cells(
 def _refuse_deep_cells(cells: dict[str, pa.Array], suspect: pa.Array) -> None:
     """Raise if a cell of the rows with many brackets really nests deeper than the limit
     (many brackets alone, like an order of 150 items, is no reason to refuse a row)."""
-    rows = np.flatnonzero(np.asarray(suspect.fill_null(False)))
+    rows = arrow.true_rows(suspect)
     for col in cells.values():
-        for text in col.take(pa.array(rows)).to_pylist():
+        for text in col.take(arrow.indices(rows)).to_pylist():
             if text is None:
                 continue
             try:
@@ -159,7 +165,7 @@ def _has_blank_cells(arr: pa.Array) -> bool:
         # the exact test (`utf8_trim_whitespace`) then runs on the whole column.
         suspect |= np.isin(first, _WHITESPACE) | (first >= 0x80)
     if arr.null_count:
-        suspect &= np.asarray(pc.is_valid(arr))
+        suspect[arrow.true_rows(pc.is_null(arr))] = False
     return bool(suspect.any())
 
 
@@ -218,7 +224,7 @@ def convert_column(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, dict[i
     bisect(0, len(arr))
     mask = np.zeros(len(arr), dtype=bool)
     mask[list(bad)] = True
-    cleaned = pc.if_else(pa.array(mask), None, arr)
+    cleaned = pc.if_else(arrow.mask(mask), arrow.null(arr.type), arr)
     return convert(cleaned), bad
 
 

@@ -18,6 +18,7 @@ import pyarrow.csv as pcsv
 
 from lake_pipelines.datasets.spec import CsvDialect, DatasetSpec
 from lake_pipelines.errors import SourceFileError
+from lake_pipelines.lake import arrow
 from lake_pipelines.lake.ingest.batches import (
     Batch,
     Reject,
@@ -275,7 +276,7 @@ def _to_schema(
     if unknown and spec.unknown_columns == "freeze":
         for col in unknown:
             present = pc.invert(pc.is_null(table.column(col)))
-            for i in np.flatnonzero(present.to_numpy(zero_copy_only=False)):
+            for i in arrow.true_rows(present):
                 add_reason(bad, int(i), col, f"unknown column {col!r} (contract mode: freeze)")
     # All nested columns of the block in one JSON parse; if some cell is bad, the loop below
     # parses column by column and isolates it.

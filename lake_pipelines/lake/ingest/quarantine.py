@@ -12,10 +12,12 @@ import io
 import posixpath
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lake_pipelines.lake import arrow
 from lake_pipelines.lake.ingest.readers import Reject
 from lake_pipelines.lake.layout import quarantine_keys, quarantine_prefix
 from lake_pipelines.lake.period import Unit, as_period
@@ -43,22 +45,21 @@ def to_table(
 ) -> pa.Table:
     now = datetime.now(UTC)
     rows = [("file", r) for r in file_rejects] + [("row", r) for r in rejects]
-    return pa.table(
-        {
-            "dataset": [dataset] * len(rows),
-            "partition": [as_period(day).local.date()] * len(rows),  # a local day or hour: its date
-            "kind": [k for k, _ in rows],
-            "source_file": [r.source for _, r in rows],
-            "line": [r.line for _, r in rows],
-            "record": [r.record for _, r in rows],
-            "column": [r.column for _, r in rows],
-            "reason": [r.reason for _, r in rows],
-            "raw": [r.raw for _, r in rows],
-            "run_id": [run_id] * len(rows),
-            "quarantined_at": [now] * len(rows),
-        },
-        schema=QUARANTINE_SCHEMA,
-    )
+    columns: dict[str, list[Any]] = {
+        "dataset": [dataset] * len(rows),
+        "partition": [as_period(day).local.date()] * len(rows),  # a local day or hour: its date
+        "kind": [k for k, _ in rows],
+        "source_file": [r.source for _, r in rows],
+        "line": [r.line for _, r in rows],
+        "record": [r.record for _, r in rows],
+        "column": [r.column for _, r in rows],
+        "reason": [r.reason for _, r in rows],
+        "raw": [r.raw for _, r in rows],
+        "run_id": [run_id] * len(rows),
+        "quarantined_at": [now] * len(rows),
+    }
+    arrays = [arrow.values(columns[f.name], f.type) for f in QUARANTINE_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=QUARANTINE_SCHEMA)
 
 
 def write(store: ObjectStore, dataset: str, day: Unit, table: pa.Table) -> str | None:
@@ -93,13 +94,19 @@ def read(store: ObjectStore, dataset: str, day: Unit) -> pa.Table:
             return pq.read_table(
                 store.path(key), filesystem=store.arrow_fs, schema=QUARANTINE_SCHEMA
             )
-    return QUARANTINE_SCHEMA.empty_table()
+    return arrow.empty(QUARANTINE_SCHEMA)
 
 
 def counts(store: ObjectStore, dataset: str, day: Unit) -> tuple[int, int]:
     """(rows, files) the day's quarantine holds."""
-    kinds = read(store, dataset, day).column("kind").to_pylist()
-    return kinds.count("row"), kinds.count("file")
+    for key in quarantine_keys(dataset, day):
+        if store.exists(key):
+            # One column through the file's own reader (`read`'s dataset reader imports
+            # pandas, which a run that quarantined a few rows should not pay for).
+            with store.arrow_fs.open_input_file(store.path(key)) as f:
+                kinds = pq.ParquetFile(f).read(columns=["kind"]).column("kind").to_pylist()
+            return kinds.count("row"), kinds.count("file")
+    return 0, 0
 
 
 def rows_quarantined(store: ObjectStore, dataset: str, days: Iterable[Unit]) -> int:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lake_pipelines.datasets.spec import DatasetSpec
+from lake_pipelines.lake import arrow
 from lake_pipelines.lake.hashing import value_hashes
 from lake_pipelines.lake.ingest import contract_cache
 from lake_pipelines.lake.ingest.readers import Batch, add_reason, row_json
@@ -45,16 +46,16 @@ class CompiledContract:
 
 
 def _scalar(value: Any, type_: pa.DataType) -> pa.Scalar:
-    return pa.scalar(value, type=type_)
+    return arrow.scalar(value, type_)  # pa.scalar would import pandas
 
 
 def _arrow_mask(name: str, stats: dict[str, Any], type_: pa.DataType) -> Mask | None:
     """The Arrow form of a pandera built-in check, or None when we do not have one."""
     if name == "isin":
-        allowed = pa.array(list(stats["allowed_values"]), type=type_)
+        allowed = arrow.values(list(stats["allowed_values"]), type_)
         return lambda a: pc.is_in(a, value_set=allowed)
     if name == "notin":
-        forbidden = pa.array(list(stats["forbidden_values"]), type=type_)
+        forbidden = arrow.values(list(stats["forbidden_values"]), type_)
         return lambda a: pc.invert(pc.is_in(a, value_set=forbidden))
     if name == "in_range":
         lo, hi = _scalar(stats["min_value"], type_), _scalar(stats["max_value"], type_)
@@ -76,7 +77,11 @@ def _arrow_mask(name: str, stats: dict[str, Any], type_: pa.DataType) -> Mask | 
     if not (pa.types.is_string(type_) or pa.types.is_large_string(type_)):
         return None
     if name == "str_length":
-        exact, lo, hi = stats.get("exact_value"), stats.get("min_value"), stats.get("max_value")
+        width = pa.int64() if pa.types.is_large_string(type_) else pa.int32()  # utf8_length's
+        exact, lo, hi = (
+            None if stats.get(k) is None else _scalar(stats[k], width)
+            for k in ("exact_value", "min_value", "max_value")
+        )
 
         def length_ok(a: pa.Array) -> pa.Array:
             n = pc.utf8_length(a)
@@ -194,10 +199,10 @@ def _arrow_failures(table: pa.Table, compiled: CompiledContract, bad: dict) -> N
             # pandera leaves nulls out of such a check; `is_in` answers False for them
             ok = pc.or_kleene(ok, pc.is_null(values))
         if ok.null_count:
-            ok = pc.fill_null(ok, check.ignore_na)
+            ok = pc.fill_null(ok, _scalar(check.ignore_na, pa.bool_()))
         if pc.all(ok).as_py():
             continue
-        for i in np.flatnonzero(pc.invert(ok).to_numpy(zero_copy_only=False)):
+        for i in arrow.true_rows(pc.invert(ok)):
             value = values[int(i)].as_py()
             add_reason(bad, int(i), check.column, f"{check.column}={value!r} fails {check.label}")
 
@@ -208,7 +213,7 @@ def _null_rows(column: pa.ChunkedArray) -> np.ndarray:
     used to cost more than the contract's checks)."""
     if not column.null_count:
         return np.empty(0, dtype=np.int64)
-    return np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))
+    return arrow.true_rows(pc.is_null(column))
 
 
 def _pandera_failures(table: pa.Table, schema: Any, bad: dict) -> None:
@@ -280,7 +285,7 @@ class UniqueTracker:
             repeated = np.ones(len(hashes), dtype=bool)
             repeated[first] = False
             rows = np.flatnonzero(earlier | repeated)
-            shown = column.take(pa.array(rows, type=pa.int64())).to_pylist() if len(rows) else []
+            shown = column.take(arrow.indices(rows)).to_pylist() if len(rows) else []
             for i, value in zip(rows.tolist(), shown, strict=True):
                 reason = f"{col}={value!r} is a duplicate of an earlier row of the day"
                 out.setdefault(i, (col, reason))
@@ -307,12 +312,12 @@ def validate(
     bad: dict[int, tuple[str | None, str]] = {}
 
     ts = table.column(spec.timestamp_column)
-    lo, hi = pa.scalar(day_start, ts.type), pa.scalar(day_end, ts.type)
+    lo, hi = _scalar(day_start, ts.type), _scalar(day_end, ts.type)
     bounds = pc.min_max(ts)
     low, high = bounds["min"], bounds["max"]
     if low.is_valid and (pc.less(low, lo).as_py() or pc.greater_equal(high, hi).as_py()):
         outside = pc.or_(pc.less(ts, lo), pc.greater_equal(ts, hi))
-        for i in np.flatnonzero(pc.fill_null(outside, False).to_numpy(zero_copy_only=False)):
+        for i in arrow.true_rows(outside):
             bad[int(i)] = (
                 spec.timestamp_column,
                 f"{spec.timestamp_column}={ts[int(i)].as_py().isoformat()} is outside "
@@ -335,7 +340,7 @@ def validate(
         rows = np.arange(table.num_rows)
         if bad:
             rows = np.setdiff1d(rows, np.fromiter(bad, dtype=np.int64, count=len(bad)))
-        candidates = table if len(rows) == table.num_rows else table.take(pa.array(rows))
+        candidates = table if len(rows) == table.num_rows else table.take(arrow.indices(rows))
         for j, (col, reason) in unique.duplicates(candidates).items():
             add_reason(bad, int(rows[j]), col, reason)
     kept = batch.drop(bad, source, lambda i: row_json(table, i))
@@ -352,8 +357,7 @@ def _hive_level_clashes(table: pa.Table, spec: DatasetSpec, bad: dict) -> list[s
     known = set(spec.schema.names)
     clashing = [c for c in table.column_names if c not in known and c.lower() in levels]
     for col in clashing:
-        valid = pc.is_valid(table.column(col)).to_numpy(zero_copy_only=False)
-        for i in np.flatnonzero(valid):
+        for i in arrow.true_rows(pc.is_valid(table.column(col))):
             add_reason(
                 bad,
                 int(i),
