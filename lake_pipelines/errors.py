@@ -17,6 +17,7 @@ quarantine, the CLI, a sensor), in fields set by the constructor::
     │   └── SnapshotNotFoundError(table, snapshot_id | tag | as_of, known, span)
     ├── SensorCursorError(sensor, reason)
     └── CompactionError(partition, reason)      in lake/compaction/plan.py
+        └── UnreadableFile(partition, path, cause)  an input gone or corrupt when read
 """
 
 from __future__ import annotations

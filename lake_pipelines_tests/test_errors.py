@@ -26,7 +26,7 @@ from lake_pipelines.errors import (
     TableNotFoundError,
     TableReadError,
 )
-from lake_pipelines.lake.compaction.plan import CompactionError
+from lake_pipelines.lake.compaction.plan import CompactionError, UnreadableFile
 from lake_pipelines.lake.landing import cursor
 from lake_pipelines.lake.landing.cursor import LandingCursor
 
@@ -122,6 +122,12 @@ EXAMPLES: list[tuple[LakeError, dict[str, object], str]] = [
         CompactionError("bronze/events/year=2026", "rows differ"),
         {"partition": "bronze/events/year=2026", "reason": "rows differ"},
         "compaction of bronze/events/year=2026: rows differ",
+    ),
+    (
+        UnreadableFile("year=2026/month=11/day=03", "bronze/part-1.parquet", OSError("gone")),
+        {"partition": "year=2026/month=11/day=03", "path": "bronze/part-1.parquet"},
+        "compaction of year=2026/month=11/day=03: bronze/part-1.parquet cannot be read (gone); "
+        "nothing was changed",
     ),
 ]
 IDS = [type(e[0]).__name__ for e in EXAMPLES]

@@ -26,7 +26,7 @@ from lake_pipelines.lake.compaction.hive_journal import (
     write_journal,
 )
 from lake_pipelines.lake.compaction.options import CompactionOptions
-from lake_pipelines.lake.compaction.plan import FileStat, Layer, PartitionPlan
+from lake_pipelines.lake.compaction.plan import FileStat, Layer, PartitionPlan, UnreadableFile
 from lake_pipelines.lake.compaction.report import (
     CompactionReport,
     PartitionResult,
@@ -101,7 +101,8 @@ def compact_hive_partition(
     while the bins were being rewritten (e.g. the day was re-ingested meanwhile).
 
     Raises:
-        CompactionError: the rows written differ from the rows read; nothing was changed.
+        CompactionError: the rows written differ from the rows read, or an input that did not
+            change since planning cannot be read (`UnreadableFile`); nothing was changed.
     """
     started = time.perf_counter()
     options = options or CompactionOptions()
@@ -111,10 +112,10 @@ def compact_hive_partition(
     inputs = [f for b in plan.bins for f in b.files]
     try:
         staged, seen = rewrite_bins(store, spec, plan, policy, schema, options)
-    except OSError:
+    except (OSError, UnreadableFile):
         if not _changed(store, dir_key, inputs):
             raise
-        staged = None  # an input vanished while being read
+        staged = None  # an input vanished or was replaced while being read
     try:
         if staged is not None:
             counts = [f.rows for f in inputs]

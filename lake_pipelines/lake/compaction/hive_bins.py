@@ -23,7 +23,7 @@ from lake_pipelines.lake.compaction.plan import (
     FileStat,
     PartitionPlan,
 )
-from lake_pipelines.lake.compaction.rewrite import parquet_tables, read_parquet_file, rewrite
+from lake_pipelines.lake.compaction.rewrite import parquet_tables, read_small_files, rewrite
 from lake_pipelines.lake.hashing import RowChecksum
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, WrittenFile
 from lake_pipelines.lake.storage import ObjectStore
@@ -110,13 +110,12 @@ def _bin_tables(
         sorts, and puts both cores on them."""
         if len(group) == 1 and order[group[0]].size > PARALLEL_READ_BYTES:
             return None
-        tables = []
-        for i in group:
-            f = order[i]
-            table = read_parquet_file(store, store.path(f.path), schema, partition)
-            check_floor(f, table, lows[i] if lows is not None else None)
-            tables.append(table)
-        whole = pa.concat_tables(tables) if len(tables) > 1 else tables[0]  # <= GROUP_BYTES
+        whole, counts = read_small_files(store, [order[i] for i in group], schema, partition)
+        if lows is not None:
+            start = 0
+            for i, n in zip(group, counts, strict=True):
+                check_floor(order[i], whole.slice(start, n), lows[i])
+                start += n
         return whole, RowChecksum.of(whole)
 
     groups = _read_groups(order)

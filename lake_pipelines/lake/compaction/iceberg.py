@@ -1,11 +1,12 @@
 """Compaction of Iceberg tables: a partition's small data files replaced in one commit.
 
-The bins of a partition are read file by file through pyiceberg's reader (so row-level deletes
-and schema evolution apply), sorted with bounded memory and written with the dataset's Parquet
-settings and the table's field ids. When the written files hold the rows read (each row
-reached the writer once; footers and manifests agree on the count; ``verify="content"`` also
-reads them back and compares checksums), a single transaction deletes exactly the rewritten
-files and adds the new ones; its snapshot summary carries ``lake.operation=compaction``.
+The bins of a partition are read a few files at a time through pyiceberg's reader (so
+row-level deletes and schema evolution apply) and checksummed as they come, sorted with
+bounded memory and written with the dataset's Parquet settings and the table's field ids.
+When the written files hold the rows read (each row reached the writer once; footers and
+manifests agree on the count; ``verify="content"`` also reads them back and compares
+checksums), a single transaction deletes exactly the rewritten files and adds the new ones;
+its snapshot summary carries ``lake.operation=compaction``.
 Readers see the old files or the new ones, never both.
 
 Concurrency: the commit is scoped to the partition. pyiceberg retries it on a concurrent commit
@@ -20,6 +21,7 @@ from __future__ import annotations
 import posixpath
 import time
 import uuid
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,6 +52,11 @@ from lake_pipelines.lake.iceberg.tables import SUMMARY_PREFIX
 from lake_pipelines.lake.parquet.options import file_schema, writer_options
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, WrittenFile, commit_files
 from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.lake.threads import ordered_map
+
+# Small data files read together through pyiceberg (deletes and schema evolution apply);
+# two such runs are in flight, so memory stays at a few small files.
+READ_FILES = 8
 
 
 def compact_iceberg(
@@ -200,11 +207,8 @@ def _write_bins(
             )
             # field ids, table-order sorting
             writer.schema, writer.options = schema, parquet_options
-            tables = (
-                conform(batch, schema, plan.partition)
-                for f in b.files
-                for batch in reader.to_record_batches([by_path[f.path]])
-            )
+            tasks = [by_path[f.path] for f in b.files]
+            tables = _read_tasks(reader, tasks, schema, plan.partition)
             seen.merge(rewrite(tables, writer, spec.sort_by, options, plan.partition))
             commit_files(store, writer.files)  # visible to no reader until the commit
             written.extend(writer.files)
@@ -226,6 +230,25 @@ def _write_bins(
         store.delete([f.key for f in written])
         raise
     return written, seen, data_files
+
+
+def _read_tasks(
+    reader: ArrowScan, tasks: list[FileScanTask], schema: pa.Schema, partition: str
+) -> Iterator[tuple[pa.Table, None, RowChecksum]]:
+    """A bin's rows, READ_FILES files at a time (pyiceberg reads those on its own pool), each
+    run conformed as one chunk per column and checksummed on the shared pool, in bin order."""
+
+    def read(run: list[FileScanTask]) -> tuple[pa.Table, None, RowChecksum] | None:
+        batches = [conform(b, schema, partition) for b in reader.to_record_batches(run)]
+        if not batches:
+            return None
+        table = pa.concat_tables(batches).combine_chunks()
+        return table, None, RowChecksum.of(table)
+
+    runs = [tasks[i : i + READ_FILES] for i in range(0, len(tasks), READ_FILES)]
+    for done in ordered_map(read, runs, in_flight=2):
+        if done is not None:
+            yield done
 
 
 def _commit(

@@ -12,7 +12,7 @@ before anything is rewritten, by `driver.compact_layer`, which `compact_hive` an
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lake_pipelines.datasets.spec import CompactionPolicy
@@ -31,6 +31,15 @@ class CompactionError(LakeError):
         super().__init__(f"compaction of {partition}: {reason}")
 
 
+class UnreadableFile(CompactionError):
+    """A file of the partition could not be read (gone, replaced or corrupt meanwhile)."""
+
+    def __init__(self, partition: str, path: str, cause: BaseException) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(partition, f"{path} cannot be read ({cause}); nothing was changed")
+
+
 @dataclass(frozen=True)
 class FileStat:
     """One data file of a partition: store key (Hive) or URI (Iceberg), bytes on disk, rows.
@@ -40,7 +49,9 @@ class FileStat:
     modification time, when the store has one) tells a file replaced under the same name
     from the one that was planned. ``key_min``, when known, is the smallest value of the
     dataset's first sort column in the file (footer statistics): it lets the rewrite stream
-    files whose key ranges do not overlap instead of sorting them together.
+    files whose key ranges do not overlap instead of sorting them together. ``footer``, when
+    the planner kept it, is the file's parsed Parquet footer (`pyarrow.parquet.FileMetaData`):
+    the rewrite decodes the file with it instead of parsing the footer a second time.
     """
 
     path: str
@@ -49,6 +60,7 @@ class FileStat:
     version: str | None = None
     data_bytes: int | None = None
     key_min: Any = None
+    footer: Any = field(default=None, compare=False, repr=False)
 
     @property
     def weight(self) -> int:

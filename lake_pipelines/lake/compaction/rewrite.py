@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from lake_pipelines.lake.arrow import fit_to_schema
 from lake_pipelines.lake.compaction.external_sort import sorted_stream
 from lake_pipelines.lake.compaction.options import CompactionOptions
-from lake_pipelines.lake.compaction.plan import CompactionError
+from lake_pipelines.lake.compaction.plan import CompactionError, FileStat, UnreadableFile
 from lake_pipelines.lake.hashing import READ_BATCH_ROWS, RowChecksum
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter
 from lake_pipelines.lake.progress import Progress
@@ -149,15 +149,62 @@ def _stream(
 def parquet_tables(
     store: ObjectStore, path: str, schema: pa.Schema, partition: str
 ) -> Iterator[pa.Table]:
-    """The rows of one Parquet file (a filesystem path in `store`), batch by batch, conformed."""
-    with store.arrow_fs.open_input_file(path) as f:
-        batches = pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False)
-        for batch in batches:
-            yield conform(batch, schema, partition)
+    """The rows of one Parquet file (a filesystem path in `store`), batch by batch, conformed.
+
+    Raises:
+        UnreadableFile: the file is gone or is not readable Parquet.
+    """
+    try:
+        with store.arrow_fs.open_input_file(path) as f:
+            batches = pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False)
+            for batch in batches:
+                yield conform(batch, schema, partition)
+    except (OSError, pa.ArrowException) as exc:
+        raise UnreadableFile(partition, path, exc) from exc
 
 
-def read_parquet_file(store: ObjectStore, path: str, schema: pa.Schema, partition: str) -> pa.Table:
-    """A small Parquet file whole, in one read, conformed."""
-    with store.arrow_fs.open_input_file(path) as f:
-        data = f.read_buffer()
-    return conform(pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False), schema, partition)
+def read_small_files(
+    store: ObjectStore, files: Sequence[FileStat], schema: pa.Schema, partition: str
+) -> tuple[pa.Table, list[int]]:
+    """Small Parquet files whole, as one conformed table (rows in the order of `files`), and
+    the number of rows each file gave.
+
+    Each file is one read; a footer the planner kept (`FileStat.footer`) is used instead of
+    parsing the file's own when the bytes still end the same way. The files are conformed
+    together when their schemas are equal (the usual case), one by one otherwise, and their
+    columns joined into one chunk each: the checksum, the sort check and the writer would
+    each join them otherwise.
+
+    Raises:
+        UnreadableFile: a file is gone or is not readable Parquet.
+    """
+    raw = [_read_whole(store, f, partition) for f in files]
+    counts = [t.num_rows for t in raw]
+    if len(raw) == 1:
+        return conform(raw[0], schema, partition), counts
+    try:
+        together = conform(pa.concat_tables(raw), schema, partition)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # schemas differ (e.g. a column added later)
+        together = pa.concat_tables([conform(t, schema, partition) for t in raw])
+    return together.combine_chunks(), counts
+
+
+def _read_whole(store: ObjectStore, f: FileStat, partition: str) -> pa.Table:
+    path = store.path(f.path)
+    try:
+        with store.arrow_fs.open_input_file(path) as source:
+            data = source.read_buffer()
+        footer = f.footer if f.footer is not None and _ends_with(data, f) else None
+        reader = pq.ParquetFile(pa.BufferReader(data), metadata=footer)
+        return reader.read(use_threads=False)
+    except (OSError, pa.ArrowException) as exc:
+        raise UnreadableFile(partition, f.path, exc) from exc
+
+
+def _ends_with(data: pa.Buffer, f: FileStat) -> bool:
+    """Whether `data` still has the size and footer length `f` was planned with (a file
+    replaced since then is decoded with its own footer)."""
+    if data.size != f.size or data.size < 12:
+        return False
+    tail = data.slice(data.size - 8).to_pybytes()
+    return tail[4:] == b"PAR1" and int.from_bytes(tail[:4], "little") == f.footer.serialized_size
