@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -183,9 +184,7 @@ def _bronze_for_metrics(inputs: Inputs, paths: Paths) -> Input:
             },
         )
         measure.run(engine.command())
-        for link in (target / "landing").rglob("*"):
-            if link.is_symlink():
-                link.unlink()
+        shutil.rmtree(target / "landing")  # links to the cached CSV, not needed any more
 
     return inputs.metrics_bronze(make)
 

@@ -2,8 +2,9 @@
 
 Events go through `lake.bronze.ingest_day` (list the day's landed files, stream, convert,
 pandera contract, sort, write Hive Parquet, quarantine, row accounting, atomic commit). The
-output store is the engine's output directory; the landed files are symlinked into its
-``landing/events/<day>/`` so nothing is copied. TPC-H lineitem has no days, so it goes through
+output store is the engine's output directory; the landed files are hard-linked into its
+``landing/events/<day>/`` so nothing is copied (the lake quarantines a symbolic link that
+points outside the landing area, as it should). TPC-H lineitem has no days, so it goes through
 the same lower-level functions bronze is made of: `read_file` → `validate` →
 `RollingParquetWriter` → `commit_files`; its date-only ``l_shipdate`` needs a one-line fix of
 the lake's timestamp parsing, applied here in-process while the lake lacks it
@@ -13,6 +14,7 @@ the lake's timestamp parsing, applied here in-process while the lake lacks it
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import date, datetime, timedelta
 
 import pandera.pandas as pdr
@@ -65,6 +67,14 @@ def date_only_patch() -> bool:
     return True
 
 
+def _link(source: str, target: str) -> None:
+    """Land `source` at `target` without copying it where the file system allows."""
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copyfile(source, target)
+
+
 def _land(store: ObjectStore, inputs: list[str], days: list[str]) -> list[date]:
     """Symlink each input file into its day's landing directory (inputs and days pair up)."""
     out = []
@@ -73,7 +83,7 @@ def _land(store: ObjectStore, inputs: list[str], days: list[str]) -> list[date]:
         target = store.path(f"{landing_dir(SPEC, d)}/{os.path.basename(path)}")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if not os.path.lexists(target):
-            os.symlink(path, target)
+            _link(path, target)
         out.append(d)
     return sorted(set(out))
 
@@ -101,7 +111,7 @@ def _lineitem(inputs: list[str], out: str) -> dict[str, int]:
         key = f"landing/{os.path.basename(path)}"
         os.makedirs(store.path("landing"), exist_ok=True)
         if not os.path.lexists(store.path(key)):
-            os.symlink(path, store.path(key))
+            _link(path, store.path(key))
         writer = RollingParquetWriter(store, spec, "bronze/lineitem", "part", encoders=ENCODERS)
         with writer:
             for batch in read_file(store, key, spec):
