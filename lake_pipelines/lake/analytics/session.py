@@ -43,13 +43,14 @@ class SessionSettings:
 
     Args:
         target_partitions: parallelism of scans and aggregations (0: `automatic_partitions`).
-        batch_size: rows per record batch inside the engine.
+        batch_size: rows per record batch inside the engine; DataFusion's 8192 made the
+            grouped distinct counts a seventh dearer (a call per group and batch).
         memory_limit: bytes the memory pool may hand out before operators spill (0: no limit).
         spill_dir: directory for spill files (empty: the OS temporary directory).
     """
 
     target_partitions: int = 0
-    batch_size: int = 8192
+    batch_size: int = 65536
     memory_limit: int = 0
     spill_dir: str = ""
 
