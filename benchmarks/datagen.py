@@ -183,6 +183,9 @@ class Inputs:
             files = sorted(bronze.rglob("*.parquet"))
             rows = sum(pq.read_metadata(f).num_rows for f in files)
             size = sum(f.stat().st_size for f in files)
+            if rows != self.hive_csv.rows:  # e.g. landed files quarantined: no input to measure
+                expected = self.hive_csv.rows
+                raise RuntimeError(f"bronze for task 5 holds {rows:,} of {expected:,} rows")
             return {"files": [str(bronze)], "days": self.hive_csv.days, "rows": rows, "bytes": size}
 
         return self._input("metrics_bronze", build)

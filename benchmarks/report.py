@@ -206,6 +206,16 @@ def targets(results: dict[str, Any]) -> list[Verdict]:
             continue
         rows = list(_rows_by_label(case).values())
         ours, duck = rows[0], _rows_by_label(case).get("duckdb")
+        polars = _rows_by_label(case).get("polars")
+        if ours.time and polars and polars.time and not polars.issue:  # issue 23's target
+            speed = polars.time / ours.time
+            out.append(
+                Verdict(
+                    f"{key}: daily metrics ≥ 0.9x Polars",
+                    f"{speed:.2f}x Polars' speed ({ours.time:.3f} s vs {polars.time:.3f} s)",
+                    speed >= 0.9,
+                )
+            )
         if ours.time and duck and duck.time:
             ratio = ours.time / duck.time
             out.append(

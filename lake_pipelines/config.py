@@ -309,9 +309,11 @@ class DataFusionSettings(Section):
     """How DataFusion sessions may use the machine."""
 
     target_partitions: int = _setting(
-        "LAKE_DF_TARGET_PARTITIONS", 0, "parallelism of scans and aggregations; 0: cores"
+        "LAKE_DF_TARGET_PARTITIONS",
+        0,
+        "parallelism of scans and aggregations; 0: one per core, but 1 up to 2 cores",
     )
-    batch_size: int = _setting("LAKE_DF_BATCH_SIZE", 8192, "rows per record batch")
+    batch_size: int = _setting("LAKE_DF_BATCH_SIZE", 65536, "rows per record batch")
     memory_limit: int = _setting(
         "LAKE_DF_MEMORY_LIMIT", 0, "bytes (or 2GiB, 512MB) before operators spill; 0: no limit"
     )

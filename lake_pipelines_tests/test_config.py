@@ -36,7 +36,7 @@ DEFAULTS = {
     "LAKE_CATALOG_URI": "sqlite:///<LAKE_HOME>/catalog.db",
     "LAKE_WAREHOUSE": "<LAKE_STORE_URL>/warehouse",
     "LAKE_DF_TARGET_PARTITIONS": "0",
-    "LAKE_DF_BATCH_SIZE": "8192",
+    "LAKE_DF_BATCH_SIZE": "65536",
     "LAKE_DF_MEMORY_LIMIT": "0",
     "LAKE_DF_SPILL_DIR": "the OS temporary directory",
     "LAKE_PROMETHEUS_PUSHGATEWAY": "",
@@ -107,7 +107,7 @@ def test_defaults_are_typed_and_live_under_lake_home(tmp_path: Path) -> None:
     assert settings.catalog == CatalogSettings(uri=f"sqlite:///{tmp_path / 'catalog.db'}")
     assert (settings.catalog.name, settings.catalog.type) == ("lake", "sql")
     assert settings.datafusion == DataFusionSettings()
-    assert settings.datafusion.batch_size == 8192
+    assert settings.datafusion.batch_size == 65536
 
 
 def test_environment_values_are_parsed_to_their_types() -> None:
@@ -212,7 +212,7 @@ def test_a_catalog_that_cannot_open_names_the_uri(tmp_path: Path) -> None:
 def test_datafusion_settings_become_session_settings() -> None:
     env = {"LAKE_DF_TARGET_PARTITIONS": "2", "LAKE_DF_SPILL_DIR": "/tmp/spill"}
     session = DataFusionSettings.from_env(env).session_settings()
-    assert (session.target_partitions, session.batch_size) == (2, 8192)
+    assert (session.target_partitions, session.batch_size) == (2, 65536)
     assert (session.memory_limit, session.spill_dir) == (0, "/tmp/spill")
 
 

@@ -42,21 +42,34 @@ class SessionSettings:
     """How a DataFusion session may use the machine.
 
     Args:
-        target_partitions: parallelism of scans and aggregations (0: number of cores).
-        batch_size: rows per record batch inside the engine.
+        target_partitions: parallelism of scans and aggregations (0: `automatic_partitions`).
+        batch_size: rows per record batch inside the engine; DataFusion's 8192 made the
+            grouped distinct counts a seventh dearer (a call per group and batch).
         memory_limit: bytes the memory pool may hand out before operators spill (0: no limit).
         spill_dir: directory for spill files (empty: the OS temporary directory).
     """
 
     target_partitions: int = 0
-    batch_size: int = 8192
+    batch_size: int = 65536
     memory_limit: int = 0
     spill_dir: str = ""
 
 
+def automatic_partitions(cores: int) -> int:
+    """Partitions for `cores` when none are set: one per core, but one up to 2 cores.
+
+    Exact distinct counts and percentiles (every gold table has them) aggregate in two phases
+    over several partitions, and their partial states do not shrink (the distinct values, the
+    values): the final phase hashes every value a second time. That doubled work pays only
+    once more than 2 cores share it; on 2 cores one phase was faster and took a third less CPU
+    (benchmarks/ANALYSIS.md, run 19).
+    """
+    return 1 if cores <= 2 else cores
+
+
 def make_session(settings: SessionSettings, stores: tuple[ObjectStore, ...] = ()) -> SessionContext:
     """A `SessionContext` with the settings applied, our UDFs registered, stores reachable."""
-    partitions = settings.target_partitions or os.cpu_count() or 1
+    partitions = settings.target_partitions or automatic_partitions(os.cpu_count() or 1)
     options = {"datafusion.execution.parquet.pushdown_filters": "true"}
     if settings.memory_limit:
         # Each sort keeps this much back for merging its spill files; DataFusion's 10 MB

@@ -1,0 +1,88 @@
+"""Choices made for the gold queries' speed keep their answers: the day key, one phase."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from lake_pipelines.lake.analytics.queries import DAILY_EVENT_METRICS, DAY_OF_TS
+from lake_pipelines.lake.analytics.session import (
+    SessionSettings,
+    automatic_partitions,
+    make_session,
+)
+from lake_pipelines_tests.support import duckdb_query
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_the_day_key_is_the_calendar_day_in_the_timestamps_zone(zone: str) -> None:
+    """Around midnight, before 1970 and across a DST change: the day a clock there shows."""
+    tz = ZoneInfo(zone)
+    instants = [
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1960, 6, 1, 12, tzinfo=UTC),
+        datetime(2026, 3, 8, 6, 59, 59, tzinfo=UTC),  # New York's clocks go forward at 7:00
+        datetime(2026, 11, 1, 5, 30, tzinfo=UTC),
+    ]
+    moments = [t + timedelta(microseconds=d) for t in instants for d in (-1, 0, 1)]
+    ctx = make_session(SessionSettings(1))
+    ts = pa.array(moments, pa.timestamp("us", zone))
+    ctx.register_record_batches("t", [pa.table({"ts": ts}).to_batches()])
+    got = ctx.sql(f"SELECT {DAY_OF_TS} AS day FROM t").to_arrow_table().column("day")
+    assert got.to_pylist() == [m.astimezone(tz).date() for m in moments]
+
+
+def test_automatic_partitions_are_one_up_to_two_cores_then_one_per_core() -> None:
+    assert [automatic_partitions(n) for n in (1, 2, 3, 8)] == [1, 1, 3, 8]
+
+
+def _events(rows: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    micros = np.sort(rng.integers(0, 3 * 86_400_000_000, rows))
+    price = np.round(rng.gamma(2, 20, rows), 2)
+    return pa.table(
+        {
+            "ts": pa.array(
+                [start + timedelta(microseconds=int(m)) for m in micros], pa.timestamp("us", "UTC")
+            ),
+            "user_id": [f"u{x:05d}" for x in rng.integers(0, 3_000, rows)],
+            "session_id": [f"s{x:07d}" for x in rng.integers(0, 40_000, rows)],
+            "event_type": rng.choice(["view", "click", "buy"], rows).tolist(),
+            "price": pa.array(price, mask=rng.random(rows) < 0.7),
+        }
+    )
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 4])
+def test_daily_metrics_are_the_same_in_one_phase_and_in_two(partitions: int) -> None:
+    """One partition plans a single-phase aggregate, more a partial and a final one; both
+    give DuckDB's counts, and exactly the same percentiles."""
+    data = _events(60_000, seed=7)
+    ctx = make_session(SessionSettings(partitions))
+    ctx.register_record_batches("source", [data.to_batches(max_chunksize=4096)])
+    sql = DAILY_EVENT_METRICS.format(
+        start="TIMESTAMP '2026-11-01T00:00:00Z'", end="TIMESTAMP '2026-11-04T00:00:00Z'"
+    )
+    plan = "\n".join(ctx.sql(f"EXPLAIN {sql}").to_pandas()["plan"])
+    modes = set(re.findall(r"AggregateExec: mode=(\w+)", plan))
+    assert modes == ({"Single"} if partitions == 1 else {"Partial", "FinalPartitioned"})
+    got = ctx.sql(sql + " ORDER BY 1, 2").to_arrow_table()
+    expected = duckdb_query(
+        """
+        SELECT CAST(ts AS DATE) AS day, event_type, COUNT(*) AS events,
+               COUNT(DISTINCT user_id) AS distinct_users,
+               COUNT(DISTINCT session_id) AS distinct_sessions,
+               quantile_cont(price, 0.5) AS price_p50, quantile_cont(price, 0.95) AS price_p95
+        FROM data GROUP BY ALL ORDER BY 1, 2
+        """,
+        data=data,
+    )
+    for name in expected.column_names:
+        assert got.column(name).to_pylist() == expected.column(name).to_pylist(), name
