@@ -19,8 +19,13 @@ def _store(server: S3Server, proxy: FaultProxy) -> ObjectStore:
 
 @pytest.fixture
 def faults(fault_proxy: FaultProxy):
-    """30 % of requests fail, none more than twice in a row; off again afterwards."""
-    fault_proxy.set_rate(0.3, max_consecutive=2)
+    """30 % of requests fail, none twice in a row; off again afterwards.
+
+    One fault in a row at most: pyarrow retries a failed CompleteMultipartUpload only once
+    whatever the strategy (silver's and gold's batch-level retries cover that in the lake; see
+    test_a_store_failure_before_the_catalog_commit_writes_the_batch_again), and the upload id
+    in its path makes the proxy's draws differ from run to run."""
+    fault_proxy.set_rate(0.3, max_consecutive=1)
     yield fault_proxy
     fault_proxy.set_rate(0.0)
 
@@ -68,11 +73,6 @@ def test_pyarrow_keeps_retrying_after_hundreds_of_faults(
     """pyarrow's standard strategy stopped retrying for good after ~100 retries (its quota
     is never refilled); ours must not, however many faults a long run meets."""
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    # One fault in a row at most: pyarrow retries a failed CompleteMultipartUpload only once
-    # whatever the strategy (the batch-level retries of silver and gold cover that; see
-    # test_a_store_failure_before_the_catalog_commit_writes_the_batch_again), and its upload
-    # id makes the proxy's draws differ from run to run.
-    faults.set_rate(0.3, max_consecutive=1)
     store = _store(s3_server, faults)
     fs = store.arrow_fs
     for i in range(200):
