@@ -133,7 +133,9 @@ def _conversion_missed(results: dict[str, Any]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
-    parser.add_argument("--tasks", default="1,2,3,4,5,6,7,8,9", help="comma-separated task numbers")
+    parser.add_argument(
+        "--tasks", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated task numbers"
+    )
     parser.add_argument("--reps", type=int, help="recorded rounds (default: the scale's)")
     parser.add_argument("--warmup", type=int, help="warm-up rounds (default: the scale's)")
     parser.add_argument(

@@ -2,7 +2,7 @@
 
 Events go through `lake.bronze.ingest_day` (list the day's landed files, stream, convert,
 pandera contract, sort, write Hive Parquet, quarantine, row accounting, atomic commit). The
-output store is the engine's output directory; the landed files are symlinked into its
+output store is the engine's output directory; the landed files are hard-linked into its
 ``landing/events/<day>/`` so nothing is copied. TPC-H lineitem has no days, so it goes through
 the same lower-level functions bronze is made of: `read_file` → `validate` →
 `RollingParquetWriter` → `commit_files`; its date-only ``l_shipdate`` needs a one-line fix of
@@ -13,6 +13,7 @@ the lake's timestamp parsing, applied here in-process while the lake lacks it
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import date, datetime, timedelta
 
 import pandera.pandas as pdr
@@ -65,15 +66,25 @@ def date_only_patch() -> bool:
     return True
 
 
+def link_file(path: str, target: str) -> None:
+    """Land `path` as `target` without copying its bytes: a hard link (the cached inputs and
+    the outputs share the bench folder), else a copy. Not a symbolic link: bronze follows no
+    link that points outside the landing folder, it quarantines the file."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.lexists(target):
+        return
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copyfile(path, target)
+
+
 def _land(store: ObjectStore, inputs: list[str], days: list[str]) -> list[date]:
-    """Symlink each input file into its day's landing directory (inputs and days pair up)."""
+    """Link each input file into its day's landing directory (inputs and days pair up)."""
     out = []
     for path, day in zip(inputs, days, strict=True):
         d = date.fromisoformat(day)
-        target = store.path(f"{landing_dir(SPEC, d)}/{os.path.basename(path)}")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if not os.path.lexists(target):
-            os.symlink(path, target)
+        link_file(path, store.path(f"{landing_dir(SPEC, d)}/{os.path.basename(path)}"))
         out.append(d)
     return sorted(set(out))
 
@@ -99,9 +110,7 @@ def _lineitem(inputs: list[str], out: str) -> dict[str, int]:
     totals = {"rows_read": 0, "rows_written": 0, "rows_quarantined": 0}
     for path in inputs:
         key = f"landing/{os.path.basename(path)}"
-        os.makedirs(store.path("landing"), exist_ok=True)
-        if not os.path.lexists(store.path(key)):
-            os.symlink(path, store.path(key))
+        link_file(path, store.path(key))
         writer = RollingParquetWriter(store, spec, "bronze/lineitem", "part", encoders=ENCODERS)
         with writer:
             for batch in read_file(store, key, spec):
