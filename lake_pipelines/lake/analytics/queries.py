@@ -66,19 +66,42 @@ def percentile_sql(column: str, q: float) -> str:
 
 # -- events -------------------------------------------------------------------------------------
 
+# Distinct counts are a GROUP BY over (group, value) whose non-null values are counted per
+# group, not COUNT(DISTINCT):
+# a COUNT(DISTINCT) keeps every distinct value of a group in one accumulator that cannot
+# spill (5 event types of a 20M-row day: millions of sessions each), while the GROUP BY has
+# many small groups and spills sorted runs under the session's memory limit. Each CTE is a
+# separate scan of the day's files (three columns each), which DataFusion prunes the same way.
 DAILY_EVENT_METRICS = """
-SELECT
-    CAST(date_trunc('day', ts) AS DATE)                         AS day,
-    event_type,
-    COUNT(*)                                                    AS events,
-    COUNT(DISTINCT user_id)                                     AS distinct_users,
-    COUNT(DISTINCT session_id)                                  AS distinct_sessions,
-    SUM(price)                                                  AS revenue,
-    {p50}                                                       AS price_p50,
-    {p95}                                                       AS price_p95
-FROM source
-WHERE ts >= {{start}} AND ts < {{end}}
-GROUP BY 1, 2
+WITH rows_of_day AS (
+    SELECT CAST(date_trunc('day', ts) AS DATE) AS day, event_type, user_id, session_id, price
+    FROM source
+    WHERE ts >= {{start}} AND ts < {{end}}
+),
+totals AS (
+    SELECT day, event_type, COUNT(*) AS events, SUM(price) AS revenue,
+           {p50} AS price_p50, {p95} AS price_p95
+    FROM rows_of_day
+    GROUP BY day, event_type
+),
+users AS (
+    SELECT day, event_type, COUNT(user_id) AS distinct_users
+    FROM (SELECT day, event_type, user_id FROM rows_of_day GROUP BY day, event_type, user_id)
+    GROUP BY day, event_type
+),
+sessions AS (
+    SELECT day, event_type, COUNT(session_id) AS distinct_sessions
+    FROM (SELECT day, event_type, session_id FROM rows_of_day
+          GROUP BY day, event_type, session_id)
+    GROUP BY day, event_type
+)
+SELECT t.day, t.event_type, t.events,
+       COALESCE(u.distinct_users, 0) AS distinct_users,
+       COALESCE(s.distinct_sessions, 0) AS distinct_sessions,
+       t.revenue, t.price_p50, t.price_p95
+FROM totals t
+LEFT JOIN users u ON u.day = t.day AND u.event_type = t.event_type
+LEFT JOIN sessions s ON s.day = t.day AND s.event_type = t.event_type
 """.format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
 
 DAILY_EVENT_METRICS_SCHEMA = pa.schema(
@@ -102,17 +125,25 @@ def daily_event_metrics(ctx: SessionContext, day: date) -> pa.Table:
 
 
 TOP_DOMAINS = """
-SELECT day, domain, events, distinct_users, rank
-FROM (
-    SELECT
-        CAST(date_trunc('day', ts) AS DATE)                     AS day,
-        extract_domain(url)                                     AS domain,
-        COUNT(*)                                                AS events,
-        COUNT(DISTINCT user_id)                                 AS distinct_users,
-        ROW_NUMBER() OVER (ORDER BY COUNT(*) DESC, extract_domain(url)) AS rank
+WITH visits AS (
+    SELECT CAST(date_trunc('day', ts) AS DATE) AS day, extract_domain(url) AS domain, user_id
     FROM source
     WHERE ts >= {start} AND ts < {end} AND extract_domain(url) IS NOT NULL
-    GROUP BY 1, 2
+),
+counted AS (
+    SELECT day, domain, COUNT(*) AS events FROM visits GROUP BY day, domain
+),
+users AS (
+    SELECT day, domain, COUNT(user_id) AS distinct_users
+    FROM (SELECT day, domain, user_id FROM visits GROUP BY day, domain, user_id)
+    GROUP BY day, domain
+)
+SELECT day, domain, events, distinct_users, rank
+FROM (
+    SELECT c.day, c.domain, c.events, COALESCE(u.distinct_users, 0) AS distinct_users,
+           ROW_NUMBER() OVER (ORDER BY c.events DESC, c.domain) AS rank
+    FROM counted c
+    LEFT JOIN users u ON u.day = c.day AND u.domain = c.domain
 )
 WHERE rank <= {top}
 """
@@ -135,13 +166,25 @@ def top_domains(ctx: SessionContext, day: date, top: int = 10) -> pa.Table:
 
 
 ACTIVE_USERS_7D = """
-SELECT
-    CAST({day_lit} AS DATE)                                                 AS day,
-    COUNT(DISTINCT user_id)                                                 AS active_users_7d,
-    COUNT(DISTINCT CASE WHEN ts >= {day_start} THEN user_id END)            AS active_users_1d,
-    COUNT(DISTINCT CAST(date_trunc('day', ts) AS DATE))                     AS days_with_data
-FROM source
-WHERE ts >= {start} AND ts < {end}
+WITH window_rows AS (
+    SELECT user_id, ts FROM source WHERE ts >= {start} AND ts < {end}
+),
+per_user AS (
+    SELECT user_id, MAX(CASE WHEN ts >= {day_start} THEN 1 ELSE 0 END) AS on_day
+    FROM window_rows
+    GROUP BY user_id
+),
+users AS (
+    SELECT COUNT(user_id)                                                   AS active_users_7d,
+           COALESCE(SUM(CASE WHEN user_id IS NOT NULL THEN on_day END), 0)  AS active_users_1d
+    FROM per_user
+),
+days AS (
+    SELECT COUNT(DISTINCT CAST(date_trunc('day', ts) AS DATE)) AS days_with_data
+    FROM window_rows
+)
+SELECT CAST({day_lit} AS DATE) AS day, active_users_7d, active_users_1d, days_with_data
+FROM users CROSS JOIN days
 """
 
 ACTIVE_USERS_SCHEMA = pa.schema(
