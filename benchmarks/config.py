@@ -74,7 +74,7 @@ class Scale:
     orchestration_reps: int = 3
     big_day_rows: tuple[int, int] = (2_000_000, 20_000_000)
     big_day_files: tuple[int, int] = (6, 2)
-    peer_timeout_s: float = 3600.0
+    peer_timeout_s: float = 1200.0
     peer_rss_cap_mib: int = 8192
 
     def data_key(self) -> str:
