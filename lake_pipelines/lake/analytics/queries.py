@@ -266,6 +266,7 @@ def orders_daily_sales(ctx: SessionContext, day: date) -> pa.Table:
         col("revenue"),
         col("median_unit_price"),
     )
+    # collected whole: a row per currency of the day, as `_run` says
     return result.to_arrow_table().select(ORDERS_DAILY_SCHEMA.names).cast(ORDERS_DAILY_SCHEMA)
 
 
