@@ -87,6 +87,9 @@ def per_layer(
         layer = layer_of(step)
         seconds[layer] += end - start
         inside = [mib for t, mib in samples if start <= t <= end]
+        if not inside and samples:  # a step shorter than the sampling interval
+            middle = (start + end) / 2
+            inside = [min(samples, key=lambda s: abs(s[0] - middle))[1]]
         peak[layer] = max([peak[layer], *inside])
     return {
         layer: {

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from datafusion import SessionContext, col, lit
 from datafusion import functions as f
 
@@ -66,43 +67,29 @@ def percentile_sql(column: str, q: float) -> str:
 
 # -- events -------------------------------------------------------------------------------------
 
-# Distinct counts are a GROUP BY over (group, value) whose non-null values are counted per
-# group, not COUNT(DISTINCT):
-# a COUNT(DISTINCT) keeps every distinct value of a group in one accumulator that cannot
-# spill (5 event types of a 20M-row day: millions of sessions each), while the GROUP BY has
-# many small groups and spills sorted runs under the session's memory limit. Each CTE is a
-# separate scan of the day's files (three columns each), which DataFusion prunes the same way.
-DAILY_EVENT_METRICS = """
-WITH rows_of_day AS (
-    SELECT CAST(date_trunc('day', ts) AS DATE) AS day, event_type, user_id, session_id, price
-    FROM source
-    WHERE ts >= {{start}} AND ts < {{end}}
-),
-totals AS (
-    SELECT day, event_type, COUNT(*) AS events, SUM(price) AS revenue,
-           {p50} AS price_p50, {p95} AS price_p95
-    FROM rows_of_day
-    GROUP BY day, event_type
-),
-users AS (
-    SELECT day, event_type, COUNT(user_id) AS distinct_users
-    FROM (SELECT day, event_type, user_id FROM rows_of_day GROUP BY day, event_type, user_id)
-    GROUP BY day, event_type
-),
-sessions AS (
-    SELECT day, event_type, COUNT(session_id) AS distinct_sessions
-    FROM (SELECT day, event_type, session_id FROM rows_of_day
-          GROUP BY day, event_type, session_id)
-    GROUP BY day, event_type
-)
-SELECT t.day, t.event_type, t.events,
-       COALESCE(u.distinct_users, 0) AS distinct_users,
-       COALESCE(s.distinct_sessions, 0) AS distinct_sessions,
-       t.revenue, t.price_p50, t.price_p95
-FROM totals t
-LEFT JOIN users u ON u.day = t.day AND u.event_type = t.event_type
-LEFT JOIN sessions s ON s.day = t.day AND s.event_type = t.event_type
+# The rows of the window, as each of the queries below reads them.
+EVENTS_OF_WINDOW = """
+SELECT CAST(date_trunc('day', ts) AS DATE) AS day, event_type, user_id, session_id, price
+FROM source
+WHERE ts >= {start} AND ts < {end}
+"""
+
+EVENT_TOTALS = """
+SELECT day, event_type, COUNT(*) AS events, SUM(price) AS revenue,
+       {p50} AS price_p50, {p95} AS price_p95
+FROM ({{rows}})
+GROUP BY day, event_type
 """.format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
+
+# A distinct count as a GROUP BY over (group, value), its non-null values counted per group,
+# not COUNT(DISTINCT): a COUNT(DISTINCT) keeps every distinct value of a group in one
+# accumulator that cannot spill (5 event types of a 20M-row day: millions of sessions each),
+# while the GROUP BY has many small groups and spills sorted runs under the memory limit.
+DISTINCT_PER_GROUP = """
+SELECT {keys}, COUNT({value}) AS {name}
+FROM (SELECT {keys}, {value} FROM ({rows}) GROUP BY {keys}, {value})
+GROUP BY {keys}
+"""
 
 DAILY_EVENT_METRICS_SCHEMA = pa.schema(
     [
@@ -118,10 +105,34 @@ DAILY_EVENT_METRICS_SCHEMA = pa.schema(
 )
 
 
+def _left_join(left: pa.Table, right: pa.Table, keys: list[str], count: str) -> pa.Table:
+    joined = left.join(right, keys, join_type="left outer")
+    return joined.set_column(
+        joined.schema.get_field_index(count), count, pc.fill_null(joined.column(count), 0)
+    )
+
+
+def event_metrics(ctx: SessionContext, first: date, end: date) -> pa.Table:
+    """Per day of `first`..`end` (exclusive) and event type: events, distinct users and
+    sessions, revenue, price p50/p95.
+
+    Three queries, one after the other, joined here (a row per day and type each): the
+    totals hold the groups' prices for the exact percentiles, which cannot spill, and run
+    alone they have the session's whole memory; the distinct counts spill.
+    """
+    rows = EVENTS_OF_WINDOW.format(start=_ts(first), end=_ts(end))
+    keys = ["day", "event_type"]
+    result = ctx.sql(EVENT_TOTALS.format(rows=rows)).to_arrow_table()
+    for value, name in (("user_id", "distinct_users"), ("session_id", "distinct_sessions")):
+        sql = DISTINCT_PER_GROUP.format(keys=", ".join(keys), value=value, name=name, rows=rows)
+        result = _left_join(result, ctx.sql(sql).to_arrow_table(), keys, name)
+    schema = DAILY_EVENT_METRICS_SCHEMA
+    return result.select(schema.names).cast(schema)
+
+
 def daily_event_metrics(ctx: SessionContext, day: date) -> pa.Table:
     """Per day and event type: events, distinct users/sessions, revenue, price p50/p95."""
-    sql = DAILY_EVENT_METRICS.format(start=_ts(day), end=_ts(day + timedelta(days=1)))
-    return _run(ctx, sql, DAILY_EVENT_METRICS_SCHEMA)
+    return event_metrics(ctx, day, day + timedelta(days=1))
 
 
 TOP_DOMAINS = """

@@ -16,7 +16,11 @@ from lake_pipelines.config import DataFusionSettings
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.errors import QueryMemoryError
 from lake_pipelines.lake import memory
-from lake_pipelines.lake.analytics.queries import DAILY_EVENT_METRICS, daily_event_metrics
+from lake_pipelines.lake.analytics.queries import (
+    DISTINCT_PER_GROUP,
+    EVENTS_OF_WINDOW,
+    daily_event_metrics,
+)
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.gold import commit_gold_days, gold_tables_for
@@ -40,7 +44,9 @@ def _events(n: int) -> pa.Table:
             "ts": pa.array(start + rng.integers(0, 86_400_000_000, n), pa.timestamp("us", "UTC")),
             "event_type": pa.array(np.array(["view", "click", "buy"])[rng.integers(0, 3, n)]),
             "user_id": pa.array([f"u{u:07d}" for u in users]),
-            "session_id": pa.array([f"s{u:07d}-{k}" for u, k in zip(users, rng.integers(0, 9, n))]),
+            "session_id": pa.array(
+                [f"s{u:07d}-{k}" for u, k in zip(users, rng.integers(0, 9, n), strict=True)]
+            ),
             # priced like the events dataset: only carts and purchases (about 1 in 6)
             "price": pa.array(np.round(rng.gamma(2.0, 20.0, n), 2), mask=rng.random(n) > 0.17),
         }
@@ -57,8 +63,11 @@ def test_daily_metrics_over_more_data_than_the_limit_spill_and_are_right(tmp_pat
     data = _events(ROWS)
     limit = 16 << 20  # the day's distinct users and sessions alone take several times this
     ctx = _session(limit, tmp_path / "spill", data)
-    sql = DAILY_EVENT_METRICS.format(
+    rows = EVENTS_OF_WINDOW.format(
         start="TIMESTAMP '2026-11-01T00:00:00Z'", end="TIMESTAMP '2026-11-02T00:00:00Z'"
+    )
+    sql = DISTINCT_PER_GROUP.format(
+        keys="day, event_type", value="session_id", name="distinct_sessions", rows=rows
     )
     analyzed = "\n".join(ctx.sql(f"EXPLAIN ANALYZE {sql}").to_pandas()["plan"])
     assert sum(int(x) for x in re.findall(r"spill_count=(\d+)", analyzed)) > 0
@@ -76,9 +85,7 @@ def test_daily_metrics_over_more_data_than_the_limit_spill_and_are_right(tmp_pat
     for column in ("event_type", "events", "distinct_users", "distinct_sessions"):
         assert got.column(column).to_pylist() == expected.column(column).to_pylist()
     for column in ("revenue", "price_p50", "price_p95"):
-        assert got.column(column).to_pylist() == pytest.approx(
-            expected.column(column).to_pylist()
-        )
+        assert got.column(column).to_pylist() == pytest.approx(expected.column(column).to_pylist())
     assert got.column("day").to_pylist() == [DAY] * 3
 
 
@@ -99,9 +106,10 @@ def test_a_limit_too_small_to_work_under_is_one_error_naming_the_setting(tmp_pat
     assert "raise LAKE_DF_MEMORY_LIMIT" in message
     assert "\n" not in message and err.value.__cause__ is None and err.value.__suppress_context__
     assert err.value.setting == "LAKE_DF_MEMORY_LIMIT" and err.value.limit == 4096
-    assert not catalog.table_exists(f"lake.{gold.name}") or not catalog.load_table(
-        f"lake.{gold.name}"
-    ).snapshots()  # nothing committed
+    assert (
+        not catalog.table_exists(f"lake.{gold.name}")
+        or not catalog.load_table(f"lake.{gold.name}").snapshots()
+    )  # nothing committed
 
 
 def test_the_default_limit_is_512_mib_or_a_quarter_of_a_smaller_memory(
