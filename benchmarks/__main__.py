@@ -133,7 +133,12 @@ def _conversion_missed(results: dict[str, Any]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
-    parser.add_argument("--tasks", default="1,2,3,4,5,6,7,8,9", help="comma-separated task numbers")
+    parser.add_argument(
+        "--tasks", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated task numbers"
+    )
+    parser.add_argument(
+        "--engines", help="comma-separated label prefixes: run only those engines of each case"
+    )
     parser.add_argument("--reps", type=int, help="recorded rounds (default: the scale's)")
     parser.add_argument("--warmup", type=int, help="warm-up rounds (default: the scale's)")
     parser.add_argument(
@@ -172,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"measuring lake_pipelines at {code['commit']} {code['subject']}")
     inputs = Inputs(scale, paths.data(scale), _log)
     cases = tasks.build(scale, inputs, paths, selected)
+    if args.engines:
+        wanted = tuple(x.strip() for x in args.engines.split(",") if x.strip())
+        for case in cases:
+            case.engines = [e for e in case.engines if e.label.startswith(wanted)]
     results: dict[str, Any] = {"meta": {}, "cases": []}
     paths.results.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")

@@ -14,6 +14,22 @@ FIRST_DAY = date(2026, 11, 1)
 SEED = 20261101
 
 
+# Not part of the cached inputs' key: task 8 lands its own input, task 10's days are cached
+# under names that carry their sizes.
+UNCACHED = (
+    "name",
+    "warmup",
+    "reps",
+    "orchestration_reps",
+    "year_days",
+    "year_rows_per_day",
+    "big_day_rows",
+    "big_day_files",
+    "peer_timeout_s",
+    "peer_rss_cap_mib",
+)
+
+
 @dataclass(frozen=True)
 class Scale:
     """How big the inputs are and how often each engine runs.
@@ -33,6 +49,11 @@ class Scale:
             input, so not part of the cached inputs' key).
         warmup / reps: unrecorded and recorded rounds; each round runs every engine once.
         orchestration_reps: recorded rounds of task 7 (each costs several Dagster start-ups).
+        big_day_rows: the two sizes of one day of task 10 (growth is measured between them).
+        big_day_files: how the day lands: (CSV files, NDJSON files), its rows split evenly.
+        peer_timeout_s / peer_rss_cap_mib: a peer of task 10 still running after this long,
+            or whose process tree holds more than this much memory, is stopped and recorded
+            as failed with that reason (this machine is shared; nothing may swap it out).
     """
 
     name: str
@@ -51,28 +72,18 @@ class Scale:
     warmup: int = 1
     reps: int = 3
     orchestration_reps: int = 3
+    big_day_rows: tuple[int, int] = (2_000_000, 20_000_000)
+    big_day_files: tuple[int, int] = (6, 2)
+    peer_timeout_s: float = 1200.0
+    peer_rss_cap_mib: int = 8192
 
     def data_key(self) -> str:
         """Name of the cache directory of this scale's inputs (changes when a size changes)."""
-        sizes = {
-            k: v
-            for k, v in dataclasses.asdict(self).items()
-            if k
-            not in (
-                "name",
-                "warmup",
-                "reps",
-                "orchestration_reps",
-                "year_days",
-                "year_rows_per_day",
-            )
-        }
+        sizes = {k: v for k, v in dataclasses.asdict(self).items() if k not in UNCACHED}
         digest = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.name}-{digest}"
 
 
-# not sizes of cached inputs (task 8 lands its own)
-UNCACHED = ("name", "warmup", "reps", "orchestration_reps", "year_days", "year_rows_per_day")
 FULL = Scale("full")
 # Small inputs, one round, no TPC-H and no backfill comparison: about 1.5 minutes on 2 idle
 # cores (add them back with e.g. --tasks, or use the full scale).
@@ -89,6 +100,8 @@ QUICK = Scale(
     tiny_rows_per_day=50,
     backfill_days=0,
     year_days=60,
+    big_day_rows=(100_000, 1_000_000),
+    peer_timeout_s=900.0,
     warmup=0,
     reps=1,
     orchestration_reps=1,

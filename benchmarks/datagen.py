@@ -123,6 +123,31 @@ class Inputs:
             return self.csv
         return self._input(f"memory_{rows}", lambda t: self._events_files(t, [rows], "csv"))
 
+    def big_day(self, rows: int) -> Input:
+        """One day of `rows` events landed as the scale's `big_day_files` (CSV, NDJSON) files,
+        the rows split evenly in time order (task 10)."""
+        n_csv, n_json = self.scale.big_day_files
+        total = n_csv + n_json
+
+        def make(target: Path) -> dict[str, Any]:
+            files = []
+            for i in range(total):
+                fmt = "csv" if i < n_csv else "ndjson"
+                path = target / FIRST_DAY.isoformat() / f"events-{i:02d}.{fmt}"
+                writer = events_data.write_csv if fmt == "csv" else events_data.write_ndjson
+                writer(path, SEED, FIRST_DAY, rows, part=(i, total))
+                files.append(str(path))
+            size = sum(Path(f).stat().st_size for f in files)
+            return {
+                "files": files,
+                "days": [FIRST_DAY.isoformat()] * total,
+                "rows": rows,
+                "bytes": size,
+                "count": total,
+            }
+
+        return self._input(f"big_day_{rows}_{n_csv}csv_{n_json}ndjson", make)
+
     @property
     def small_files(self) -> Input:
         """Many small Parquet files in one bronze day directory (task 4)."""

@@ -193,20 +193,30 @@ class Chunk:
         )
 
 
-def chunks(seed: int, day: date, rows: int, chunk_rows: int = CHUNK_ROWS):  # -> Iterator[Chunk]
-    """The rows of one day in time order, `chunk_rows` at a time; seeded per day and chunk."""
-    for k, offset in enumerate(range(0, rows, chunk_rows)):
-        rng = np.random.default_rng([seed, day.toordinal(), k])
-        yield Chunk(rng, day, min(chunk_rows, rows - offset), offset, rows)
+def chunks(
+    seed: int, day: date, rows: int, chunk_rows: int = CHUNK_ROWS, part: tuple[int, int] = (0, 1)
+):  # -> Iterator[Chunk]
+    """The rows of one day in time order, `chunk_rows` at a time; seeded per day and chunk.
+
+    `part` ``(i, n)``: only the i-th of n consecutive slices of the day (the day's file i of
+    n, as an exporter writing a file per hour would land it); event ids stay unique per day.
+    """
+    i, n = part
+    lo, hi = rows * i // n, rows * (i + 1) // n
+    for k, offset in enumerate(range(lo, hi, chunk_rows)):
+        key = [seed, day.toordinal(), k] if n == 1 else [seed, day.toordinal(), i, n, k]
+        rng = np.random.default_rng(key)
+        yield Chunk(rng, day, min(chunk_rows, hi - offset), offset, rows)
 
 
-def write_csv(path: Path, seed: int, day: date, rows: int) -> None:
-    """One day of events as one CSV file (header row, strings quoted)."""
+def write_csv(path: Path, seed: int, day: date, rows: int, part: tuple[int, int] = (0, 1)) -> None:
+    """One day of events (or its slice `part`, see `chunks`) as one CSV file (header row,
+    strings quoted)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     writer: pcsv.CSVWriter | None = None
     try:
-        for chunk in chunks(seed, day, rows):
+        for chunk in chunks(seed, day, rows, part=part):
             table = chunk.csv_table()
             if writer is None:
                 writer = pcsv.CSVWriter(str(tmp), table.schema)
@@ -217,12 +227,14 @@ def write_csv(path: Path, seed: int, day: date, rows: int) -> None:
     tmp.replace(path)
 
 
-def write_ndjson(path: Path, seed: int, day: date, rows: int) -> None:
-    """One day of events as one NDJSON file (one object per line)."""
+def write_ndjson(
+    path: Path, seed: int, day: date, rows: int, part: tuple[int, int] = (0, 1)
+) -> None:
+    """One day of events (or its slice `part`) as one NDJSON file (one object per line)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as out:
-        for chunk in chunks(seed, day, rows):
+        for chunk in chunks(seed, day, rows, part=part):
             lines = chunk.ndjson_lines()
             # The values buffer of a fresh string array is every line back to back.
             offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)

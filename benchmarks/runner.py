@@ -37,9 +37,18 @@ class Engine:
     note: str = ""
     rows: int | None = None  # when this engine's input differs from the case's
     input_bytes: int | None = None
+    # Task 10: peak RSS of the whole process tree sampled from here (`sampling`), a run
+    # stopped past `timeout_s` or `rss_cap_mib`, and `after` to inspect what the run left
+    # (row counts, per-layer times) before the next run clears it.
+    sample: bool = False
+    timeout_s: float | None = None
+    rss_cap_mib: float | None = None
+    python: str = ""  # interpreter of a benchmark child (default: the harness's)
+    before: Callable[[Engine], None] | None = None
+    after: Callable[[Engine, measure.Measurement], None] | None = None
 
     def command(self, profile: str | None = None) -> list[str]:
-        cmd = [sys.executable, "-m", "benchmarks.child", self.module, self.op]
+        cmd = [self.python or sys.executable, "-m", "benchmarks.child", self.module, self.op]
         cmd.append(json.dumps(self.args))
         return [*cmd, "--profile", profile] if profile else cmd
 
@@ -79,6 +88,18 @@ def parquet_rows(directory: str) -> tuple[int, int]:
 def _once(case: Case, engine: Engine) -> measure.Measurement:
     if engine.out:
         shutil.rmtree(engine.out, ignore_errors=True)
+    if engine.sample:
+        from benchmarks.sampling import run_sampled  # psutil: only task 10 needs it
+
+        if engine.before is not None:
+            engine.before(engine)
+        command = engine.commands[0] if engine.commands else engine.command()
+        m = run_sampled(
+            command, case.env, case.cwd, timeout_s=engine.timeout_s, rss_cap_mib=engine.rss_cap_mib
+        )
+        if engine.after is not None:
+            engine.after(engine, m)
+        return m
     if engine.commands:
         return measure.run_sequence(engine.commands, case.env, case.cwd)
     m = measure.run(engine.command(), case.env, case.cwd)
@@ -95,6 +116,9 @@ def _check(case: Case, m: measure.Measurement, reference: list[object]) -> str |
         elif m.value != reference[0]:
             return f"result {m.value} differs from {reference[0]}"
     rows_out = m.extra.get("rows_out")
+    expected = m.extra.get("rows_expected")
+    if expected is not None and rows_out != expected:
+        return f"wrote {rows_out:,} rows, expected {expected:,}"
     if case.expect_rows is not None and rows_out is not None and rows_out != case.expect_rows:
         return f"wrote {rows_out:,} rows, expected {case.expect_rows:,}"
     if isinstance(m.value, dict) and m.value.get("rows_quarantined"):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from datetime import date, timedelta
 from pathlib import Path
 
 from benchmarks import measure
+from benchmarks.bigday import big_day_case
 from benchmarks.cli_task import cli_case
 from benchmarks.config import FIRST_DAY, Paths, Scale
 from benchmarks.datagen import Input, Inputs
@@ -183,9 +185,7 @@ def _bronze_for_metrics(inputs: Inputs, paths: Paths) -> Input:
             },
         )
         measure.run(engine.command())
-        for link in (target / "landing").rglob("*"):
-            if link.is_symlink() or link.is_file():  # links to the CSV inputs
-                link.unlink()
+        shutil.rmtree(target / "landing", ignore_errors=True)  # links to the cached CSV
 
     return inputs.metrics_bronze(make)
 
@@ -400,6 +400,8 @@ def build(s: Scale, inputs: Inputs, paths: Paths, tasks: set[int]) -> list[Case]
         cases.append(year_backfill_case(s, paths))
     if 9 in tasks:
         cases.append(cli_case(s, inputs))
+    if 10 in tasks:
+        cases.append(big_day_case(s, inputs, paths))
     return cases
 
 

@@ -53,6 +53,10 @@ class Setting:
         under_home: for a default under LAKE_HOME, its template (``file://{home}``).
         aws_fallbacks: AWS's own variables read, in order, when `var` is unset (as botocore
             reads them, so also skipped when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true).
+        unset: the value taken when `var` is unset, parsed as the variable's would be (a
+            default that depends on the machine, e.g. ``25%`` of its memory).
+        share_of_memory: a byte count that may also be given as a share of the memory
+            available to the process (``25%``: the container's limit, else the machine's).
     """
 
     var: str
@@ -60,6 +64,8 @@ class Setting:
     default: str
     under_home: str = ""
     aws_fallbacks: tuple[str, ...] = ()
+    unset: str = ""
+    share_of_memory: bool = False
 
 
 def _setting(
@@ -69,10 +75,12 @@ def _setting(
     under_home: str = "",
     shown: str = "",
     aws_fallbacks: tuple[str, ...] = (),
+    unset: str = "",
+    share_of_memory: bool = False,
 ) -> _T:
     plain = str(default).lower() if isinstance(default, bool) else str(default)
-    shown = shown or under_home.format(home="<LAKE_HOME>") or plain
-    spec = Setting(var, doc, shown, under_home, aws_fallbacks)
+    shown = shown or under_home.format(home="<LAKE_HOME>") or unset or plain
+    spec = Setting(var, doc, shown, under_home, aws_fallbacks, unset, share_of_memory)
     return field(default=default, metadata={"setting": spec})
 
 
@@ -126,9 +134,9 @@ class Section:
             spec: Setting = f.metadata["setting"]
             raw = overrides.get(f.name)
             if raw is None or raw == "":
-                raw = env.get(spec.var, "") or _aws_fallback(spec, env)
+                raw = env.get(spec.var, "") or _aws_fallback(spec, env) or spec.unset
             if raw != "":
-                values[f.name] = _parse(spec.var, types[f.name], raw)
+                values[f.name] = _parse(spec.var, types[f.name], raw, spec.share_of_memory)
             elif spec.under_home:
                 values[f.name] = spec.under_home.format(home=lake_home(env))
         return cls(**values)
@@ -148,7 +156,7 @@ def _aws_fallback(spec: Setting, env: Mapping[str, str]) -> str:
     return next((env[var] for var in spec.aws_fallbacks if env.get(var)), "")
 
 
-def _parse(var: str, kind: object, value: object) -> object:
+def _parse(var: str, kind: object, value: object, share_of_memory: bool = False) -> object:
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -159,6 +167,8 @@ def _parse(var: str, kind: object, value: object) -> object:
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if share_of_memory and str(value).strip().lower().endswith(("%", "auto")):
+            return _parse_share(var, value)
         return _parse_int(var, value)
     if typing.get_origin(kind) is Literal:
         choices = typing.get_args(kind)
@@ -169,6 +179,22 @@ def _parse(var: str, kind: object, value: object) -> object:
     if not isinstance(value, str):
         raise ConfigError(var, value, "expected text")
     return value
+
+
+def _parse_share(var: str, value: object) -> int:
+    """``25%``: that share of the memory available to the process, in bytes; ``auto``: the
+    default of `lake.memory.default_query_memory`."""
+    from lake_pipelines.lake.memory import default_query_memory, share_of_memory
+
+    if str(value).strip().lower() == "auto":
+        return default_query_memory()
+    try:
+        percent = float(str(value).strip()[:-1])
+    except ValueError:
+        percent = -1.0
+    if not 0 < percent <= 100:
+        raise ConfigError(var, value, "expected a share of memory between 0% and 100%")
+    return share_of_memory(percent)
 
 
 def _parse_int(var: str, value: object) -> int:
@@ -315,7 +341,13 @@ class DataFusionSettings(Section):
     )
     batch_size: int = _setting("LAKE_DF_BATCH_SIZE", 65536, "rows per record batch")
     memory_limit: int = _setting(
-        "LAKE_DF_MEMORY_LIMIT", 0, "bytes (or 2GiB, 512MB) before operators spill; 0: no limit"
+        "LAKE_DF_MEMORY_LIMIT",
+        0,
+        "memory of a session's operators before they spill: bytes, 2GiB, 512MB, a share "
+        "of the container's / machine's memory (25%), or auto; 0: no limit",
+        unset="auto",
+        shown="auto: 512MiB, or 25% of the container's / machine's memory if less",
+        share_of_memory=True,
     )
     spill_dir: str = _setting(
         "LAKE_DF_SPILL_DIR", "", "spill directory", shown="the OS temporary directory"

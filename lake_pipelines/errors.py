@@ -59,6 +59,22 @@ class ConfigError(LakeError):
         return f"setting {self.setting}={self.value!r}: {self.reason}"
 
 
+class QueryMemoryError(ConfigError):
+    """A DataFusion query needed more memory than ``LAKE_DF_MEMORY_LIMIT`` lets its session
+    have, and its operators could not spill the rest (e.g. one group's distinct values)."""
+
+    def __init__(self, what: str, limit: int, detail: str) -> None:
+        self.what = what
+        self.limit = limit
+        shown = f"{limit / (1 << 20):,.0f} MiB" if limit >= 1 << 20 else f"{limit:,} bytes"
+        super().__init__(
+            "LAKE_DF_MEMORY_LIMIT",
+            shown,
+            f"{what} needs more memory than the limit allows and could not spill the rest "
+            f"({detail}); raise LAKE_DF_MEMORY_LIMIT (e.g. 2GiB or 50%), or 0 for no limit",
+        )
+
+
 class SpecError(ConfigError):
     """A dataset spec (``datasets/<name>.py``) is inconsistent; `field` is the one to fix.
 

@@ -18,6 +18,7 @@ from lake_pipelines.config import (
     StoreSettings,
 )
 from lake_pipelines.errors import ConfigError
+from lake_pipelines.lake.memory import default_query_memory
 
 # Every variable and default as they were before the settings object; users' .env files rely on
 # them. (store URL, catalog URI and warehouse default to places under LAKE_HOME / the store.)
@@ -37,7 +38,7 @@ DEFAULTS = {
     "LAKE_WAREHOUSE": "<LAKE_STORE_URL>/warehouse",
     "LAKE_DF_TARGET_PARTITIONS": "0",
     "LAKE_DF_BATCH_SIZE": "65536",
-    "LAKE_DF_MEMORY_LIMIT": "0",
+    "LAKE_DF_MEMORY_LIMIT": "auto: 512MiB, or 25% of the container's / machine's memory if less",
     "LAKE_DF_SPILL_DIR": "the OS temporary directory",
     "LAKE_PROMETHEUS_PUSHGATEWAY": "",
     "LAKE_PROMETHEUS_JOB": "lake_pipelines",
@@ -106,7 +107,8 @@ def test_defaults_are_typed_and_live_under_lake_home(tmp_path: Path) -> None:
     assert settings.store.allow_http is False and settings.store.max_attempts == 5
     assert settings.catalog == CatalogSettings(uri=f"sqlite:///{tmp_path / 'catalog.db'}")
     assert (settings.catalog.name, settings.catalog.type) == ("lake", "sql")
-    assert settings.datafusion == DataFusionSettings()
+    # every field its default, the memory limit resolved for this machine (auto)
+    assert settings.datafusion == DataFusionSettings(memory_limit=default_query_memory())
     assert settings.datafusion.batch_size == 65536
 
 
@@ -213,7 +215,7 @@ def test_datafusion_settings_become_session_settings() -> None:
     env = {"LAKE_DF_TARGET_PARTITIONS": "2", "LAKE_DF_SPILL_DIR": "/tmp/spill"}
     session = DataFusionSettings.from_env(env).session_settings()
     assert (session.target_partitions, session.batch_size) == (2, 65536)
-    assert (session.memory_limit, session.spill_dir) == (0, "/tmp/spill")
+    assert (session.memory_limit, session.spill_dir) == (default_query_memory(), "/tmp/spill")
 
 
 def test_definitions_read_no_environment_at_import(tmp_path: Path) -> None:

@@ -3,8 +3,7 @@
 Events go through `lake.bronze.ingest_day` (list the day's landed files, stream, convert,
 pandera contract, sort, write Hive Parquet, quarantine, row accounting, atomic commit). The
 output store is the engine's output directory; the landed files are hard-linked into its
-``landing/events/<day>/`` so nothing is copied (the lake follows no symbolic link out of the
-landing folder). TPC-H lineitem has no days, so it goes through
+``landing/events/<day>/`` so nothing is copied. TPC-H lineitem has no days, so it goes through
 the same lower-level functions bronze is made of: `read_file` → `validate` →
 `RollingParquetWriter` → `commit_files`; its date-only ``l_shipdate`` needs a one-line fix of
 the lake's timestamp parsing, applied here in-process while the lake lacks it
@@ -67,13 +66,16 @@ def date_only_patch() -> bool:
     return True
 
 
-def _link(path: str, target: str) -> None:
-    """`path` at `target` without copying it where the disk allows (a hard link)."""
+def link_file(path: str, target: str) -> None:
+    """Land `path` as `target` without copying its bytes: a hard link (the cached inputs and
+    the outputs share the bench folder), else a copy. Not a symbolic link: bronze follows no
+    link that points outside the landing folder, it quarantines the file."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
     if os.path.lexists(target):
         return
     try:
         os.link(path, target)
-    except OSError:  # another file system
+    except OSError:
         shutil.copyfile(path, target)
 
 
@@ -82,9 +84,7 @@ def _land(store: ObjectStore, inputs: list[str], days: list[str]) -> list[date]:
     out = []
     for path, day in zip(inputs, days, strict=True):
         d = date.fromisoformat(day)
-        target = store.path(f"{landing_dir(SPEC, d)}/{os.path.basename(path)}")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        _link(path, target)
+        link_file(path, store.path(f"{landing_dir(SPEC, d)}/{os.path.basename(path)}"))
         out.append(d)
     return sorted(set(out))
 
@@ -110,8 +110,7 @@ def _lineitem(inputs: list[str], out: str) -> dict[str, int]:
     totals = {"rows_read": 0, "rows_written": 0, "rows_quarantined": 0}
     for path in inputs:
         key = f"landing/{os.path.basename(path)}"
-        os.makedirs(store.path("landing"), exist_ok=True)
-        _link(path, store.path(key))
+        link_file(path, store.path(key))
         writer = RollingParquetWriter(store, spec, "bronze/lineitem", "part", encoders=ENCODERS)
         with writer:
             for batch in read_file(store, key, spec):

@@ -3,7 +3,7 @@
 The session comes from the resource the gold assets use (settings from ``LAKE_DF_*``, our
 UDAFs registered); the bronze Hive directory is registered with `analytics.register_hive`
 instead of the Iceberg silver table, so every engine reads the very same files. The query is
-`queries.DAILY_EVENT_METRICS` (one day: `queries.daily_event_metrics` itself).
+`queries.event_metrics` over the range (one day: `queries.daily_event_metrics` itself).
 """
 
 from __future__ import annotations
@@ -29,5 +29,4 @@ def daily_metrics(bronze: str, start: str, end: str, **_: object) -> dict[str, i
     if hi - lo == timedelta(days=1):
         return metrics_digest(queries.daily_event_metrics(ctx, first))
     last = date(hi.year, hi.month, hi.day)
-    sql = queries.DAILY_EVENT_METRICS.format(start=queries._ts(first), end=queries._ts(last))
-    return metrics_digest(ctx.sql(sql).to_arrow_table())
+    return metrics_digest(queries.event_metrics(ctx, first, last))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,11 +13,15 @@ from lake_pipelines.config import CatalogSettings
 from lake_pipelines.datasets import ALL_DATASETS, DatasetSpec
 from lake_pipelines.lake.analytics.queries import gold_identifier, gold_tables_for
 from lake_pipelines.lake.bronze import bronze_files
+from lake_pipelines.lake.iceberg.lineage import time_span
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
 from lake_pipelines.lake.layout import hive_pattern, landing_dir
 from lake_pipelines.lake.period import Calendar, Unit
-from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.lake.storage import ObjectStore, split_uri
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
 
 DAILY = Calendar()
 
@@ -47,6 +52,29 @@ def _count_by_day(table: pa.Table, column: str, calendar: Calendar = DAILY) -> d
     return {str(v["values"]): v["counts"] for v in counts.to_pylist()}
 
 
+def _silver_rows_by_day(
+    store: ObjectStore, table: Table, column: str, calendar: Calendar
+) -> dict[str, int]:
+    """Rows per partition from the data files' record counts and time bounds (silver is
+    partitioned by day or hour, so a file holds one partition): no row is read, whatever the
+    days' sizes. A file whose bounds span several partitions (or that has deletes) has its
+    timestamp column read, that file alone."""
+    counts: dict[str, int] = defaultdict(int)
+    for task in table.scan(selected_fields=(column,)).plan_files():
+        span = time_span(table, task.file, column)
+        if span is not None and not task.delete_files:
+            ends = pa.table({column: pa.array(span, pa.timestamp("us", tz="UTC"))})
+            names = _count_by_day(ends, column, calendar)
+            if len(names) == 1:
+                counts[next(iter(names))] += task.file.record_count
+                continue
+        _, path = split_uri(task.file.file_path)
+        rows = pq.read_table(path, columns=[column], filesystem=store.arrow_fs)
+        for day, n in _count_by_day(rows, column, calendar).items():
+            counts[day] += n
+    return counts
+
+
 def _row(*cells: object) -> str:
     widths = (10, 12, 11, 5, 16, 14, 11, 10)
     first = f"  {cells[0]!s:<{widths[0]}}"
@@ -67,16 +95,15 @@ def summary(
         silver_counts: dict[str, int] = defaultdict(int)
         gold_counts: dict[str, int] = defaultdict(int)
         if catalog.table_exists(spec.table_name):
-            silver = (
-                catalog.load_table(spec.table_name)
-                .scan(selected_fields=(spec.timestamp_column,))
-                .to_arrow()
+            table = catalog.load_table(spec.table_name)
+            silver_counts.update(
+                _silver_rows_by_day(store, table, spec.timestamp_column, spec.calendar)
             )
-            silver_counts.update(_count_by_day(silver, spec.timestamp_column, spec.calendar))
         gold_tables = [gold_identifier(spec, g) for g in gold_tables_for(spec)]
         gold_totals: dict[str, int] = {}
         for name in gold_tables:
             if catalog.table_exists(name):
+                # a day's aggregate rows (a row per group): small, unlike silver
                 gold = catalog.load_table(name).scan(selected_fields=("day",)).to_arrow()
                 gold_totals[name] = gold.num_rows
                 for d, n in _count_by_day(gold, "day").items():

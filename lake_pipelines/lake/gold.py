@@ -17,7 +17,12 @@ from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import TableReadError
 from lake_pipelines.lake import logs, metrics, retries
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
-from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_files
+from lake_pipelines.lake.analytics.session import (
+    SessionSettings,
+    make_session,
+    memory_errors,
+    register_files,
+)
 from lake_pipelines.lake.iceberg.evolution import plan_evolution
 from lake_pipelines.lake.iceberg.lineage import (
     day_span,
@@ -192,7 +197,9 @@ def _commit_batch(
             ctx = make_session(settings, (store,))
             register_files(ctx, "source", store, window, schema, spec.table_name)
             # one day's aggregate rows (a row per group), small whatever the day's size
-            result = gold.compute(ctx, day).sort_by([(c, "ascending") for c in gold.sort_by])
+            with memory_errors(settings, f"gold table {identifier} for {day}"):
+                result = gold.compute(ctx, day)
+            result = result.sort_by([(c, "ascending") for c in gold.sort_by])
         else:
             result = gold.schema.empty_table()
         of_day = EqualTo("day", day.isoformat())  # type: ignore[call-arg,arg-type]

@@ -243,6 +243,7 @@ class RowChecksum:
     def _hash_pending(self) -> None:
         if self._pending:
             with np.errstate(over="ignore"):
+                # bounded: `_rows_per_hash` rows (plus one table) are pending at most
                 hashes = row_hashes(pa.concat_tables(self._pending, promote_options="none"))
                 self._sum = (self._sum + int(hashes.sum(dtype=np.uint64))) & _MASK
             self._pending, self._pending_rows = [], 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from datafusion import SessionContext, col, lit
 from datafusion import functions as f
 
@@ -73,20 +74,29 @@ def percentile_sql(column: str, q: float) -> str:
 
 # -- events -------------------------------------------------------------------------------------
 
-DAILY_EVENT_METRICS = """
-SELECT
-    {day_of_ts}                                                 AS day,
-    event_type,
-    COUNT(*)                                                    AS events,
-    COUNT(DISTINCT user_id)                                     AS distinct_users,
-    COUNT(DISTINCT session_id)                                  AS distinct_sessions,
-    SUM(price)                                                  AS revenue,
-    {p50}                                                       AS price_p50,
-    {p95}                                                       AS price_p95
+# The rows of the window, as each of the queries below reads them.
+EVENTS_OF_WINDOW = f"""
+SELECT {DAY_OF_TS} AS day, event_type, user_id, session_id, price
 FROM source
 WHERE ts >= {{start}} AND ts < {{end}}
-GROUP BY 1, 2
-""".format(day_of_ts=DAY_OF_TS, p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
+"""
+
+EVENT_TOTALS = """
+SELECT day, event_type, COUNT(*) AS events, SUM(price) AS revenue,
+       {p50} AS price_p50, {p95} AS price_p95
+FROM ({{rows}})
+GROUP BY day, event_type
+""".format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
+
+# A distinct count as a GROUP BY over (group, value), its non-null values counted per group,
+# not COUNT(DISTINCT): a COUNT(DISTINCT) keeps every distinct value of a group in one
+# accumulator that cannot spill (5 event types of a 20M-row day: millions of sessions each),
+# while the GROUP BY has many small groups and spills sorted runs under the memory limit.
+DISTINCT_PER_GROUP = """
+SELECT {keys}, COUNT({value}) AS {name}
+FROM (SELECT {keys}, {value} FROM ({rows}) GROUP BY {keys}, {value})
+GROUP BY {keys}
+"""
 
 DAILY_EVENT_METRICS_SCHEMA = pa.schema(
     [
@@ -102,24 +112,56 @@ DAILY_EVENT_METRICS_SCHEMA = pa.schema(
 )
 
 
+def _left_join(left: pa.Table, right: pa.Table, keys: list[str], count: str) -> pa.Table:
+    joined = left.join(right, keys, join_type="left outer")
+    return joined.set_column(
+        joined.schema.get_field_index(count), count, pc.fill_null(joined.column(count), 0)
+    )
+
+
+def event_metrics(ctx: SessionContext, first: date, end: date) -> pa.Table:
+    """Per day of `first`..`end` (exclusive) and event type: events, distinct users and
+    sessions, revenue, price p50/p95.
+
+    Three queries, one after the other, joined here (a row per day and type each): the
+    totals hold the groups' prices for the exact percentiles, which cannot spill, and run
+    alone they have the session's whole memory; the distinct counts spill.
+    """
+    rows = EVENTS_OF_WINDOW.format(start=_ts(first), end=_ts(end))
+    keys = ["day", "event_type"]
+    result = ctx.sql(EVENT_TOTALS.format(rows=rows)).to_arrow_table()
+    for value, name in (("user_id", "distinct_users"), ("session_id", "distinct_sessions")):
+        sql = DISTINCT_PER_GROUP.format(keys=", ".join(keys), value=value, name=name, rows=rows)
+        result = _left_join(result, ctx.sql(sql).to_arrow_table(), keys, name)
+    schema = DAILY_EVENT_METRICS_SCHEMA
+    return result.select(schema.names).cast(schema)
+
+
 def daily_event_metrics(ctx: SessionContext, day: date) -> pa.Table:
     """Per day and event type: events, distinct users/sessions, revenue, price p50/p95."""
-    sql = DAILY_EVENT_METRICS.format(start=_ts(day), end=_ts(day + timedelta(days=1)))
-    return _run(ctx, sql, DAILY_EVENT_METRICS_SCHEMA)
+    return event_metrics(ctx, day, day + timedelta(days=1))
 
 
 TOP_DOMAINS = """
-SELECT day, domain, events, distinct_users, rank
-FROM (
-    SELECT
-        {day_of_ts}                                             AS day,
-        extract_domain(url)                                     AS domain,
-        COUNT(*)                                                AS events,
-        COUNT(DISTINCT user_id)                                 AS distinct_users,
-        ROW_NUMBER() OVER (ORDER BY COUNT(*) DESC, extract_domain(url)) AS rank
+WITH visits AS (
+    SELECT {day_of_ts} AS day, extract_domain(url) AS domain, user_id
     FROM source
     WHERE ts >= {start} AND ts < {end} AND extract_domain(url) IS NOT NULL
-    GROUP BY 1, 2
+),
+counted AS (
+    SELECT day, domain, COUNT(*) AS events FROM visits GROUP BY day, domain
+),
+users AS (
+    SELECT day, domain, COUNT(user_id) AS distinct_users
+    FROM (SELECT day, domain, user_id FROM visits GROUP BY day, domain, user_id)
+    GROUP BY day, domain
+)
+SELECT day, domain, events, distinct_users, rank
+FROM (
+    SELECT c.day, c.domain, c.events, COALESCE(u.distinct_users, 0) AS distinct_users,
+           ROW_NUMBER() OVER (ORDER BY c.events DESC, c.domain) AS rank
+    FROM counted c
+    LEFT JOIN users u ON u.day = c.day AND u.domain = c.domain
 )
 WHERE rank <= {top}
 """
@@ -144,13 +186,25 @@ def top_domains(ctx: SessionContext, day: date, top: int = 10) -> pa.Table:
 
 
 ACTIVE_USERS_7D = """
-SELECT
-    CAST({day_lit} AS DATE)                                                 AS day,
-    COUNT(DISTINCT user_id)                                                 AS active_users_7d,
-    COUNT(DISTINCT CASE WHEN ts >= {day_start} THEN user_id END)            AS active_users_1d,
-    COUNT(DISTINCT {day_of_ts})                                             AS days_with_data
-FROM source
-WHERE ts >= {start} AND ts < {end}
+WITH window_rows AS (
+    SELECT user_id, ts FROM source WHERE ts >= {start} AND ts < {end}
+),
+per_user AS (
+    SELECT user_id, MAX(CASE WHEN ts >= {day_start} THEN 1 ELSE 0 END) AS on_day
+    FROM window_rows
+    GROUP BY user_id
+),
+users AS (
+    SELECT COUNT(user_id)                                                   AS active_users_7d,
+           COALESCE(SUM(CASE WHEN user_id IS NOT NULL THEN on_day END), 0)  AS active_users_1d
+    FROM per_user
+),
+days AS (
+    SELECT COUNT(DISTINCT {day_of_ts}) AS days_with_data
+    FROM window_rows
+)
+SELECT CAST({day_lit} AS DATE) AS day, active_users_7d, active_users_1d, days_with_data
+FROM users CROSS JOIN days
 """
 
 ACTIVE_USERS_SCHEMA = pa.schema(
@@ -233,6 +287,7 @@ def orders_daily_sales(ctx: SessionContext, day: date) -> pa.Table:
         col("revenue"),
         col("median_unit_price"),
     )
+    # collected whole: a row per currency of the day, as `_run` says
     return result.to_arrow_table().select(ORDERS_DAILY_SCHEMA.names).cast(ORDERS_DAILY_SCHEMA)
 
 

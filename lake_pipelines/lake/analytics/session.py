@@ -17,7 +17,8 @@ dataset's own names) as typed int32 columns.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ import pyarrow as pa
 from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, col
 
 from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS
-from lake_pipelines.errors import SnapshotNotFoundError, TableReadError
+from lake_pipelines.errors import QueryMemoryError, SnapshotNotFoundError, TableReadError
 from lake_pipelines.lake.analytics.functions import EXTRACT_DOMAIN, WEIGHTED_MEDIAN
 from lake_pipelines.lake.storage import ObjectStore, split_uri
 
@@ -45,7 +46,9 @@ class SessionSettings:
         target_partitions: parallelism of scans and aggregations (0: `automatic_partitions`).
         batch_size: rows per record batch inside the engine; DataFusion's 8192 made the
             grouped distinct counts a seventh dearer (a call per group and batch).
-        memory_limit: bytes the memory pool may hand out before operators spill (0: no limit).
+        memory_limit: bytes the memory pool may hand out before operators spill (0: no limit;
+            `DataFusionSettings` defaults it to 512 MiB, less in a container or machine with
+            under 2 GiB: see `lake.memory.default_query_memory`).
         spill_dir: directory for spill files (empty: the OS temporary directory).
     """
 
@@ -99,6 +102,20 @@ def make_session(settings: SessionSettings, stores: tuple[ObjectStore, ...] = ()
     ctx.register_udf(EXTRACT_DOMAIN)
     ctx.register_udaf(WEIGHTED_MEDIAN)
     return ctx
+
+
+@contextmanager
+def memory_errors(settings: SessionSettings, what: str) -> Iterator[None]:
+    """Turn DataFusion's "Resources exhausted" (a query over `settings.memory_limit` that could
+    not spill) into one `QueryMemoryError` naming `what` and the setting; others pass."""
+    try:
+        yield
+    except Exception as exc:
+        text = str(exc)
+        if "Resources exhausted" not in text:
+            raise
+        detail = text.rsplit("Resources exhausted: ", 1)[-1].splitlines()[0][:200]
+        raise QueryMemoryError(what, settings.memory_limit, detail) from None
 
 
 def _replace(ctx: SessionContext, name: str) -> None:

@@ -91,6 +91,7 @@ def _merge(runs: list[_Run], sort_by: Sequence[str]) -> Iterator[pa.Table]:
                 if run.chunk is None:
                     run.advance()
         live = [r for r in live if r.chunk is not None]
+        # bounded: at most one chunk of each run (a spilled run is read back chunk by chunk)
         yield sort_rows(pa.concat_tables(pieces), sort_by)
 
 
@@ -140,7 +141,7 @@ def sorted_stream(
                     lowest = pc.min(rest.column(first)) if rest.num_rows else None
                     lowest = lowest if lowest is not None and lowest.is_valid else None
                     early = buffered + max(memory_bytes // 4, 1)
-            if buffered >= memory_bytes:
+            if buffered >= memory_bytes:  # the buffer never holds more than the sort's budget
                 path = os.path.join(tmp, f"run-{len(spilled):05d}.arrow")
                 _spill(
                     sort_rows(pa.concat_tables(buffer), sort_by), path, max(memory_bytes // 8, 1)

@@ -143,6 +143,7 @@ class DataFileWriter:
 
     def _flush(self, slot: _Open) -> None:
         """Hand the slot's buffered rows to the encoder as one row group."""
+        # bounded: a slot buffers one row group of one partition
         group = pa.concat_tables(slot.buffer) if len(slot.buffer) > 1 else slot.buffer[0]
         slot.buffer, slot.buffered = [], 0
         self._wait()

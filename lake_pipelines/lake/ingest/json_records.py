@@ -111,7 +111,7 @@ def parse_values(
 
     if repaired:
         bisect(0, len(repaired))
-    table = (
+    table = (  # the records of one read block (8 MiB of text), never a whole file
         pa.concat_tables(tables, promote_options="permissive") if tables else schema.empty_table()
     )
     good_numbers = numbers[np.array(good, dtype=np.int64)] if good else np.array([], np.int64)

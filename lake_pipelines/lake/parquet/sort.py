@@ -88,4 +88,4 @@ def _sort_ties(table: pa.Table, keys: Sequence[str]) -> pa.Table | None:
         pieces.append(table.slice(start, end - start).sort_by(order))
         pos = end
     pieces.append(table.slice(pos))
-    return pa.concat_tables(pieces)
+    return pa.concat_tables(pieces)  # slices of `table` (a row group's rows): no more than it

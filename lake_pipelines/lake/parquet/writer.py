@@ -188,7 +188,7 @@ class RollingParquetWriter:
         tables = self._tail + tables
         self._tail = []
         if tables:
-            group = pa.concat_tables(tables)
+            group = pa.concat_tables(tables)  # bounded: one flush's rows and a row group's tail
             if self.spec.sort_by:
                 group = sort_rows(group, self.spec.sort_by)
             per_row = max(group.nbytes / max(group.num_rows, 1), 1)

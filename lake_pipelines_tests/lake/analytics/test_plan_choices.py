@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from lake_pipelines.lake.analytics.queries import DAILY_EVENT_METRICS, DAY_OF_TS
+from lake_pipelines.lake.analytics.queries import (
+    DAY_OF_TS,
+    EVENT_TOTALS,
+    EVENTS_OF_WINDOW,
+    event_metrics,
+)
 from lake_pipelines.lake.analytics.session import (
     SessionSettings,
     automatic_partitions,
@@ -67,13 +72,16 @@ def test_daily_metrics_are_the_same_in_one_phase_and_in_two(partitions: int) -> 
     data = _events(60_000, seed=7)
     ctx = make_session(SessionSettings(partitions))
     ctx.register_record_batches("source", [data.to_batches(max_chunksize=4096)])
-    sql = DAILY_EVENT_METRICS.format(
-        start="TIMESTAMP '2026-11-01T00:00:00Z'", end="TIMESTAMP '2026-11-04T00:00:00Z'"
+    rows = EVENTS_OF_WINDOW.format(
+        start="TIMESTAMP '2026-11-01T00:00:00Z'",
+        end="TIMESTAMP '2026-11-04T00:00:00Z'",
     )
-    plan = "\n".join(ctx.sql(f"EXPLAIN {sql}").to_pandas()["plan"])
+    plan = "\n".join(ctx.sql(f"EXPLAIN {EVENT_TOTALS.format(rows=rows)}").to_pandas()["plan"])
     modes = set(re.findall(r"AggregateExec: mode=(\w+)", plan))
     assert modes == ({"Single"} if partitions == 1 else {"Partial", "FinalPartitioned"})
-    got = ctx.sql(sql + " ORDER BY 1, 2").to_arrow_table()
+    got = event_metrics(ctx, date(2026, 11, 1), date(2026, 11, 4)).sort_by(
+        [("day", "ascending"), ("event_type", "ascending")]
+    )
     expected = duckdb_query(
         """
         SELECT CAST(ts AS DATE) AS day, event_type, COUNT(*) AS events,

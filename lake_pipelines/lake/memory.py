@@ -1,0 +1,70 @@
+"""How much memory this process may use: its container's limit, else the machine's RAM.
+
+Read when asked (a session's settings are resolved at the start of a run), never at import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# cgroup v2, then v1: the limit a container (Docker, Kubernetes) runs under; v1 reports a huge
+# number when there is none.
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+_NO_LIMIT = 1 << 60
+
+
+def machine_memory() -> int:
+    """Bytes of physical memory of the machine (0 if the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def container_limit(paths: tuple[str, ...] = _CGROUP_LIMITS) -> int | None:
+    """The cgroup memory limit in bytes, or None when there is none (or no cgroup file)."""
+    for path in paths:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text == "max":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            continue
+        return value if value < _NO_LIMIT else None
+    return None
+
+
+def available_memory() -> int:
+    """The memory this process may use: the smaller of the container's limit and the RAM."""
+    ram = machine_memory()
+    limit = container_limit()
+    if limit is None:
+        return ram
+    return min(limit, ram) if ram else limit
+
+
+def share_of_memory(percent: float) -> int:
+    """`percent` % of `available_memory`, in bytes."""
+    return int(available_memory() * percent / 100)
+
+
+DEFAULT_QUERY_MEMORY = 512 << 20
+DEFAULT_QUERY_SHARE = 25.0
+
+
+def default_query_memory() -> int:
+    """The default memory limit of a DataFusion session: 512 MiB, or a quarter of the memory
+    available when that is less (a 1 GiB container gets 256 MiB).
+
+    Why not a share of a big machine: a run's process holds its other layers and libraries
+    too (~0.6 GiB after a big day's bronze and silver), several runs or Celery workers share
+    a machine, and gold's queries spill what does not fit (their distinct counts are GROUP
+    BYs that spill, `lake.analytics.queries`), so a whole run of a 20M-row day stays under
+    1.5 GiB (benchmarks/RESULTS.md, run 18).
+    """
+    return min(DEFAULT_QUERY_MEMORY, share_of_memory(DEFAULT_QUERY_SHARE))

@@ -1,0 +1,138 @@
+"""DataFusion's memory limit: gold queries spill under it, a limit too small to work under is
+one clear error, and the default follows the container's or machine's memory."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+
+from lake_pipelines.config import DataFusionSettings
+from lake_pipelines.datasets import get_dataset
+from lake_pipelines.errors import QueryMemoryError
+from lake_pipelines.lake import memory
+from lake_pipelines.lake.analytics.queries import (
+    DISTINCT_PER_GROUP,
+    EVENTS_OF_WINDOW,
+    daily_event_metrics,
+)
+from lake_pipelines.lake.analytics.session import SessionSettings, make_session
+from lake_pipelines.lake.bronze import ingest_day
+from lake_pipelines.lake.gold import commit_gold_days, gold_tables_for
+from lake_pipelines.lake.silver import commit_day
+from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.sample_data import generate_events
+from lake_pipelines_tests.support import duckdb_query
+
+EVENTS = get_dataset("events")
+DAY = date(2026, 11, 1)
+ROWS = 400_000
+
+
+def _events(n: int) -> pa.Table:
+    """`n` events of `DAY` with many distinct users and sessions (the costly distinct counts)."""
+    rng = np.random.default_rng(18)
+    start = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1e6)
+    users = rng.integers(0, n // 2, n)
+    return pa.table(
+        {
+            "ts": pa.array(start + rng.integers(0, 86_400_000_000, n), pa.timestamp("us", "UTC")),
+            "event_type": pa.array(np.array(["view", "click", "buy"])[rng.integers(0, 3, n)]),
+            "user_id": pa.array([f"u{u:07d}" for u in users]),
+            "session_id": pa.array(
+                [f"s{u:07d}-{k}" for u, k in zip(users, rng.integers(0, 9, n), strict=True)]
+            ),
+            # priced like the events dataset: only carts and purchases (about 1 in 6)
+            "price": pa.array(np.round(rng.gamma(2.0, 20.0, n), 2), mask=rng.random(n) > 0.17),
+        }
+    )
+
+
+def _session(limit: int, spill: Path, data: pa.Table):
+    ctx = make_session(SessionSettings(2, 8192, limit, str(spill)))
+    ctx.register_record_batches("source", [data.to_batches(max_chunksize=65536)])
+    return ctx
+
+
+def test_daily_metrics_over_more_data_than_the_limit_spill_and_are_right(tmp_path: Path) -> None:
+    data = _events(ROWS)
+    limit = 16 << 20  # the day's distinct users and sessions alone take several times this
+    ctx = _session(limit, tmp_path / "spill", data)
+    rows = EVENTS_OF_WINDOW.format(
+        start="TIMESTAMP '2026-11-01T00:00:00Z'", end="TIMESTAMP '2026-11-02T00:00:00Z'"
+    )
+    sql = DISTINCT_PER_GROUP.format(
+        keys="day, event_type", value="session_id", name="distinct_sessions", rows=rows
+    )
+    analyzed = "\n".join(ctx.sql(f"EXPLAIN ANALYZE {sql}").to_pandas()["plan"])
+    assert sum(int(x) for x in re.findall(r"spill_count=(\d+)", analyzed)) > 0
+    got = daily_event_metrics(_session(limit, tmp_path / "spill2", data), DAY)
+    expected = duckdb_query(
+        """
+        SELECT event_type, COUNT(*) AS events, COUNT(DISTINCT user_id) AS distinct_users,
+               COUNT(DISTINCT session_id) AS distinct_sessions, SUM(price) AS revenue,
+               quantile_cont(price, 0.5) AS price_p50, quantile_cont(price, 0.95) AS price_p95
+        FROM d GROUP BY ALL ORDER BY event_type
+        """,
+        d=data,
+    )
+    got = got.sort_by("event_type")
+    for column in ("event_type", "events", "distinct_users", "distinct_sessions"):
+        assert got.column(column).to_pylist() == expected.column(column).to_pylist()
+    for column in ("revenue", "price_p50", "price_p95"):
+        assert got.column(column).to_pylist() == pytest.approx(expected.column(column).to_pylist())
+    assert got.column("day").to_pylist() == [DAY] * 3
+
+
+def test_a_limit_too_small_to_work_under_is_one_error_naming_the_setting(tmp_path: Path) -> None:
+    store = ObjectStore(str(tmp_path / "lake"))
+    catalog = SqlCatalog(
+        "lake", uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=store.uri("warehouse")
+    )
+    generate_events(store, DAY, days=1, rows_per_day=2_000, seed=18, bad_rows=False)
+    ingest_day(store, EVENTS, DAY)
+    commit_day(store, catalog, EVENTS, DAY)
+    gold = gold_tables_for(EVENTS)[0]
+    with pytest.raises(QueryMemoryError) as err:
+        commit_gold_days(store, catalog, EVENTS, gold, [DAY], SessionSettings(2, 8192, 4096))
+    message = str(err.value)
+    assert message.startswith("setting LAKE_DF_MEMORY_LIMIT='4,096 bytes': ")
+    assert f"gold table lake.{gold.name} for {DAY}" in message
+    assert "raise LAKE_DF_MEMORY_LIMIT" in message
+    assert "\n" not in message and err.value.__cause__ is None and err.value.__suppress_context__
+    assert err.value.setting == "LAKE_DF_MEMORY_LIMIT" and err.value.limit == 4096
+    assert (
+        not catalog.table_exists(f"lake.{gold.name}")
+        or not catalog.load_table(f"lake.{gold.name}").snapshots()
+    )  # nothing committed
+
+
+def test_the_default_limit_is_512_mib_or_a_quarter_of_a_smaller_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(memory, "available_memory", lambda: 24 << 30)
+    assert DataFusionSettings.from_env({}).memory_limit == 512 << 20
+    assert DataFusionSettings.from_env({"LAKE_DF_MEMORY_LIMIT": "auto"}).memory_limit == 512 << 20
+    assert DataFusionSettings.from_env({"LAKE_DF_MEMORY_LIMIT": "50%"}).memory_limit == 12 << 30
+    assert DataFusionSettings.from_env({"LAKE_DF_MEMORY_LIMIT": "0"}).memory_limit == 0
+    monkeypatch.setattr(memory, "available_memory", lambda: 1 << 30)  # a 1 GiB container
+    assert DataFusionSettings.from_env({}).memory_limit == 256 << 20
+
+
+def test_the_container_limit_comes_from_cgroup_v2_then_v1(tmp_path: Path) -> None:
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    assert memory.container_limit((str(v2), str(v1))) is None  # no cgroup files
+    v1.write_text("9223372036854771712\n")  # v1 without a limit
+    assert memory.container_limit((str(v2), str(v1))) is None
+    v1.write_text(f"{2 << 30}\n")
+    assert memory.container_limit((str(v2), str(v1))) == 2 << 30
+    v2.write_text("max\n")  # v2 wins: no limit
+    assert memory.container_limit((str(v2), str(v1))) is None
+    v2.write_text(f"{1 << 30}\n")
+    assert memory.container_limit((str(v2), str(v1))) == 1 << 30
+    assert memory.machine_memory() > 0
