@@ -346,7 +346,7 @@ class DataFusionSettings(Section):
         "memory of a session's operators before they spill: bytes, 2GiB, 512MB, a share "
         "of the container's / machine's memory (25%), or auto; 0: no limit",
         unset="auto",
-        shown="auto: 512MiB, or 25% of the container's / machine's memory if less",
+        shown="auto: 2GiB, or 25% of the container's / machine's memory if less",
         share_of_memory=True,
     )
     spill_dir: str = _setting(

@@ -38,7 +38,7 @@ DEFAULTS = {
     "LAKE_WAREHOUSE": "<LAKE_STORE_URL>/warehouse",
     "LAKE_DF_TARGET_PARTITIONS": "0",
     "LAKE_DF_BATCH_SIZE": "65536",
-    "LAKE_DF_MEMORY_LIMIT": "auto: 512MiB, or 25% of the container's / machine's memory if less",
+    "LAKE_DF_MEMORY_LIMIT": "auto: 2GiB, or 25% of the container's / machine's memory if less",
     "LAKE_DF_SPILL_DIR": "the OS temporary directory",
     "LAKE_PROMETHEUS_PUSHGATEWAY": "",
     "LAKE_PROMETHEUS_JOB": "lake_pipelines",

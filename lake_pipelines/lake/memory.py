@@ -53,18 +53,19 @@ def share_of_memory(percent: float) -> int:
     return int(available_memory() * percent / 100)
 
 
-DEFAULT_QUERY_MEMORY = 512 << 20
+DEFAULT_QUERY_MEMORY = 2 << 30
 DEFAULT_QUERY_SHARE = 25.0
 
 
 def default_query_memory() -> int:
-    """The default memory limit of a DataFusion session: 512 MiB, or a quarter of the memory
-    available when that is less (a 1 GiB container gets 256 MiB).
+    """The default memory limit of a DataFusion session: 2 GiB, or a quarter of the memory
+    available when that is less (a 4 GiB container gets 1 GiB).
 
     Why not a share of a big machine: a run's process holds its other layers and libraries
     too (~0.6 GiB after a big day's bronze and silver), several runs or Celery workers share
     a machine, and gold's queries spill what does not fit (their distinct counts are GROUP
-    BYs that spill, `lake.analytics.queries`), so a whole run of a 20M-row day stays under
-    1.5 GiB (benchmarks/RESULTS.md, run 18).
+    BYs that spill, `lake.analytics.queries`). Why not less: a week of 5M events already
+    spills under 1 GiB, and spilling made the daily metrics 2-3x slower (3.4 s unlimited or
+    at 2 GiB, 7.4 s at 1 GiB, 9.4 s at 512 MiB; benchmarks/RESULTS.md, run 22).
     """
     return min(DEFAULT_QUERY_MEMORY, share_of_memory(DEFAULT_QUERY_SHARE))

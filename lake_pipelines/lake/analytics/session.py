@@ -47,8 +47,8 @@ class SessionSettings:
         batch_size: rows per record batch inside the engine; DataFusion's 8192 made the
             grouped distinct counts a seventh dearer (a call per group and batch).
         memory_limit: bytes the memory pool may hand out before operators spill (0: no limit;
-            `DataFusionSettings` defaults it to 512 MiB, less in a container or machine with
-            under 2 GiB: see `lake.memory.default_query_memory`).
+            `DataFusionSettings` defaults it to 2 GiB, less in a container or machine with
+            under 8 GiB: see `lake.memory.default_query_memory`).
         spill_dir: directory for spill files (empty: the OS temporary directory).
     """
 

@@ -112,16 +112,16 @@ def test_a_limit_too_small_to_work_under_is_one_error_naming_the_setting(tmp_pat
     )  # nothing committed
 
 
-def test_the_default_limit_is_512_mib_or_a_quarter_of_a_smaller_memory(
+def test_the_default_limit_is_2_gib_or_a_quarter_of_a_smaller_memory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(memory, "available_memory", lambda: 24 << 30)
-    assert DataFusionSettings.from_env({}).memory_limit == 512 << 20
-    assert DataFusionSettings.from_env({"LAKE_DF_MEMORY_LIMIT": "auto"}).memory_limit == 512 << 20
+    assert DataFusionSettings.from_env({}).memory_limit == 2 << 30
+    assert DataFusionSettings.from_env({"LAKE_DF_MEMORY_LIMIT": "auto"}).memory_limit == 2 << 30
     assert DataFusionSettings.from_env({"LAKE_DF_MEMORY_LIMIT": "50%"}).memory_limit == 12 << 30
     assert DataFusionSettings.from_env({"LAKE_DF_MEMORY_LIMIT": "0"}).memory_limit == 0
-    monkeypatch.setattr(memory, "available_memory", lambda: 1 << 30)  # a 1 GiB container
-    assert DataFusionSettings.from_env({}).memory_limit == 256 << 20
+    monkeypatch.setattr(memory, "available_memory", lambda: 4 << 30)  # a 4 GiB container
+    assert DataFusionSettings.from_env({}).memory_limit == 1 << 30
 
 
 def test_the_container_limit_comes_from_cgroup_v2_then_v1(tmp_path: Path) -> None:
