@@ -119,22 +119,48 @@ def _left_join(left: pa.Table, right: pa.Table, keys: list[str], count: str) -> 
     )
 
 
+# The same numbers in one query and one scan: the fastest plan while the groups' distinct
+# values fit the memory limit (a week of 5M events: 1.45x DuckDB's time in three queries,
+# about par in one; benchmarks/ANALYSIS.md, run 22), but its per-group sets cannot spill.
+EVENT_METRICS_ONE_QUERY = """
+SELECT day, event_type, COUNT(*) AS events,
+       COUNT(DISTINCT user_id) AS distinct_users, COUNT(DISTINCT session_id) AS distinct_sessions,
+       SUM(price) AS revenue, {p50} AS price_p50, {p95} AS price_p95
+FROM ({{rows}})
+GROUP BY day, event_type
+""".format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
+
+
 def event_metrics(ctx: SessionContext, first: date, end: date) -> pa.Table:
     """Per day of `first`..`end` (exclusive) and event type: events, distinct users and
     sessions, revenue, price p50/p95.
 
-    Three queries, one after the other, joined here (a row per day and type each): the
-    totals hold the groups' prices for the exact percentiles, which cannot spill, and run
-    alone they have the session's whole memory; the distinct counts spill.
+    One query first (`EVENT_METRICS_ONE_QUERY`). When it does not fit the session's memory
+    limit, DataFusion says "Resources exhausted" before any result exists, and the window is
+    computed again by the spillable plan: three queries, one after the other, joined here (a
+    row per day and type each); the totals hold the groups' prices for the exact
+    percentiles, which cannot spill, and run alone they have the session's whole memory; the
+    distinct counts spill. Both plans give the same numbers (the tests compare them).
     """
     rows = EVENTS_OF_WINDOW.format(start=_ts(first), end=_ts(end))
+    schema = DAILY_EVENT_METRICS_SCHEMA
+    try:
+        result = ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
+    except Exception as exc:  # datafusion raises its errors as plain Exceptions
+        if "Resources exhausted" not in str(exc):
+            raise
+        result = spillable_event_metrics(ctx, rows)
+    return result.select(schema.names).cast(schema)
+
+
+def spillable_event_metrics(ctx: SessionContext, rows: str) -> pa.Table:
+    """`event_metrics` of the `rows` subquery in the plan that spills (see there)."""
     keys = ["day", "event_type"]
     result = ctx.sql(EVENT_TOTALS.format(rows=rows)).to_arrow_table()
     for value, name in (("user_id", "distinct_users"), ("session_id", "distinct_sessions")):
         sql = DISTINCT_PER_GROUP.format(keys=", ".join(keys), value=value, name=name, rows=rows)
         result = _left_join(result, ctx.sql(sql).to_arrow_table(), keys, name)
-    schema = DAILY_EVENT_METRICS_SCHEMA
-    return result.select(schema.names).cast(schema)
+    return result
 
 
 def daily_event_metrics(ctx: SessionContext, day: date) -> pa.Table:

@@ -17,9 +17,12 @@ from lake_pipelines.datasets import get_dataset
 from lake_pipelines.errors import QueryMemoryError
 from lake_pipelines.lake import memory
 from lake_pipelines.lake.analytics.queries import (
+    DAILY_EVENT_METRICS_SCHEMA,
     DISTINCT_PER_GROUP,
+    EVENT_METRICS_ONE_QUERY,
     EVENTS_OF_WINDOW,
     daily_event_metrics,
+    spillable_event_metrics,
 )
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session
 from lake_pipelines.lake.bronze import ingest_day
@@ -71,6 +74,9 @@ def test_daily_metrics_over_more_data_than_the_limit_spill_and_are_right(tmp_pat
     )
     analyzed = "\n".join(ctx.sql(f"EXPLAIN ANALYZE {sql}").to_pandas()["plan"])
     assert sum(int(x) for x in re.findall(r"spill_count=(\d+)", analyzed)) > 0
+    # the one-query plan cannot work under this limit: the answer below is the spillable plan's
+    with pytest.raises(Exception, match="Resources exhausted"):
+        ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
     got = daily_event_metrics(_session(limit, tmp_path / "spill2", data), DAY)
     expected = duckdb_query(
         """
@@ -136,3 +142,24 @@ def test_the_container_limit_comes_from_cgroup_v2_then_v1(tmp_path: Path) -> Non
     v2.write_text(f"{1 << 30}\n")
     assert memory.container_limit((str(v2), str(v1))) == 1 << 30
     assert memory.machine_memory() > 0
+
+
+def test_the_one_query_plan_and_the_spillable_plan_give_the_same_numbers(tmp_path: Path) -> None:
+    """Without a limit the daily metrics are one query; the spillable plan, which the
+    function falls back to under a tight limit, answers the same, to the last digit but
+    the sum's."""
+    data = _events(60_000)
+    ctx = _session(0, tmp_path / "spill", data)
+    rows = EVENTS_OF_WINDOW.format(
+        start="TIMESTAMP '2026-11-01T00:00:00Z'", end="TIMESTAMP '2026-11-02T00:00:00Z'"
+    )
+    names = DAILY_EVENT_METRICS_SCHEMA.names
+    one = daily_event_metrics(ctx, DAY).sort_by("event_type")
+    spilled = spillable_event_metrics(ctx, rows).select(names).sort_by("event_type")
+    for column in names:
+        if column == "revenue":
+            assert one.column(column).to_pylist() == pytest.approx(
+                spilled.column(column).to_pylist()
+            )
+        else:
+            assert one.column(column).to_pylist() == spilled.column(column).to_pylist(), column
