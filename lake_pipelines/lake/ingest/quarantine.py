@@ -8,6 +8,7 @@ folders were zero-padded (``month=M/day=D``) is still read, and moved by its nex
 
 from __future__ import annotations
 
+import functools
 import io
 import posixpath
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lake_pipelines.lake import arrow
+from lake_pipelines.lake import arrow, retries
 from lake_pipelines.lake.ingest.readers import Reject
 from lake_pipelines.lake.layout import quarantine_keys, quarantine_prefix
 from lake_pipelines.lake.period import Unit, as_period
@@ -103,13 +104,21 @@ def counts(store: ObjectStore, dataset: str, day: Unit) -> tuple[int, int]:
     # text of every rejected row, which bronze's stored counts must not read whole
     for key in quarantine_keys(dataset, day):
         if store.exists(key):
-            with store.arrow_fs.open_input_file(store.path(key)) as f:
-                rows = files = 0
-                for batch in pq.ParquetFile(f).iter_batches(columns=["kind"]):
-                    found = dict(zip(*_value_counts(batch.column(0)), strict=True))
-                    rows, files = rows + found.get("row", 0), files + found.get("file", 0)
-                return rows, files
+            # a whole read again after a transient store error: pyarrow does not retry a
+            # failed small ranged read (the footer) whose error body is longer than it
+            return retries.call_with_retries(
+                functools.partial(_count_kinds, store, key), store.max_attempts
+            )
     return 0, 0
+
+
+def _count_kinds(store: ObjectStore, key: str) -> tuple[int, int]:
+    with store.arrow_fs.open_input_file(store.path(key)) as f:
+        rows = files = 0
+        for batch in pq.ParquetFile(f).iter_batches(columns=["kind"]):
+            found = dict(zip(*_value_counts(batch.column(0)), strict=True))
+            rows, files = rows + found.get("row", 0), files + found.get("file", 0)
+        return rows, files
 
 
 def _value_counts(column: pa.Array) -> tuple[list[str], list[int]]:
