@@ -71,10 +71,12 @@ class FaultProxy:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
-    def set_rate(self, rate: float, max_consecutive: int = 2) -> None:
+    def set_rate(self, rate: float, max_consecutive: int = 2, methods: str = "") -> None:
         """Fault this share of requests from now on, a request at most `max_consecutive`
-        times in a row (and zero the counters)."""
-        self._control("PUT", f"?rate={rate}&max_consecutive={max_consecutive}")
+        times in a row (and zero the counters); only requests of `methods` (``"DELETE,PUT"``)
+        when given."""
+        query = f"?rate={rate}&max_consecutive={max_consecutive}&methods={methods}"
+        self._control("PUT", query)
 
     def stats(self) -> dict[str, object]:
         """Requests, faults by kind and by method since the last `set_rate`."""

@@ -16,7 +16,8 @@ Only loopback: it listens on 127.0.0.1 and refuses an upstream elsewhere. It run
 process (``python -m lake_pipelines_tests.fault_proxy UPSTREAM --port P``) for the same reason
 moto does (pyiceberg-core holds the GIL during its I/O). ``/__faults__`` is its control path:
 ``GET`` returns the counters as JSON, ``PUT /__faults__?rate=0.2&max_consecutive=2`` changes
-the fault rate and bound (and zeroes the counters).
+the fault rate and bound (and zeroes the counters); ``&methods=DELETE,PUT`` limits the faults
+to those request methods.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Faults:
         self.seed = seed
         self.max_consecutive = max_consecutive
         self.delay = delay
+        self.methods: frozenset[str] = frozenset()  # faults only for these; empty: all
         self.lock = threading.Lock()
         self.seen: Counter[str] = Counter()
         self.streak: Counter[str] = Counter()
@@ -65,7 +67,8 @@ class Faults:
             digest = hashlib.sha256(f"{self.seed}\0{identity}\0{n}".encode()).digest()
             draw = random.Random(digest)
             roll = draw.random()
-            if roll >= self.rate or self.streak[identity] >= self.max_consecutive:
+            spared = bool(self.methods) and method not in self.methods
+            if spared or roll >= self.rate or self.streak[identity] >= self.max_consecutive:
                 self.streak[identity] = 0
                 kind = "delay" if draw.random() < 0.05 else "pass"
             else:
@@ -133,6 +136,8 @@ class Handler(BaseHTTPRequestHandler):
             with faults.lock:
                 faults.rate = float(query["rate"][0])
                 faults.max_consecutive = int(query.get("max_consecutive", ["2"])[0])
+                methods = query.get("methods", [""])[0]
+                faults.methods = frozenset(m for m in methods.upper().split(",") if m)
                 faults.counts.clear()
         self._reply(200, json.dumps(faults.stats()).encode(), "application/json")
 

@@ -309,7 +309,7 @@ def ingest_day(
             )
     except BaseException:
         for f in staged:
-            store.delete([store.key_of(f.tmp_path)])
+            store.discard(f.tmp_path)  # never raises: the first error is the one reported
         raise
 
     # Commit: new files in, quarantine replaced, files no longer produced removed (those of

@@ -16,7 +16,7 @@ import io
 import os
 import posixpath
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -355,23 +355,40 @@ class ObjectStore:
         store failing the write may fail its cleanup too); never raises."""
         with contextlib.suppress(Exception):
             retries.call_with_retries(
-                lambda: self.arrow_fs.delete_file(tmp_path), self.max_attempts
+                functools.partial(self._delete_if_present, tmp_path), self.max_attempts
             )
 
     def promote(self, tmp_path: str, final_path: str) -> None:
         """Move a finished temporary object to its final name (replacing any old one).
 
-        On GCS a server-side copy then the temporary's delete: the final object still appears
-        whole, and emulators lack the newer move API (gcsfs retries its 501 for ~30 s).
+        Local disk renames. An object store has no rename: a server-side copy (the final
+        object appears whole), then the temporary's delete, each retried on its own after a
+        transient failure (both are idempotent; a delete of a key already gone succeeds). A
+        single move call would report a failed delete after a successful copy as a failed
+        commit and leave the temporary behind. On GCS through gcsfs (emulators lack the newer
+        move API, and gcsfs retries its 501 for ~30 s).
         """
         try:
-            if self.scheme == "gs":
-                self.fs.copy(tmp_path, final_path)
-                self.fs.rm_file(tmp_path)
+            if self.scheme == "file":
+                self.arrow_fs.move(tmp_path, final_path)
                 return
-            self.arrow_fs.move(tmp_path, final_path)
+            if self.scheme == "gs":
+                copy: Callable[[], object] = functools.partial(self.fs.copy, tmp_path, final_path)
+            else:
+                copy = functools.partial(self.arrow_fs.copy_file, tmp_path, final_path)
+            retries.call_with_retries(copy, self.max_attempts)
         except Exception as exc:
             raise ObjectStoreError(self.uri(self.key_of(final_path)), "commit", exc) from exc
+        try:
+            retries.call_with_retries(
+                functools.partial(self._delete_if_present, tmp_path), self.max_attempts
+            )
+        except Exception as exc:  # committed, but its temporary is still there
+            raise ObjectStoreError(self.uri(self.key_of(tmp_path)), "delete", exc) from exc
+
+    def _delete_if_present(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.arrow_fs.delete_file(path)
 
     def delete(self, keys: Iterable[str]) -> None:
         """Delete objects by key, in bulk where the store has it (S3 deletes 1,000 keys per

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import posixpath
+
 import pyarrow.fs as pafs
 import pytest
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
+from lake_pipelines.errors import ObjectStoreError
 from lake_pipelines.lake import retries
+from lake_pipelines.lake.parquet.writer import WrittenFile, commit_files
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines_tests.conftest import FaultProxy, S3Server, new_s3_lake
 
@@ -121,3 +125,53 @@ def test_small_objects_and_listings_are_read_through_faults(
     after = retries.retry_counts()
     assert after["botocore"] > before.get("botocore", 0)
     assert after["boundary"] > before.get("boundary", 0)
+
+
+def _hidden(store: ObjectStore, prefix: str) -> list[str]:
+    return sorted(
+        e.key for e in store.list(prefix, hidden=True) if posixpath.basename(e.key)[0] in "._"
+    )
+
+
+def test_a_commit_whose_temporary_is_hard_to_delete_is_committed_and_leaves_nothing(
+    s3_server: S3Server, fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object store's move is a copy and a delete. Every DELETE fails 4 times in a row,
+    more than one pyarrow call tries (3): the copy is done, so the commit must not fail on
+    the delete (it is retried on its own), and no temporary may stay behind."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = new_s3_lake(s3_server, via=fault_proxy.endpoint, max_attempts=3)
+    fault_proxy.set_rate(1.0, max_consecutive=4, methods="DELETE")
+    try:
+        for i in range(3):
+            store.write_bytes(f"c/{i}.json", BODY)
+        faults = fault_proxy.stats()
+    finally:
+        fault_proxy.set_rate(0.0)
+    assert faults["fault DELETE"] == 3 * 4  # every temporary's delete met its faults
+    assert [store.read_bytes(f"c/{i}.json") for i in range(3)] == [BODY] * 3
+    assert _hidden(store, "c") == []
+
+
+def test_a_failed_commit_removes_the_temporaries_it_did_not_promote(
+    s3_server: S3Server, fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every copy (a PUT) fails, whatever the attempts: the commit fails with the store's
+    error named, and the staged files of it are gone, not left hidden for an hour."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = new_s3_lake(s3_server, via=fault_proxy.endpoint, max_attempts=2)
+    staged = []
+    for i in range(3):
+        tmp = store.path(f"d/.{i}.parquet.abc.tmp")
+        with store.arrow_fs.open_output_stream(tmp) as out:
+            out.write(BODY)
+        staged.append(WrittenFile(key=f"d/{i}.parquet", rows=1, bytes=len(BODY), tmp_path=tmp))
+    assert len(_hidden(store, "d")) == 3
+    fault_proxy.set_rate(1.0, max_consecutive=1000, methods="PUT")
+    try:
+        with pytest.raises(ObjectStoreError, match=r"commit .*d/0\.parquet"):
+            commit_files(store, staged)
+    finally:
+        fault_proxy.set_rate(0.0)
+    assert _hidden(store, "d") == []
+    assert [e.key for e in store.list("d")] == []

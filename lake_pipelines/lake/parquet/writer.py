@@ -276,6 +276,13 @@ class RollingParquetWriter:
 
 
 def commit_files(store: ObjectStore, files: list[WrittenFile]) -> None:
-    """Promote staged files to their final names."""
-    for f in files:
-        store.promote(f.tmp_path, store.path(f.key))
+    """Promote staged files to their final names. When one cannot be promoted, the
+    temporaries of it and of every file after it are removed before the error is raised
+    (a failed commit leaves no hidden object behind; the files promoted before it stay)."""
+    for i, f in enumerate(files):
+        try:
+            store.promote(f.tmp_path, store.path(f.key))
+        except BaseException:
+            for rest in files[i:]:
+                store.discard(rest.tmp_path)
+            raise
