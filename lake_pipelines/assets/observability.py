@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import dagster as dg
 
 from lake_pipelines.config import MetricsSettings
-from lake_pipelines.lake import metrics
+from lake_pipelines.lake import memory, metrics
 from lake_pipelines.lake.period import Unit, partition_key
 from lake_pipelines.lake.pushgateway import pusher
 
@@ -34,8 +34,24 @@ def step_metrics(context: _Logged, dataset: str, layer: str, step: str) -> Itera
     ``landing_sensor``: the alerts select on it). A sensor tick is a step too."""
     settings = MetricsSettings.from_env()
     push = pusher(settings.pushgateway, settings.job, step, settings.timeout, context.log.warning)
-    with metrics.step(push, dataset, layer):
-        yield
+    memory.reset_peak_resident()
+    try:
+        with metrics.step(push, dataset, layer):
+            yield
+    finally:
+        _release(context, f"{layer} {step}")
+
+
+def _release(context: _Logged, what: str) -> None:
+    """Hand what the step freed back to the OS before the next step of the run's process
+    (`lake.memory.release_memory`), and log the step's own peak and what it leaves behind."""
+    peak, held = memory.peak_resident_bytes(), memory.resident_bytes()
+    memory.release_memory()
+    if peak:
+        context.log.info(
+            f"memory of {what}: peak {peak >> 20} MiB resident, {held >> 20} MiB at its end, "
+            f"{memory.resident_bytes() >> 20} MiB after releasing what it freed"
+        )
 
 
 def day_numbers(rows: int, **numbers: Any) -> dict[str, Any]:

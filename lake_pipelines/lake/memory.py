@@ -69,3 +69,61 @@ def default_query_memory() -> int:
     at 2 GiB, 7.4 s at 1 GiB, 9.4 s at 512 MiB; benchmarks/RESULTS.md, run 22).
     """
     return min(DEFAULT_QUERY_MEMORY, share_of_memory(DEFAULT_QUERY_SHARE))
+
+
+def _status(field: str) -> int:
+    """A ``kB`` field of /proc/self/status in bytes (0 when the OS has no such file)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) << 10
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def resident_bytes() -> int:
+    """Bytes resident in this process now (Linux; 0 elsewhere)."""
+    return _status("VmRSS")
+
+
+def peak_resident_bytes() -> int:
+    """The most bytes this process held resident since it started or since the last
+    `reset_peak_resident` (Linux; 0 elsewhere)."""
+    return _status("VmHWM")
+
+
+def reset_peak_resident() -> bool:
+    """Start `peak_resident_bytes` again from what is resident now (Linux ``clear_refs``),
+    so a step running in a shared process can report its own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _malloc_trim() -> bool:
+    """glibc's ``malloc_trim(0)``: hand the free pages of every arena back to the OS."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, macOS): nothing to trim
+        return False
+    return bool(libc.malloc_trim(0))
+
+
+def release_memory() -> None:
+    """Give the memory a finished step freed back to the OS.
+
+    In the embedded deployment every step of a run shares one process. The allocators keep
+    what a step freed for reuse: pyarrow's pool (mimalloc) its pages, glibc its arenas (the
+    Python objects, DataFusion's and pyiceberg's buffers). The next step, whose buffers are of
+    other sizes, then adds its own peak on top, so a run's memory grew with every layer
+    (benchmarks/ANALYSIS.md, run 23). Cheap: a few milliseconds.
+    """
+    import pyarrow as pa  # a step that ran has imported it already
+
+    pa.default_memory_pool().release_unused()
+    _malloc_trim()

@@ -36,7 +36,11 @@ from lake_pipelines.lake.threads import read_ahead
 
 FOOTER_READ_BYTES = 64 << 10  # tail read at once: the footer of a bronze file almost always
 READ_BATCH_ROWS = 64 * 1024
-SORT_MEMORY_BYTES = 64 << 20  # rows held by the sort (uncompressed Arrow) before it spills
+# Rows held by the sort (uncompressed Arrow) before it spills. Row groups of overlapping
+# bronze files (a 20M-row day: two or three groups of ~40 MiB cover the same half hour) must
+# fit together, or the day spills from that point on: at 64 MiB a 20M-row day spilled 23
+# runs after 10M rows; at 128 MiB it streams (benchmarks/ANALYSIS.md, run 23).
+SORT_MEMORY_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from datafusion import functions as f
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SpecError
 from lake_pipelines.lake.analytics.functions import WEIGHTED_MEDIAN
+from lake_pipelines.lake.analytics.session import settings_of
 
 Compute = Callable[[SessionContext, date], pa.Table]
 
@@ -131,19 +132,39 @@ GROUP BY day, event_type
 """.format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
 
 
+# Memory the one-query plan takes per row of its window, which its limit does not bound:
+# DataFusion's per-group distinct sets are not held to the pool (a 20M-row day took 6.5 GiB
+# under the 2 GiB limit, 2M rows 0.43 GiB: ~330 bytes a row; benchmarks/ANALYSIS.md, run 23).
+ONE_QUERY_BYTES_PER_ROW = 400
+
+
+def one_query_fits(ctx: SessionContext, rows: str) -> bool:
+    """Whether the `rows` subquery is small enough for `EVENT_METRICS_ONE_QUERY` under the
+    session's memory limit (always, without a limit): its rows are counted first (one column
+    read, its filter pushed down)."""
+    limit = settings_of(ctx).memory_limit
+    if not limit:
+        return True
+    counted = ctx.sql(f"SELECT COUNT(*) AS n FROM ({rows})").to_arrow_table()
+    return counted.column(0)[0].as_py() * ONE_QUERY_BYTES_PER_ROW <= limit
+
+
 def event_metrics(ctx: SessionContext, first: date, end: date) -> pa.Table:
     """Per day of `first`..`end` (exclusive) and event type: events, distinct users and
     sessions, revenue, price p50/p95.
 
-    One query first (`EVENT_METRICS_ONE_QUERY`). When it does not fit the session's memory
-    limit, DataFusion says "Resources exhausted" before any result exists, and the window is
-    computed again by the spillable plan: three queries, one after the other, joined here (a
-    row per day and type each); the totals hold the groups' prices for the exact
-    percentiles, which cannot spill, and run alone they have the session's whole memory; the
-    distinct counts spill. Both plans give the same numbers (the tests compare them).
+    One query (`EVENT_METRICS_ONE_QUERY`) when the window's rows fit the session's memory
+    limit at `ONE_QUERY_BYTES_PER_ROW`, since DataFusion does not hold that plan to its limit;
+    when it says "Resources exhausted" anyway (before any result exists), or the window is
+    bigger, the spillable plan: three queries, one after the other, joined here (a row per
+    day and type each); the totals hold the groups' prices for the exact percentiles, which
+    cannot spill, and run alone they have the session's whole memory; the distinct counts
+    spill. Both plans give the same numbers (the tests compare them).
     """
     rows = EVENTS_OF_WINDOW.format(start=_ts(first), end=_ts(end))
     schema = DAILY_EVENT_METRICS_SCHEMA
+    if not one_query_fits(ctx, rows):
+        return spillable_event_metrics(ctx, rows).select(schema.names).cast(schema)
     try:
         result = ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
     except Exception as exc:  # datafusion raises its errors as plain Exceptions

@@ -17,6 +17,7 @@ dataset's own names) as typed int32 columns.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,15 @@ class SessionSettings:
     batch_size: int = 65536
     memory_limit: int = 0
     spill_dir: str = ""
+
+
+# The settings each session was made with (`settings_of`): a query may choose its plan by them.
+_SETTINGS: weakref.WeakKeyDictionary[SessionContext, SessionSettings] = weakref.WeakKeyDictionary()
+
+
+def settings_of(ctx: SessionContext) -> SessionSettings:
+    """The settings `make_session` made `ctx` with (defaults for a session made elsewhere)."""
+    return _SETTINGS.get(ctx, SessionSettings())
 
 
 def automatic_partitions(cores: int) -> int:
@@ -101,6 +111,7 @@ def make_session(settings: SessionSettings, stores: tuple[ObjectStore, ...] = ()
             ctx.register_object_store(f"{scheme}://", obj, host)
     ctx.register_udf(EXTRACT_DOMAIN)
     ctx.register_udaf(WEIGHTED_MEDIAN)
+    _SETTINGS[ctx] = settings
     return ctx
 
 

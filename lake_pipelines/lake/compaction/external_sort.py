@@ -32,6 +32,9 @@ def _sortable(value: Any) -> tuple:
     return (0, value)
 
 
+SPILL_BATCHES = 32  # batches a spilled run is written as (see `_batch_bytes`)
+
+
 class _RowKeys(Sequence[tuple]):
     """The sort keys of a sorted table's rows, computed lazily for bisection."""
 
@@ -47,10 +50,15 @@ class _RowKeys(Sequence[tuple]):
 
 
 class _Run:
-    """A spilled sorted run, read back batch by batch from a memory-mapped IPC file."""
+    """A spilled sorted run, read back batch by batch from its IPC file.
+
+    Read into memory a batch at a time, not memory-mapped: every page of a mapped run stays
+    resident once touched, so the merge of a 20M-row day that spilled held all of it (silver
+    2.7 GiB, bronze compaction 1.3 GiB; benchmarks/ANALYSIS.md, run 23). Read, a batch is
+    freed once merged."""
 
     def __init__(self, path: str) -> None:
-        self.reader = pa.ipc.open_file(pa.memory_map(path))
+        self.reader = pa.ipc.open_file(pa.OSFile(path))
         self.next_batch = 0
         self.chunk: pa.Table | None = None
         self.advance()
@@ -73,6 +81,13 @@ def _spill(table: pa.Table, path: str, batch_bytes: int) -> None:
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         for batch in table.to_batches(max_chunksize=rows):
             writer.write_batch(batch)
+
+
+def _batch_bytes(memory_bytes: int) -> int:
+    """Bytes of a spilled batch: the merge holds one batch of every run, and a big day makes
+    dozens of runs (a 20M-row day through a 64 MiB sort: ~60), so a batch is a small part of
+    the sort's budget."""
+    return max(memory_bytes // SPILL_BATCHES, 1)
 
 
 def _merge(runs: list[_Run], sort_by: Sequence[str]) -> Iterator[pa.Table]:
@@ -143,9 +158,9 @@ def sorted_stream(
                     early = buffered + max(memory_bytes // 4, 1)
             if buffered >= memory_bytes:  # the buffer never holds more than the sort's budget
                 path = os.path.join(tmp, f"run-{len(spilled):05d}.arrow")
-                _spill(
-                    sort_rows(pa.concat_tables(buffer), sort_by), path, max(memory_bytes // 8, 1)
-                )
+                run = sort_rows(pa.concat_tables(buffer), sort_by)
+                _spill(run, path, _batch_bytes(memory_bytes))
+                del run  # not held while the buffer fills again
                 spilled.append(path)
                 buffer, buffered, lowest = [], 0, None
         rest = sort_rows(pa.concat_tables(buffer), sort_by) if buffer else None
@@ -155,7 +170,7 @@ def sorted_stream(
             return
         if rest is not None:
             path = os.path.join(tmp, f"run-{len(spilled):05d}.arrow")
-            _spill(rest, path, max(memory_bytes // 8, 1))
+            _spill(rest, path, _batch_bytes(memory_bytes))
             spilled.append(path)
             del rest
         yield from _merge([_Run(p) for p in spilled], sort_by)

@@ -163,3 +163,30 @@ def test_the_one_query_plan_and_the_spillable_plan_give_the_same_numbers(tmp_pat
             )
         else:
             assert one.column(column).to_pylist() == spilled.column(column).to_pylist(), column
+
+
+def test_a_window_too_big_for_the_limit_skips_the_one_query_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DataFusion does not hold the one-query plan's distinct sets to the limit (a 20M-row
+    day took 6.5 GiB under 2 GiB), so a window with more rows than the limit allows at
+    `ONE_QUERY_BYTES_PER_ROW` never starts it; a small one still does."""
+    from datafusion import SessionContext
+
+    data = _events(60_000)
+    ran: list[str] = []
+    real = SessionContext.sql
+
+    def spy(self: SessionContext, sql: str, *args: object, **kwargs: object):
+        ran.append(sql)
+        return real(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(SessionContext, "sql", spy)
+    big = daily_event_metrics(_session(16 << 20, tmp_path / "a", data), DAY)  # 60k x 400 > 16M
+    assert not [q for q in ran if "COUNT(DISTINCT" in q]
+    ran.clear()
+    small = daily_event_metrics(_session(64 << 20, tmp_path / "b", data), DAY)
+    assert [q for q in ran if "COUNT(DISTINCT" in q]
+    big, small = big.sort_by("event_type"), small.sort_by("event_type")
+    assert big.drop_columns(["revenue"]).equals(small.drop_columns(["revenue"]))
+    assert big.column("revenue").to_pylist() == pytest.approx(small.column("revenue").to_pylist())

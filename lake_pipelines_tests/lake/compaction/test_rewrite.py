@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,23 @@ def test_sorted_stream_streams_inputs_in_order_without_spilling(
     chunks = list(sorted_stream(iter(floors), SPEC.sort_by, 60_000, str(tmp_path)))
     assert len(chunks) > 2  # written out as it came, not held until the end
     assert pa.concat_tables(chunks).equals(whole)
+
+
+def test_the_merge_of_spilled_runs_holds_a_batch_per_run_not_the_runs(tmp_path: Path) -> None:
+    """In a fresh process: 72 MB of rows spilled under a 4 MiB budget, then merged; the
+    merge may add a few batches of each run to the resident memory, not the runs themselves
+    (memory-mapped, every page it had read stayed resident: ~72 MB)."""
+    probe = [sys.executable, "-m", "lake_pipelines_tests.sort_probe"]
+    done = subprocess.run(
+        [*probe, "3000000", str(4 << 20), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["rows"] == 3_000_000
+    assert answer["merge_growth"] < answer["bytes"] / 4, answer
+    assert not list(tmp_path.iterdir())  # spill files removed
 
 
 def test_sorted_stream_spills_and_merges_into_one_sorted_sequence(tmp_path: Path) -> None:
