@@ -16,7 +16,7 @@ from lake_pipelines.config import DataFusionSettings
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.errors import QueryMemoryError
 from lake_pipelines.lake import memory
-from lake_pipelines.lake.analytics.queries import (
+from lake_pipelines.lake.analytics.event_metrics import (
     DAILY_EVENT_METRICS_SCHEMA,
     DISTINCT_PER_GROUP,
     EVENT_METRICS_ONE_QUERY,
