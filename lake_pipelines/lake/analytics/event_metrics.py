@@ -74,91 +74,43 @@ GROUP BY day, event_type
 """.format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
 
 
-# The one query's numbers in two queries of about the same cost, for two workers on one day
-# (one day of 714k events: totals with the distinct users 0.17 s CPU, distinct sessions 0.18 s,
-# the one query 0.30 s; benchmarks/ANALYSIS.md, run 24). The revenue is the same sum, in the
-# same order, as the one query's.
-EVENT_METRICS_HALVES = (
-    """
-SELECT day, event_type, COUNT(*) AS events, COUNT(DISTINCT user_id) AS distinct_users,
-       SUM(price) AS revenue, {p50} AS price_p50, {p95} AS price_p95
-FROM ({{rows}})
-GROUP BY day, event_type
-""".format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95)),
-    """
-SELECT day, event_type, COUNT(DISTINCT session_id) AS distinct_sessions
-FROM ({rows})
-GROUP BY day, event_type
-""",
-)
-
-
 def event_metrics(ctx: SessionContext, first: date, end: date, workers: int = 0) -> pa.Table:
     """Per day of `first`..`end` (exclusive) and event type: events, distinct users and
     sessions, revenue, price p50/p95.
 
-    With one worker, the window is one query (`EVENT_METRICS_ONE_QUERY`), on one core when
-    the session has one partition (`session.automatic_partitions`: 2 partitions hash every
-    distinct value twice). With more (0: one per core; DataFusion releases the GIL), the days
-    run `workers` at a time, a query each; with fewer days than workers, each day is two
-    queries at once (`EVENT_METRICS_HALVES`). Every group is one day's, so the numbers are the
-    one query's to the last digit of the sum (a day's rows are added in the same order); a
-    day per worker costs no more CPU than the one query, the halves a sixth more for about
-    0.6x the time on two idle cores (benchmarks/ANALYSIS.md, run 24).
+    A window of several days is computed a day at a time, `workers` days at once (0: one per
+    core; DataFusion releases the GIL). Every group is one day's, so the numbers are those of
+    one query over the window, to the last digit of the sum (each day's rows are added in the
+    same order); a single query over a week ran on one core (one partition up to 2 cores:
+    `session.automatic_partitions`), and 2 partitions hash every distinct value twice, while
+    the days in parallel cost no more CPU than the one query (benchmarks/ANALYSIS.md, run 24).
 
-    When a query does not fit the session's memory limit, DataFusion says "Resources
-    exhausted" before any result exists, and that day (or window) is computed again by the
-    spillable plan: three queries, one after the other, joined here (a row per day and type
-    each); the totals hold the groups' prices for the exact percentiles, which cannot spill,
-    and run alone they have the session's whole memory; the distinct counts spill. Both plans
-    give the same numbers (the tests compare them).
+    Each day (or the whole window, with one worker) is one query first
+    (`EVENT_METRICS_ONE_QUERY`). When it does not fit the session's memory limit, DataFusion
+    says "Resources exhausted" before any result exists, and that day is computed again by
+    the spillable plan: three queries, one after the other, joined here (a row per day and
+    type each); the totals hold the groups' prices for the exact percentiles, which cannot
+    spill, and run alone they have the session's whole memory; the distinct counts spill.
+    Both plans give the same numbers (the tests compare them).
     """
     days = [first + timedelta(days=i) for i in range((end - first).days)]
-    workers = min(workers or os.cpu_count() or 1, 2 * len(days))
+    workers = min(workers or os.cpu_count() or 1, len(days))
     if workers <= 1:
-        return _fitted(ctx, first, end, [_attempt(ctx, EVENT_METRICS_ONE_QUERY, first, end)])
-    queries = EVENT_METRICS_HALVES if len(days) < workers else (EVENT_METRICS_ONE_QUERY,)
-    tasks = [(day, sql) for day in days for sql in queries]
-    with ThreadPoolExecutor(min(workers, len(tasks)), thread_name_prefix="metrics") as pool:
-        done = list(pool.map(lambda t: _attempt(ctx, t[1], t[0], t[0] + timedelta(days=1)), tasks))
-    n = len(queries)
-    return pa.concat_tables(
-        _fitted(ctx, day, day + timedelta(days=1), done[i * n : (i + 1) * n])
-        for i, day in enumerate(days)
-    )
+        return _window_metrics(ctx, first, end)
+    with ThreadPoolExecutor(workers, thread_name_prefix="event-metrics") as pool:
+        parts = pool.map(lambda day: _window_metrics(ctx, day, day + timedelta(days=1)), days)
+        return pa.concat_tables(list(parts))
 
 
-def _rows(first: date, end: date) -> str:
-    return EVENTS_OF_WINDOW.format(start=day_start(first), end=day_start(end))
-
-
-def _attempt(ctx: SessionContext, sql: str, first: date, end: date) -> pa.Table | None:
-    """The query's result, or None when it does not fit the session's memory limit."""
+def _window_metrics(ctx: SessionContext, first: date, end: date) -> pa.Table:
+    rows = EVENTS_OF_WINDOW.format(start=day_start(first), end=day_start(end))
+    schema = DAILY_EVENT_METRICS_SCHEMA
     try:
-        return ctx.sql(sql.format(rows=_rows(first, end))).to_arrow_table()
+        result = ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
     except Exception as exc:  # datafusion raises its errors as plain Exceptions
         if "Resources exhausted" not in str(exc):
             raise
-        return None
-
-
-def _fitted(ctx: SessionContext, first: date, end: date, parts: list[pa.Table | None]) -> pa.Table:
-    """The window's metrics from its queries' results (one, or the halves), or from the
-    spillable plan when one of them did not fit."""
-    keys = [("day", "ascending"), ("event_type", "ascending")]
-    result = parts[0]
-    if result is None or any(p is None for p in parts):
-        result = spillable_event_metrics(ctx, _rows(first, end))
-    elif len(parts) > 1:  # the same groups in each half: aligned once sorted by them
-        result = result.sort_by(keys)
-        for part in parts[1:]:
-            part = part.sort_by(keys)  # type: ignore[union-attr]
-            for name, _ in keys:
-                if not part.column(name).equals(result.column(name)):
-                    raise AssertionError("the halves of the daily metrics hold other groups")
-            for name in part.column_names[len(keys) :]:
-                result = result.append_column(name, part.column(name))
-    schema = DAILY_EVENT_METRICS_SCHEMA
+        result = spillable_event_metrics(ctx, rows)
     return result.select(schema.names).cast(schema)
 
 

@@ -13,7 +13,6 @@ import pytest
 from datafusion import DataFrame, SessionContext
 
 from lake_pipelines.lake.analytics.event_metrics import (
-    EVENT_METRICS_HALVES,
     EVENT_TOTALS,
     EVENTS_OF_WINDOW,
     event_metrics,
@@ -23,7 +22,7 @@ from lake_pipelines.lake.analytics.session import (
     automatic_partitions,
     make_session,
 )
-from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start
+from lake_pipelines.lake.analytics.sql import DAY_OF_TS
 from lake_pipelines_tests.support import duckdb_query
 
 
@@ -132,26 +131,3 @@ def test_a_window_of_days_runs_a_query_per_day_and_gives_the_numbers_of_one_quer
     order = [("day", "ascending"), ("event_type", "ascending")]
     assert per_day.num_rows == 9
     assert per_day.sort_by(order).equals(whole.sort_by(order))
-
-
-def test_one_day_on_two_workers_is_two_queries_at_once_with_the_numbers_of_one() -> None:
-    """Fewer days than workers: a day's metrics are two queries (totals with the distinct
-    users, distinct sessions) put side by side, equal to the one query's to the last digit."""
-    data = _events(60_000, seed=13)
-    ctx = make_session(SessionSettings(1))
-    ctx.register_record_batches("source", [data.to_batches(max_chunksize=4096)])
-    day = date(2026, 11, 2)
-    recording = _Recording(ctx)
-    halves = event_metrics(recording, day, day + timedelta(days=1), workers=2)  # type: ignore[arg-type]
-    assert sorted(text.strip() for text in recording.texts) == sorted(
-        sql.format(
-            rows=EVENTS_OF_WINDOW.format(
-                start=day_start(day), end=day_start(day + timedelta(days=1))
-            )
-        ).strip()
-        for sql in EVENT_METRICS_HALVES
-    )
-    whole = event_metrics(ctx, day, day + timedelta(days=1), workers=1)
-    order = [("day", "ascending"), ("event_type", "ascending")]
-    assert halves.num_rows == 3
-    assert halves.sort_by(order).equals(whole.sort_by(order))
