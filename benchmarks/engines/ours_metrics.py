@@ -3,7 +3,8 @@
 The session comes from the resource the gold assets use (settings from ``LAKE_DF_*``, our
 UDAFs registered); the bronze Hive directory is registered with `analytics.register_hive`
 instead of the Iceberg silver table, so every engine reads the very same files. The query is
-`queries.event_metrics` over the range (one day: `queries.daily_event_metrics` itself).
+`event_metrics.event_metrics` over the range, a day per core (one day:
+`event_metrics.daily_event_metrics` itself).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.schemas import metrics_digest
 from lake_pipelines.datasets.events import SPEC
-from lake_pipelines.lake.analytics import queries
+from lake_pipelines.lake.analytics import event_metrics
 from lake_pipelines.lake.analytics.session import register_hive
 from lake_pipelines.lake.parquet.options import file_schema
 from lake_pipelines.lake.storage import ObjectStore
@@ -27,6 +28,6 @@ def daily_metrics(bronze: str, start: str, end: str, **_: object) -> dict[str, i
     lo, hi = datetime.fromisoformat(start), datetime.fromisoformat(end)
     first = date(lo.year, lo.month, lo.day)
     if hi - lo == timedelta(days=1):
-        return metrics_digest(queries.daily_event_metrics(ctx, first))
+        return metrics_digest(event_metrics.daily_event_metrics(ctx, first))
     last = date(hi.year, hi.month, hi.day)
-    return metrics_digest(queries.event_metrics(ctx, first, last))
+    return metrics_digest(event_metrics.event_metrics(ctx, first, last))

@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from datafusion import SessionContext, col, lit
 from datafusion import functions as f
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SpecError
+from lake_pipelines.lake.analytics.event_metrics import (
+    DAILY_EVENT_METRICS_SCHEMA,
+    daily_event_metrics,
+)
 from lake_pipelines.lake.analytics.functions import WEIGHTED_MEDIAN
-from lake_pipelines.lake.analytics.session import settings_of
+from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start
 
 Compute = Callable[[SessionContext, date], pa.Table]
 
@@ -37,156 +40,11 @@ class GoldTable:
     sort_by: tuple[str, ...] = ("day",)
 
 
-def _ts(day: date) -> str:
-    return f"TIMESTAMP '{day.isoformat()}T00:00:00Z'"
-
-
 def _run(ctx: SessionContext, sql: str, schema: pa.Schema) -> pa.Table:
     # Collected whole: a gold result is one day's aggregate (a row per group: event types,
     # currencies, top-N domains), never the day's rows, which DataFusion streams (and
     # spills under `SessionSettings.memory_limit`).
     return ctx.sql(sql).to_arrow_table().select(schema.names).cast(schema)
-
-
-# The calendar day of ``ts``: the same day as ``date_trunc('day', ts)`` in the timestamp's own
-# zone (tests: UTC, before 1970, other zones) at a third of its cost, which on 5M rows made the
-# grouping key the largest cost after the distinct counts (benchmarks/ANALYSIS.md, run 19).
-DAY_OF_TS = "CAST(ts AS DATE)"
-
-
-def percentile_sql(column: str, q: float) -> str:
-    """An exact continuous percentile of `column` in a GROUP BY, as native DataFusion SQL.
-
-    Sort the group's non-null, non-NaN values and interpolate linearly between the two
-    neighbours of position ``q * (n - 1)`` (numpy's default and DuckDB's ``quantile_cont``);
-    null for a group without values. DataFusion 53's own ``percentile_cont`` drifts in the
-    6th-8th significant digit (47.77397 where the answer is 47.774), and a Python UDF over the
-    group's list costs a trip through Python (and pyarrow importing pandas on first use).
-    """
-    if not 0 <= q <= 1:
-        raise ValueError(f"percentile {q} is not between 0 and 1")
-    keep = f"{column} IS NOT NULL AND NOT isnan({column})"
-    values = f"array_sort(array_agg({column}) FILTER (WHERE {keep}))"
-    pos = f"({q!r} * (cardinality({values}) - 1))"
-    low = f"array_element({values}, CAST(floor({pos}) AS BIGINT) + 1)"
-    high = f"array_element({values}, CAST(ceil({pos}) AS BIGINT) + 1)"
-    return f"({low} + ({pos} - floor({pos})) * ({high} - {low}))"
-
-
-# -- events -------------------------------------------------------------------------------------
-
-# The rows of the window, as each of the queries below reads them.
-EVENTS_OF_WINDOW = f"""
-SELECT {DAY_OF_TS} AS day, event_type, user_id, session_id, price
-FROM source
-WHERE ts >= {{start}} AND ts < {{end}}
-"""
-
-EVENT_TOTALS = """
-SELECT day, event_type, COUNT(*) AS events, SUM(price) AS revenue,
-       {p50} AS price_p50, {p95} AS price_p95
-FROM ({{rows}})
-GROUP BY day, event_type
-""".format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
-
-# A distinct count as a GROUP BY over (group, value), its non-null values counted per group,
-# not COUNT(DISTINCT): a COUNT(DISTINCT) keeps every distinct value of a group in one
-# accumulator that cannot spill (5 event types of a 20M-row day: millions of sessions each),
-# while the GROUP BY has many small groups and spills sorted runs under the memory limit.
-DISTINCT_PER_GROUP = """
-SELECT {keys}, COUNT({value}) AS {name}
-FROM (SELECT {keys}, {value} FROM ({rows}) GROUP BY {keys}, {value})
-GROUP BY {keys}
-"""
-
-DAILY_EVENT_METRICS_SCHEMA = pa.schema(
-    [
-        pa.field("day", pa.date32(), nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("events", pa.int64(), nullable=False),
-        pa.field("distinct_users", pa.int64(), nullable=False),
-        pa.field("distinct_sessions", pa.int64(), nullable=False),
-        pa.field("revenue", pa.float64()),
-        pa.field("price_p50", pa.float64()),
-        pa.field("price_p95", pa.float64()),
-    ]
-)
-
-
-def _left_join(left: pa.Table, right: pa.Table, keys: list[str], count: str) -> pa.Table:
-    joined = left.join(right, keys, join_type="left outer")
-    return joined.set_column(
-        joined.schema.get_field_index(count), count, pc.fill_null(joined.column(count), 0)
-    )
-
-
-# The same numbers in one query and one scan: the fastest plan while the groups' distinct
-# values fit the memory limit (a week of 5M events: 1.45x DuckDB's time in three queries,
-# about par in one; benchmarks/ANALYSIS.md, run 22), but its per-group sets cannot spill.
-EVENT_METRICS_ONE_QUERY = """
-SELECT day, event_type, COUNT(*) AS events,
-       COUNT(DISTINCT user_id) AS distinct_users, COUNT(DISTINCT session_id) AS distinct_sessions,
-       SUM(price) AS revenue, {p50} AS price_p50, {p95} AS price_p95
-FROM ({{rows}})
-GROUP BY day, event_type
-""".format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
-
-
-# Memory the one-query plan takes per row of its window, which its limit does not bound:
-# DataFusion's per-group distinct sets are not held to the pool (a 20M-row day took 6.5 GiB
-# under the 2 GiB limit, 2M rows 0.43 GiB: ~330 bytes a row; benchmarks/ANALYSIS.md, run 23).
-ONE_QUERY_BYTES_PER_ROW = 400
-
-
-def one_query_fits(ctx: SessionContext, rows: str) -> bool:
-    """Whether the `rows` subquery is small enough for `EVENT_METRICS_ONE_QUERY` under the
-    session's memory limit (always, without a limit): its rows are counted first (one column
-    read, its filter pushed down)."""
-    limit = settings_of(ctx).memory_limit
-    if not limit:
-        return True
-    counted = ctx.sql(f"SELECT COUNT(*) AS n FROM ({rows})").to_arrow_table()
-    return counted.column(0)[0].as_py() * ONE_QUERY_BYTES_PER_ROW <= limit
-
-
-def event_metrics(ctx: SessionContext, first: date, end: date) -> pa.Table:
-    """Per day of `first`..`end` (exclusive) and event type: events, distinct users and
-    sessions, revenue, price p50/p95.
-
-    One query (`EVENT_METRICS_ONE_QUERY`) when the window's rows fit the session's memory
-    limit at `ONE_QUERY_BYTES_PER_ROW`, since DataFusion does not hold that plan to its limit;
-    when it says "Resources exhausted" anyway (before any result exists), or the window is
-    bigger, the spillable plan: three queries, one after the other, joined here (a row per
-    day and type each); the totals hold the groups' prices for the exact percentiles, which
-    cannot spill, and run alone they have the session's whole memory; the distinct counts
-    spill. Both plans give the same numbers (the tests compare them).
-    """
-    rows = EVENTS_OF_WINDOW.format(start=_ts(first), end=_ts(end))
-    schema = DAILY_EVENT_METRICS_SCHEMA
-    if not one_query_fits(ctx, rows):
-        return spillable_event_metrics(ctx, rows).select(schema.names).cast(schema)
-    try:
-        result = ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
-    except Exception as exc:  # datafusion raises its errors as plain Exceptions
-        if "Resources exhausted" not in str(exc):
-            raise
-        result = spillable_event_metrics(ctx, rows)
-    return result.select(schema.names).cast(schema)
-
-
-def spillable_event_metrics(ctx: SessionContext, rows: str) -> pa.Table:
-    """`event_metrics` of the `rows` subquery in the plan that spills (see there)."""
-    keys = ["day", "event_type"]
-    result = ctx.sql(EVENT_TOTALS.format(rows=rows)).to_arrow_table()
-    for value, name in (("user_id", "distinct_users"), ("session_id", "distinct_sessions")):
-        sql = DISTINCT_PER_GROUP.format(keys=", ".join(keys), value=value, name=name, rows=rows)
-        result = _left_join(result, ctx.sql(sql).to_arrow_table(), keys, name)
-    return result
-
-
-def daily_event_metrics(ctx: SessionContext, day: date) -> pa.Table:
-    """Per day and event type: events, distinct users/sessions, revenue, price p50/p95."""
-    return event_metrics(ctx, day, day + timedelta(days=1))
 
 
 TOP_DOMAINS = """
@@ -227,7 +85,7 @@ TOP_DOMAINS_SCHEMA = pa.schema(
 def top_domains(ctx: SessionContext, day: date, top: int = 10) -> pa.Table:
     """The day's most visited domains (by the `extract_domain` UDF), ranked."""
     sql = TOP_DOMAINS.format(
-        day_of_ts=DAY_OF_TS, start=_ts(day), end=_ts(day + timedelta(days=1)), top=top
+        day_of_ts=DAY_OF_TS, start=day_start(day), end=day_start(day + timedelta(days=1)), top=top
     )
     return _run(ctx, sql, TOP_DOMAINS_SCHEMA)
 
@@ -269,9 +127,9 @@ def active_users_7d(ctx: SessionContext, day: date) -> pa.Table:
     sql = ACTIVE_USERS_7D.format(
         day_of_ts=DAY_OF_TS,
         day_lit=f"'{day.isoformat()}'",
-        day_start=_ts(day),
-        start=_ts(day - timedelta(days=6)),
-        end=_ts(day + timedelta(days=1)),
+        day_start=day_start(day),
+        start=day_start(day - timedelta(days=6)),
+        end=day_start(day + timedelta(days=1)),
     )
     return _run(ctx, sql, ACTIVE_USERS_SCHEMA)
 

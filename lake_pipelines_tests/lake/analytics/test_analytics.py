@@ -13,7 +13,6 @@ from pyiceberg.catalog.sql import SqlCatalog
 
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.errors import LakeError
-from lake_pipelines.lake.analytics.queries import percentile_sql
 from lake_pipelines.lake.analytics.session import (
     SessionSettings,
     make_session,
@@ -21,6 +20,7 @@ from lake_pipelines.lake.analytics.session import (
     register_iceberg,
     register_iceberg_provider,
 )
+from lake_pipelines.lake.analytics.sql import percentile_sql
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.gold import commit_gold_days, gold_identifier, gold_tables_for
 from lake_pipelines.lake.parquet.options import file_schema

@@ -4,7 +4,7 @@ one clear error, and the default follows the container's or machine's memory."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from lake_pipelines.config import DataFusionSettings
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.errors import QueryMemoryError
 from lake_pipelines.lake import memory
-from lake_pipelines.lake.analytics.queries import (
+from lake_pipelines.lake.analytics.event_metrics import (
     DAILY_EVENT_METRICS_SCHEMA,
     DISTINCT_PER_GROUP,
     EVENT_METRICS_ONE_QUERY,
@@ -190,3 +190,36 @@ def test_a_window_too_big_for_the_limit_skips_the_one_query_plan(
     big, small = big.sort_by("event_type"), small.sort_by("event_type")
     assert big.drop_columns(["revenue"]).equals(small.drop_columns(["revenue"]))
     assert big.column("revenue").to_pylist() == pytest.approx(small.column("revenue").to_pylist())
+
+
+def test_days_run_at_once_share_the_limit_when_choosing_the_one_query_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two days at once each get half the limit: a day that fits the one-query plan alone
+    (30k rows x 400 B < 16 MiB) is too big for it beside another day, and spills instead."""
+    from datafusion import SessionContext
+
+    from lake_pipelines.lake.analytics.event_metrics import event_metrics
+
+    day1 = _events(30_000)
+    shifted = pa.array(
+        [t + timedelta(days=1) for t in day1.column("ts").to_pylist()], pa.timestamp("us", "UTC")
+    )
+    data = pa.concat_tables([day1, day1.set_column(0, "ts", shifted)])
+    ran: list[str] = []
+    real = SessionContext.sql
+
+    def spy(self: SessionContext, sql: str, *args: object, **kwargs: object):
+        ran.append(sql)
+        return real(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(SessionContext, "sql", spy)
+    both = event_metrics(_session(16 << 20, tmp_path / "a", data), DAY, DAY + timedelta(2), 2)
+    assert not [q for q in ran if "COUNT(DISTINCT" in q]
+    ran.clear()
+    alone = daily_event_metrics(_session(16 << 20, tmp_path / "b", data), DAY)
+    assert [q for q in ran if "COUNT(DISTINCT" in q]
+    first = both.filter(pa.compute.equal(both.column("day"), DAY)).sort_by("event_type")
+    alone = alone.sort_by("event_type")
+    assert first.drop_columns(["revenue"]).equals(alone.drop_columns(["revenue"]))
+    assert both.num_rows == 2 * alone.num_rows

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from datafusion import DataFrame, SessionContext
 
-from lake_pipelines.lake.analytics.queries import (
-    DAY_OF_TS,
+from lake_pipelines.lake.analytics.event_metrics import (
     EVENT_TOTALS,
     EVENTS_OF_WINDOW,
     event_metrics,
@@ -21,6 +22,7 @@ from lake_pipelines.lake.analytics.session import (
     automatic_partitions,
     make_session,
 )
+from lake_pipelines.lake.analytics.sql import DAY_OF_TS
 from lake_pipelines_tests.support import duckdb_query
 
 
@@ -94,3 +96,38 @@ def test_daily_metrics_are_the_same_in_one_phase_and_in_two(partitions: int) -> 
     )
     for name in expected.column_names:
         assert got.column(name).to_pylist() == expected.column(name).to_pylist(), name
+
+
+class _Recording:
+    """The session, recording the SQL it is asked to run (threads append to one list)."""
+
+    def __init__(self, ctx: SessionContext) -> None:
+        self.ctx = ctx
+        self.texts: list[str] = []
+
+    def sql(self, text: str) -> DataFrame:
+        self.texts.append(text)
+        return self.ctx.sql(text)
+
+
+def test_a_window_of_days_runs_a_query_per_day_and_gives_the_numbers_of_one_query() -> None:
+    """Two workers take a day each at a time; the numbers are the one query's over the whole
+    window, to the last digit of the sum (each day's rows are added in the same order)."""
+    data = _events(60_000, seed=11)
+    ctx = make_session(SessionSettings(1))
+    ctx.register_record_batches("source", [data.to_batches(max_chunksize=4096)])
+    first, end = date(2026, 11, 1), date(2026, 11, 4)
+    recording = _Recording(ctx)
+    per_day = event_metrics(recording, first, end, workers=2)  # type: ignore[arg-type]
+    windows = sorted(
+        re.search(r"ts >= TIMESTAMP '(\S+)T.*? AND ts < TIMESTAMP '(\S+)T", text, re.S).groups()  # type: ignore[union-attr]
+        for text in recording.texts
+    )
+    days = [(first + timedelta(days=i)).isoformat() for i in range(4)]
+    assert windows == list(pairwise(days))
+    one = _Recording(ctx)
+    whole = event_metrics(one, first, end, workers=1)  # type: ignore[arg-type]
+    assert len(one.texts) == 1
+    order = [("day", "ascending"), ("event_type", "ascending")]
+    assert per_day.num_rows == 9
+    assert per_day.sort_by(order).equals(whole.sort_by(order))

@@ -1,0 +1,152 @@
+"""The daily event metrics: per day and event type, events, distinct users and sessions,
+revenue and exact price percentiles (gold table ``events_daily_metrics``).
+
+Two plans for the same numbers: one query while the groups' distinct values fit the memory
+limit, three that spill when they do not; a window of several days runs a day per worker.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from datafusion import SessionContext
+
+from lake_pipelines.lake.analytics.session import settings_of
+from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start, percentile_sql
+
+# The rows of the window, as each of the queries below reads them.
+EVENTS_OF_WINDOW = f"""
+SELECT {DAY_OF_TS} AS day, event_type, user_id, session_id, price
+FROM source
+WHERE ts >= {{start}} AND ts < {{end}}
+"""
+
+EVENT_TOTALS = """
+SELECT day, event_type, COUNT(*) AS events, SUM(price) AS revenue,
+       {p50} AS price_p50, {p95} AS price_p95
+FROM ({{rows}})
+GROUP BY day, event_type
+""".format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
+
+# A distinct count as a GROUP BY over (group, value), its non-null values counted per group,
+# not COUNT(DISTINCT): a COUNT(DISTINCT) keeps every distinct value of a group in one
+# accumulator that cannot spill (5 event types of a 20M-row day: millions of sessions each),
+# while the GROUP BY has many small groups and spills sorted runs under the memory limit.
+DISTINCT_PER_GROUP = """
+SELECT {keys}, COUNT({value}) AS {name}
+FROM (SELECT {keys}, {value} FROM ({rows}) GROUP BY {keys}, {value})
+GROUP BY {keys}
+"""
+
+DAILY_EVENT_METRICS_SCHEMA = pa.schema(
+    [
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("events", pa.int64(), nullable=False),
+        pa.field("distinct_users", pa.int64(), nullable=False),
+        pa.field("distinct_sessions", pa.int64(), nullable=False),
+        pa.field("revenue", pa.float64()),
+        pa.field("price_p50", pa.float64()),
+        pa.field("price_p95", pa.float64()),
+    ]
+)
+
+
+def _left_join(left: pa.Table, right: pa.Table, keys: list[str], count: str) -> pa.Table:
+    joined = left.join(right, keys, join_type="left outer")
+    return joined.set_column(
+        joined.schema.get_field_index(count), count, pc.fill_null(joined.column(count), 0)
+    )
+
+
+# The same numbers in one query and one scan: the fastest plan while the groups' distinct
+# values fit the memory limit (a week of 5M events: 1.45x DuckDB's time in three queries,
+# about par in one; benchmarks/ANALYSIS.md, run 22), but its per-group sets cannot spill.
+EVENT_METRICS_ONE_QUERY = """
+SELECT day, event_type, COUNT(*) AS events,
+       COUNT(DISTINCT user_id) AS distinct_users, COUNT(DISTINCT session_id) AS distinct_sessions,
+       SUM(price) AS revenue, {p50} AS price_p50, {p95} AS price_p95
+FROM ({{rows}})
+GROUP BY day, event_type
+""".format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
+
+
+# Memory the one-query plan takes per row of its window, which its limit does not bound:
+# DataFusion's per-group distinct sets are not held to the pool (a 20M-row day took 6.5 GiB
+# under the 2 GiB limit, 2M rows 0.43 GiB: ~330 bytes a row; benchmarks/ANALYSIS.md, run 23).
+ONE_QUERY_BYTES_PER_ROW = 400
+
+
+def one_query_fits(ctx: SessionContext, rows: str, share: int = 1) -> bool:
+    """Whether the `rows` subquery is small enough for `EVENT_METRICS_ONE_QUERY` in a
+    `share`-th of the session's memory limit (always, without a limit; `share`: windows run
+    at once): its rows are counted first (one column read, its filter pushed down)."""
+    limit = settings_of(ctx).memory_limit
+    if not limit:
+        return True
+    counted = ctx.sql(f"SELECT COUNT(*) AS n FROM ({rows})").to_arrow_table()
+    return counted.column(0)[0].as_py() * ONE_QUERY_BYTES_PER_ROW * share <= limit
+
+
+def event_metrics(ctx: SessionContext, first: date, end: date, workers: int = 0) -> pa.Table:
+    """Per day of `first`..`end` (exclusive) and event type: events, distinct users and
+    sessions, revenue, price p50/p95.
+
+    A window of several days is computed a day at a time, `workers` days at once (0: one per
+    core; DataFusion releases the GIL). Every group is one day's, so the numbers are those of
+    one query over the window, to the last digit of the sum (each day's rows are added in the
+    same order); a single query over a week ran on one core (one partition up to 2 cores:
+    `session.automatic_partitions`), and 2 partitions hash every distinct value twice, while
+    the days in parallel cost no more CPU than the one query (benchmarks/ANALYSIS.md, run 24).
+
+    Each day (or the whole window, with one worker) is one query (`EVENT_METRICS_ONE_QUERY`)
+    when its rows fit its share of the session's memory limit at `ONE_QUERY_BYTES_PER_ROW`,
+    since DataFusion does not hold that plan to its limit. When they do not, or DataFusion
+    says "Resources exhausted" anyway (before any result exists), that day is computed by
+    the spillable plan: three queries, one after the other, joined here (a row per day and
+    type each); the totals hold the groups' prices for the exact percentiles, which cannot
+    spill, and run alone they have the session's whole memory; the distinct counts spill.
+    Both plans give the same numbers (the tests compare them).
+    """
+    days = [first + timedelta(days=i) for i in range((end - first).days)]
+    workers = min(workers or os.cpu_count() or 1, len(days))
+    if workers <= 1:
+        return _window_metrics(ctx, first, end, 1)
+    with ThreadPoolExecutor(workers, thread_name_prefix="event-metrics") as pool:
+        parts = pool.map(
+            lambda day: _window_metrics(ctx, day, day + timedelta(days=1), workers), days
+        )
+        return pa.concat_tables(list(parts))
+
+
+def _window_metrics(ctx: SessionContext, first: date, end: date, share: int) -> pa.Table:
+    rows = EVENTS_OF_WINDOW.format(start=day_start(first), end=day_start(end))
+    schema = DAILY_EVENT_METRICS_SCHEMA
+    if not one_query_fits(ctx, rows, share):
+        return spillable_event_metrics(ctx, rows).select(schema.names).cast(schema)
+    try:
+        result = ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
+    except Exception as exc:  # datafusion raises its errors as plain Exceptions
+        if "Resources exhausted" not in str(exc):
+            raise
+        result = spillable_event_metrics(ctx, rows)
+    return result.select(schema.names).cast(schema)
+
+
+def spillable_event_metrics(ctx: SessionContext, rows: str) -> pa.Table:
+    """`event_metrics` of the `rows` subquery in the plan that spills (see there)."""
+    keys = ["day", "event_type"]
+    result = ctx.sql(EVENT_TOTALS.format(rows=rows)).to_arrow_table()
+    for value, name in (("user_id", "distinct_users"), ("session_id", "distinct_sessions")):
+        sql = DISTINCT_PER_GROUP.format(keys=", ".join(keys), value=value, name=name, rows=rows)
+        result = _left_join(result, ctx.sql(sql).to_arrow_table(), keys, name)
+    return result
+
+
+def daily_event_metrics(ctx: SessionContext, day: date) -> pa.Table:
+    """Per day and event type: events, distinct users/sessions, revenue, price p50/p95."""
+    return event_metrics(ctx, day, day + timedelta(days=1))
