@@ -165,15 +165,10 @@ def test_the_one_query_plan_and_the_spillable_plan_give_the_same_numbers(tmp_pat
             assert one.column(column).to_pylist() == spilled.column(column).to_pylist(), column
 
 
-def test_a_window_too_big_for_the_limit_skips_the_one_query_plan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """DataFusion does not hold the one-query plan's distinct sets to the limit (a 20M-row
-    day took 6.5 GiB under 2 GiB), so a window with more rows than the limit allows at
-    `ONE_QUERY_BYTES_PER_ROW` never starts it; a small one still does."""
+def _spy_on_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL text of every query DataFusion is asked for from here on, in order."""
     from datafusion import SessionContext
 
-    data = _events(60_000)
     ran: list[str] = []
     real = SessionContext.sql
 
@@ -182,6 +177,17 @@ def test_a_window_too_big_for_the_limit_skips_the_one_query_plan(
         return real(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(SessionContext, "sql", spy)
+    return ran
+
+
+def test_a_window_too_big_for_the_limit_skips_the_one_query_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DataFusion does not hold the one-query plan's distinct sets to the limit (a 20M-row
+    day took 6.5 GiB under 2 GiB), so a window with more rows than the limit allows at
+    `ONE_QUERY_BYTES_PER_ROW` never starts it; a small one still does."""
+    data = _events(60_000)
+    ran = _spy_on_queries(monkeypatch)
     big = daily_event_metrics(_session(16 << 20, tmp_path / "a", data), DAY)  # 60k x 400 > 16M
     assert not [q for q in ran if "COUNT(DISTINCT" in q]
     ran.clear()
@@ -197,8 +203,6 @@ def test_days_run_at_once_share_the_limit_when_choosing_the_one_query_plan(
 ) -> None:
     """Two days at once each get half the limit: a day that fits the one-query plan alone
     (30k rows x 400 B < 16 MiB) is too big for it beside another day, and spills instead."""
-    from datafusion import SessionContext
-
     from lake_pipelines.lake.analytics.event_metrics import event_metrics
 
     day1 = _events(30_000)
@@ -206,14 +210,7 @@ def test_days_run_at_once_share_the_limit_when_choosing_the_one_query_plan(
         [t + timedelta(days=1) for t in day1.column("ts").to_pylist()], pa.timestamp("us", "UTC")
     )
     data = pa.concat_tables([day1, day1.set_column(0, "ts", shifted)])
-    ran: list[str] = []
-    real = SessionContext.sql
-
-    def spy(self: SessionContext, sql: str, *args: object, **kwargs: object):
-        ran.append(sql)
-        return real(self, sql, *args, **kwargs)
-
-    monkeypatch.setattr(SessionContext, "sql", spy)
+    ran = _spy_on_queries(monkeypatch)
     both = event_metrics(_session(16 << 20, tmp_path / "a", data), DAY, DAY + timedelta(2), 2)
     assert not [q for q in ran if "COUNT(DISTINCT" in q]
     ran.clear()
