@@ -10,17 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from datafusion import SessionContext, col, lit
-from datafusion import functions as f
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SpecError
-from lake_pipelines.lake.analytics.functions import WEIGHTED_MEDIAN
 
-Compute = Callable[[SessionContext, date], pa.Table]
+if TYPE_CHECKING:
+    from datafusion import SessionContext
+
+Compute = Callable[["SessionContext", date], pa.Table]
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,11 @@ ORDERS_DAILY_SCHEMA = pa.schema(
 def orders_daily_sales(ctx: SessionContext, day: date) -> pa.Table:
     """Per day and currency: orders, items sold, revenue and the quantity-weighted median
     unit price (our `weighted_median` UDAF over the unnested line items)."""
+    from datafusion import col, lit
+    from datafusion import functions as f
+
+    from lake_pipelines.lake.analytics.functions import WEIGHTED_MEDIAN
+
     start = pa.scalar(day.isoformat() + "T00:00:00+00:00").cast(pa.timestamp("us", tz="UTC"))
     end = pa.scalar((day + timedelta(days=1)).isoformat() + "T00:00:00+00:00").cast(
         pa.timestamp("us", tz="UTC")
