@@ -253,3 +253,29 @@ def test_a_bronze_partition_through_the_cli_imports_none_of_them(tmp_path: Path)
     # the run did the work: every landed row is in the day's bronze Parquet files
     files = list((lake / SPEC.bronze_prefix).rglob("*.parquet"))
     assert files and sum(pq.read_metadata(f).num_rows for f in files) == day.valid.num_rows
+
+
+def test_numpy_starts_no_blas_thread_pool_unless_asked() -> None:
+    # The lake does no linear algebra; OpenBLAS's pool cost every process ~70 ms (run 25).
+    probe = (
+        "import os, lake_pipelines.definitions, numpy\n"
+        "threads = next(l for l in open('/proc/self/status') if l.startswith('Threads:'))\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], int(threads.split()[1]))"
+    )
+
+    def run(**env: str) -> tuple[str, int]:
+        environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        value, threads = done.stdout.split()
+        return value, int(threads)
+
+    default, chosen = run(), run(OPENBLAS_NUM_THREADS="2")
+    assert default[0] == "1" and chosen[0] == "2"  # a value set in the environment wins
+    assert default[1] < chosen[1]  # with two, numpy's import started a BLAS worker thread
