@@ -6,6 +6,13 @@ Landing CSV/JSON files become Hive-partitioned Parquet (bronze), then Apache Ice
 
 from __future__ import annotations
 
+import os
+
+# numpy's OpenBLAS starts a thread pool when numpy is imported (pyarrow imports numpy in every
+# run, sensor tick and CLI command): ~70 ms of each process's start on a 2-core machine
+# (benchmarks/ANALYSIS.md, run 25). The lake does no linear algebra; a value set wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 def __getattr__(name: str) -> str:
     # Resolved on first use: importlib.metadata costs ~0.1 s, which `lake-pipelines --help`

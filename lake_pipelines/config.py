@@ -128,7 +128,7 @@ class Section:
         unknown = set(overrides) - set(cls.settings())
         if unknown:
             raise TypeError(f"{cls.__name__} has no setting {', '.join(sorted(unknown))}")
-        types = typing.get_type_hints(cls)
+        types = _type_hints(cls)
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):
             spec: Setting = f.metadata["setting"]
@@ -146,6 +146,19 @@ class Section:
         """A setting's description with its variable and default, as the UI shows it."""
         spec = cls.settings()[name]
         return f"{spec.doc} (if unset: ${spec.var}, else {spec.default or 'empty'})"
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The section's field types, resolved once per class: `typing.get_type_hints` evaluates
+    every annotation again on each call, and building the code location resolves the
+    deployment profile once per asset."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _aws_fallback(spec: Setting, env: Mapping[str, str]) -> str:

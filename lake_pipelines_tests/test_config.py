@@ -262,3 +262,22 @@ def test_gcs_and_azure_credentials_come_from_the_environment_only() -> None:
         store.iceberg_properties()["adls.connection-string"]
         == env["AZURE_STORAGE_CONNECTION_STRING"]
     )
+
+
+def test_field_types_are_resolved_once_per_section_and_values_on_every_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Loading the code location resolves the deployment profile once per asset (~20 times):
+    # `typing.get_type_hints` on every read was most of that (benchmarks/ANALYSIS.md, run 25).
+    from lake_pipelines.definitions import build_definitions
+
+    resolved: list[type] = []
+    real = config.typing.get_type_hints
+    monkeypatch.setattr(config, "_HINTS", {})
+    monkeypatch.setattr(config.typing, "get_type_hints", lambda c: resolved.append(c) or real(c))
+    build_definitions()
+    assert resolved and len(resolved) == len(set(resolved))
+    # the values are not cached: each read sees the environment of the moment
+    for max_attempts in (3, 7):
+        monkeypatch.setenv("LAKE_S3_MAX_ATTEMPTS", str(max_attempts))
+        assert StoreSettings.from_env().max_attempts == max_attempts

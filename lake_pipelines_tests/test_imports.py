@@ -1,4 +1,4 @@
-"""No import cycles inside lake_pipelines.
+"""No import cycles inside lake_pipelines, and no import a process does not need.
 
 The graph is read from the source with `ast`: every ``import``/``from`` of a lake_pipelines
 module, at module level or inside a function, except under ``if TYPE_CHECKING:`` (never run).
@@ -10,8 +10,15 @@ except when it is a package the importing module itself lives in (already import
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 import lake_pipelines
 
@@ -169,3 +176,106 @@ def test_the_graph_sees_function_level_and_relative_imports_but_not_type_checkin
     assert graph["pkg.sub.b"] == {"pkg.a"}  # its own package pkg.sub is no edge
     assert graph["pkg.c"] == {"pkg.a"}
     assert cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.a"]]
+
+
+# -- what a process imports ------------------------------------------------------------------
+#
+# Dagster loads the code location in every run, sensor tick and UI reload, and task 7 of the
+# benchmarks times one bronze partition through `dagster asset materialize` against Dagster's
+# own floor (benchmarks/ANALYSIS.md, run 25). These modules were each imported by loading the
+# code location once, and a bronze partition never uses them.
+NOT_AT_LOAD = (
+    "datafusion",  # gold's queries: only the DataFrame-API table imports it, when it runs
+    "urllib.request",  # the Pushgateway client, only when a gateway is set
+    "http.client",
+    "pandas",  # pyarrow imports it when handed Python values; the contract's pandera
+    "pandera",
+    "pyiceberg",  # silver and gold: their steps import it
+    "sqlalchemy",
+    "dagster_aws",
+    "s3fs",
+    "gcsfs",
+    "adlfs",
+    "pyarrow.dataset",  # imports pandas
+)
+# ... and of those, what a bronze partition's whole run never imports (Dagster's own SQLite
+# storage brings sqlalchemy; the contract cache keeps pandera and pandas out, test_arrow.py).
+NOT_IN_A_BRONZE_RUN = tuple(m for m in NOT_AT_LOAD if m != "sqlalchemy")
+
+_LOADED = """
+import json, sys
+import lake_pipelines.definitions
+print(json.dumps(sorted(m for m in {names!r} if m in sys.modules)))
+"""
+
+_AFTER_THE_RUN = """
+import atexit, json, sys
+names = {names!r}
+atexit.register(lambda: print("IMPORTED", json.dumps(sorted(m for m in names if m in sys.modules))))
+from dagster._cli import main
+sys.argv = ["dagster", "asset", "materialize", "-m", "lake_pipelines.definitions",
+            "--select", "lake/bronze/events", "--partition", {day!r}]
+main()
+"""
+
+
+def test_loading_the_code_location_imports_nothing_a_bronze_partition_does_not_use() -> None:
+    probe = _LOADED.format(names=NOT_AT_LOAD)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_bronze_partition_through_the_cli_imports_none_of_them(tmp_path: Path) -> None:
+    from lake_pipelines.datasets.events import SPEC
+    from lake_pipelines.lake.ingest.validation import compile_contract
+    from lake_pipelines.lake.storage import ObjectStore
+    from lake_pipelines.sample_data import generate_events
+    from lake_pipelines_tests.support import LAKE_VARIABLES
+
+    lake, home = tmp_path / "lake", tmp_path / "home"
+    store = ObjectStore(str(lake))
+    (day,) = generate_events(store, date(2026, 11, 1), 1, 200, seed=5, bad_rows=False)
+    compile_contract(SPEC)  # the compiled contract on disk, as after any first run
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "LAKE_HOME": str(lake), "DAGSTER_HOME": str(home)}
+    for var in LAKE_VARIABLES:
+        env.pop(var, None)
+    probe = _AFTER_THE_RUN.format(names=NOT_IN_A_BRONZE_RUN, day=day.day.isoformat())
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = next(line for line in done.stdout.splitlines() if line.startswith("IMPORTED"))
+    assert json.loads(imported.removeprefix("IMPORTED ")) == []
+    # the run did the work: every landed row is in the day's bronze Parquet files
+    files = list((lake / SPEC.bronze_prefix).rglob("*.parquet"))
+    assert files and sum(pq.read_metadata(f).num_rows for f in files) == day.valid.num_rows
+
+
+def test_numpy_starts_no_blas_thread_pool_unless_asked() -> None:
+    # The lake does no linear algebra; OpenBLAS's pool cost every process ~70 ms (run 25).
+    probe = (
+        "import os, lake_pipelines.definitions, numpy\n"
+        "threads = next(l for l in open('/proc/self/status') if l.startswith('Threads:'))\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], int(threads.split()[1]))"
+    )
+
+    def run(**env: str) -> tuple[str, int]:
+        environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        value, threads = done.stdout.split()
+        return value, int(threads)
+
+    default, chosen = run(), run(OPENBLAS_NUM_THREADS="2")
+    assert default[0] == "1" and chosen[0] == "2"  # a value set in the environment wins
+    assert default[1] < chosen[1]  # with two, numpy's import started a BLAS worker thread

@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from datafusion import SessionContext
 
-from lake_pipelines.lake.analytics.session import settings_of
 from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start, percentile_sql
+
+if TYPE_CHECKING:  # loading the code location does not load DataFusion (run 25)
+    from datafusion import SessionContext
 
 # The rows of the window, as each of the queries below reads them.
 EVENTS_OF_WINDOW = f"""
@@ -85,6 +87,8 @@ def one_query_fits(ctx: SessionContext, rows: str, share: int = 1) -> bool:
     """Whether the `rows` subquery is small enough for `EVENT_METRICS_ONE_QUERY` in a
     `share`-th of the session's memory limit (always, without a limit; `share`: windows run
     at once): its rows are counted first (one column read, its filter pushed down)."""
+    from lake_pipelines.lake.analytics.session import settings_of
+
     limit = settings_of(ctx).memory_limit
     if not limit:
         return True

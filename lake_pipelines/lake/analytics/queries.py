@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from datafusion import SessionContext, col, lit
-from datafusion import functions as f
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SpecError
@@ -21,10 +20,12 @@ from lake_pipelines.lake.analytics.event_metrics import (
     DAILY_EVENT_METRICS_SCHEMA,
     daily_event_metrics,
 )
-from lake_pipelines.lake.analytics.functions import WEIGHTED_MEDIAN
 from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start
 
-Compute = Callable[[SessionContext, date], pa.Table]
+if TYPE_CHECKING:
+    from datafusion import SessionContext
+
+Compute = Callable[["SessionContext", date], pa.Table]
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,11 @@ ORDERS_DAILY_SCHEMA = pa.schema(
 def orders_daily_sales(ctx: SessionContext, day: date) -> pa.Table:
     """Per day and currency: orders, items sold, revenue and the quantity-weighted median
     unit price (our `weighted_median` UDAF over the unnested line items)."""
+    from datafusion import col, lit
+    from datafusion import functions as f
+
+    from lake_pipelines.lake.analytics.functions import WEIGHTED_MEDIAN
+
     start = pa.scalar(day.isoformat() + "T00:00:00+00:00").cast(pa.timestamp("us", tz="UTC"))
     end = pa.scalar((day + timedelta(days=1)).isoformat() + "T00:00:00+00:00").cast(
         pa.timestamp("us", tz="UTC")
