@@ -51,7 +51,7 @@ def _run(ctx: SessionContext, sql: str, schema: pa.Schema) -> pa.Table:
 # One scan and one `extract_domain` call per row: the visits are grouped by (day, domain, user)
 # once, and the domains' events and distinct users both come from those groups. Written with
 # a CTE read twice and a `domain IS NOT NULL` filter, DataFusion scanned the day twice and
-# called the Python UDF twice in each scan (4 calls a row; a 20M-row day spent ~115 s in it: run 23).
+# called the Python UDF twice in each scan (4 calls a row; ~115 s of a 20M-row day, run 23).
 # The rows without a domain form their own group, kept out of the ranking after the
 # aggregates, where no filter can be pushed back into the scan.
 TOP_DOMAINS = """
