@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import Accumulator, udaf, udf
-
-if TYPE_CHECKING:  # pyiceberg is imported by the functions that take its tables
-    pass
 
 # -- our functions ----------------------------------------------------------------------------
 
