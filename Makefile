@@ -12,7 +12,7 @@ DEMO_END ?= 2026-11-07
 DEMO_DAYS ?= 7
 DEV_PORT ?= 3000
 
-.PHONY: help install demo dev test test-chaos lint format bench bench-deps bench-quick clean fuzz cluster cluster-down test-cluster bench-cluster
+.PHONY: help install demo dev test test-chaos test-e2e lint format bench bench-deps bench-quick clean fuzz cluster cluster-down test-cluster bench-cluster
 
 help:
 	@echo "make demo   install, generate 7 days of sample data, materialize every asset, print a summary"
@@ -23,6 +23,7 @@ help:
 	@echo "make cluster-down  stop exactly what make cluster started"
 	@echo "make test-cluster  30-day backfill on the cluster vs the embedded run, and a killed worker"
 	@echo "make test-chaos  the lake through injected S3 faults (20 % and 50 %), ~15 min"
+	@echo "make test-e2e  every README command, the web UI in Chromium, every calendar by the CLI, ~5 min"
 	@echo "make lint   ruff check + format check + mypy (make test runs it first)"
 	@echo "make fuzz   hostile-input fuzzing: 500 examples per test, files across the 8 MiB block"
 	@echo "make bench  benchmarks vs DuckDB/Polars/pyarrow/DataFusion -> benchmarks/RESULTS.md (~30 min)"
@@ -71,7 +72,12 @@ test-cluster: install test-deps
 
 # Every layer through the tests' fault proxy in front of moto (lake_pipelines_tests/test_chaos.py).
 test-chaos: install
-	$(UV) run --frozen pytest -m chaos lake_pipelines_tests/test_chaos.py
+	$(UV) run --frozen pytest -m chaos
+
+# Whole-process user journeys (~5 min): every fenced README command on a demo lake, the web UI
+# in Chromium, every calendar and hourly/local-day dataset through the Dagster CLI.
+test-e2e: install test-deps
+	$(UV) run --frozen pytest -m e2e
 
 lint: install
 	$(UV) run --frozen ruff check lake_pipelines lake_pipelines_tests benchmarks

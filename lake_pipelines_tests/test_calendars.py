@@ -109,6 +109,7 @@ def test_the_backfill_plan_gives_each_calendar_its_part_of_the_range() -> None:
         plan_backfill(defs, date(2026, 1, 2), date(2026, 1, 1))
 
 
+@pytest.mark.e2e
 def test_every_calendar_through_every_layer_by_the_cli(tmp_path: Path) -> None:
     lake, home = tmp_path / "lake", tmp_path / "dagster"
     store = ObjectStore(str(lake))

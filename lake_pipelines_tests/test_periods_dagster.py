@@ -120,6 +120,7 @@ def test_the_backfill_plan_covers_every_hour_and_the_local_days() -> None:
     assert sorted(r.split(":")[0] for r in plan.skipped) == ["events", "orders"]
 
 
+@pytest.mark.e2e
 def test_hours_and_local_days_through_every_layer_by_the_cli(tmp_path: Path) -> None:
     lake, home = tmp_path / "lake", tmp_path / "dagster"
     store = ObjectStore(str(lake))

@@ -66,6 +66,7 @@ def test_the_readme_has_the_commands_this_test_runs() -> None:
         assert any(needle in c for c in commands), needle
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(1800)
 def test_every_fenced_command_of_the_readme_runs_on_a_demo_lake(tmp_path: Path) -> None:
     lake, home, bin_dir = tmp_path / "lake", tmp_path / "dagster", tmp_path / "bin"

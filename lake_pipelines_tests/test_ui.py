@@ -113,6 +113,7 @@ METADATA_ROWS = """JSON.stringify([...document.querySelectorAll("tr")].map(
 LINKS = """JSON.stringify([...document.querySelectorAll("a")].map(a => a.getAttribute("href")))"""
 
 
+@pytest.mark.e2e
 def test_web_ui_shows_assets_materializations_and_sensor_runs(tmp_path: Path) -> None:
     binary = chromium_binary()
     if binary is None:

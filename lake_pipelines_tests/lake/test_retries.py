@@ -71,6 +71,7 @@ def test_our_loop_retries_transient_errors_only() -> None:
     assert len(calls) == 2
 
 
+@pytest.mark.chaos
 def test_pyarrow_keeps_retrying_after_hundreds_of_faults(
     s3_server: S3Server, faults: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
