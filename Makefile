@@ -23,7 +23,7 @@ help:
 	@echo "make cluster-down  stop exactly what make cluster started"
 	@echo "make test-cluster  30-day backfill on the cluster vs the embedded run, and a killed worker"
 	@echo "make test-chaos  the lake through injected S3 faults (20 % and 50 %), ~15 min"
-	@echo "make test-e2e  every README command, the web UI in Chromium, every calendar by the CLI, ~5 min"
+	@echo "make test-e2e  every README command, the web UI, every calendar by the CLI, every store end to end, ~7 min"
 	@echo "make lint   ruff check + format check + mypy (make test runs it first)"
 	@echo "make fuzz   hostile-input fuzzing: 500 examples per test, files across the 8 MiB block"
 	@echo "make bench  benchmarks vs DuckDB/Polars/pyarrow/DataFusion -> benchmarks/RESULTS.md (~30 min)"
@@ -74,8 +74,9 @@ test-cluster: install test-deps
 test-chaos: install
 	$(UV) run --frozen pytest -m chaos
 
-# Whole-process user journeys (~5 min): every fenced README command on a demo lake, the web UI
-# in Chromium, every calendar and hourly/local-day dataset through the Dagster CLI.
+# Whole-process user journeys (~7 min): every fenced README command on a demo lake, the web UI
+# in Chromium, every calendar and hourly/local-day dataset through the Dagster CLI, and every
+# layer over local disk, S3 (moto), GCS and Azure (their emulators).
 test-e2e: install test-deps
 	$(UV) run --frozen pytest -m e2e
 

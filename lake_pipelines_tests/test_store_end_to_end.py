@@ -55,6 +55,9 @@ from lake_pipelines_tests.store_lakes import (
     generated_rows,
 )
 
+# Every layer over four stores and their emulators (~2-5 min): make test-e2e, run by .ci/run.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def lakes(

@@ -96,6 +96,7 @@ def test_pyarrow_keeps_retrying_after_hundreds_of_faults(
     assert int(stats.get("500", 0)) + int(stats.get("503", 0)) + int(stats.get("reset", 0)) > 150
 
 
+@pytest.mark.chaos
 def test_pyiceberg_fileio_retries_from_our_properties(
     s3_server: S3Server, faults: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,6 +113,7 @@ def test_pyiceberg_fileio_retries_from_our_properties(
             assert f.read() == BODY
 
 
+@pytest.mark.chaos
 def test_small_objects_and_listings_are_read_through_faults(
     s3_server: S3Server, faults: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
