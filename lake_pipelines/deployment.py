@@ -34,6 +34,27 @@ def backfill_policy() -> dg.BackfillPolicy:
     return dg.BackfillPolicy.single_run()
 
 
+def window_dependency(upstream: dg.AssetKey, lookback_days: int) -> dg.AssetKey | dg.AssetDep:
+    """The dependency of a daily asset that reads upstream days D-`lookback_days`..D.
+
+    Embedded: on upstream day D alone, so a backfill of a range stays one run (a lookback
+    mapping would split it); the asset reads the window itself and the gold window sensor
+    recomputes the days after a late upstream day. Distributed: on the whole window, because
+    there a backfill is runs of `days_per_run` days side by side, and only a window mapping
+    makes Dagster's backfill daemon launch day D after the run that writes upstream D-1 has
+    finished, not next to it (the day would read a window with a hole). Days before the
+    partitions' start are not required.
+    """
+    if not lookback_days or not profile().distributed:
+        return upstream
+    return dg.AssetDep(
+        upstream,
+        partition_mapping=dg.TimeWindowPartitionMapping(
+            start_offset=-lookback_days, allow_nonexistent_upstream_partitions=True
+        ),
+    )
+
+
 def write_pool(pool: str) -> str | None:
     """The pool of a layer's writing step: `pool` embedded, none distributed (see above)."""
     return None if profile().distributed else pool

@@ -136,6 +136,42 @@ def step_executions(instance: Any, run_ids: list[str]) -> list[dict[str, Any]]:
     return found
 
 
+def windows_read_before_written(
+    instance: Any, run_ids: list[str], reader: str, written: str, lookback: int
+) -> tuple[int, list[str]]:
+    """The days of asset `reader` (keys `/`-joined) materialized by `run_ids`, and those whose
+    step started before one of the days D-`lookback`..D of asset `written` it reads had been
+    materialized (a line each)."""
+    from dagster._core.events import DagsterEventType
+
+    reader_step = reader.replace("/", "__")
+    starts: dict[str, float] = {}  # run -> start of its `reader` step
+    days_of_run: dict[str, list[date]] = defaultdict(list)
+    written_at: dict[date, float] = {}  # day -> first materialization of `written`
+    for run_id in run_ids:
+        for record in instance.all_logs(run_id):
+            event = record.dagster_event
+            if event is None:
+                continue
+            if event.event_type == DagsterEventType.STEP_START and event.step_key == reader_step:
+                starts.setdefault(run_id, record.timestamp)
+            if event.event_type != DagsterEventType.ASSET_MATERIALIZATION:
+                continue
+            key, day = "/".join(event.asset_key.path), date.fromisoformat(event.partition)
+            if key == reader:
+                days_of_run[run_id].append(day)
+            elif key == written:
+                written_at[day] = min(written_at.get(day, record.timestamp), record.timestamp)
+    late = []
+    for run_id, start in starts.items():
+        for day in days_of_run[run_id]:
+            for back in range(lookback + 1):
+                source = date.fromordinal(day.toordinal() - back)
+                if source in written_at and written_at[source] > start:
+                    late.append(f"{reader} {day} (run {run_id[:8]}) started before {source}")
+    return sum(len(days) for days in days_of_run.values()), late
+
+
 def _digest(table: pa.Table, day_of: pa.Array, days: set[date]) -> dict[str, tuple[int, str]]:
     """Per day of `days`: (rows, SHA-256 of the day's rows in a canonical order)."""
     by_day: dict[str, list[str]] = defaultdict(list)

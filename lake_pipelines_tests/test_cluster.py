@@ -29,6 +29,7 @@ from lake_pipelines_tests.cluster_support import (
     lake_digest,
     open_instance,
     step_executions,
+    windows_read_before_written,
     wipe_lake,
 )
 from lake_pipelines_tests.conftest import sql_catalog
@@ -113,8 +114,23 @@ def test_a_backfill_spreads_over_the_workers_and_equals_the_embedded_run(
     assert len({s["worker"] for s in steps}) >= 2, steps
     assert len({s["pid"] for s in steps}) >= 2, steps
     assert len({s["pid"] for s in steps} & {os.getpid()}) == 0
+    assert_windows_complete(cluster, runs)
     store, catalog = cluster_lake(cluster)
     assert lake_digest(store, catalog, FIRST, DAYS) == embedded
+
+
+def assert_windows_complete(cluster: dict[str, str], runs: list[str]) -> None:
+    """Runs of different days run at once: no 7-day gold day started before a silver day of its
+    window was written (it would have counted a window with holes)."""
+    days, late = windows_read_before_written(
+        open_instance(cluster),
+        runs,
+        "lake/gold/events_active_users_7d",
+        "lake/silver/events",
+        lookback=6,
+    )
+    assert days >= DAYS
+    assert late == []
 
 
 def _running_step(instance: Any, runs: list[str], step: str) -> dict[str, Any] | None:
@@ -159,5 +175,6 @@ def test_a_worker_killed_mid_step_leaves_the_tables_of_a_clean_run(
         and s["pid"] != victim["pid"]
     ]
     assert again, f"step {victim['step']} was not run again after its worker was killed"
+    assert_windows_complete(cluster, runs)
     store, catalog = cluster_lake(cluster)
     assert lake_digest(store, catalog, FIRST, DAYS) == embedded

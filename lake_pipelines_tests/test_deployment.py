@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import socket
 import tomllib
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -68,6 +69,54 @@ def test_the_distributed_profile_spreads_backfills_and_pools_no_layer_step(
         dg.AssetKey(["lake", "maintenance", "events_silver_compaction"])
     )
     assert compaction.op.pool == "iceberg_lake_events"
+
+
+def _silver_days_of_gold_day(defs: dg.Definitions, day: str) -> list[str]:
+    """The silver days Dagster's backfill daemon waits for before it launches the 7-day gold
+    asset's `day`: those its partition mapping names."""
+    gold = defs.resolve_assets_def(dg.AssetKey(["lake", "gold", "events_active_users_7d"]))
+    silver = dg.AssetKey(["lake", "silver", "events"])
+    partitions = gold.partitions_def
+    assert partitions is not None
+    graph = defs.resolve_asset_graph()
+    mapping = graph.get_partition_mapping(gold.key, silver)
+    mapped = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        partitions.empty_subset().with_partition_keys([day]), partitions, partitions
+    )
+    return sorted(mapped.partitions_subset.get_partition_keys())
+
+
+def test_the_7_day_asset_depends_on_its_window_only_where_backfills_are_split(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distributed, a backfill is runs of a few days side by side: the 7-day asset's day D
+    must wait for silver D-6..D (the cluster test caught a day computed next to the run
+    writing silver D-1). Embedded, a range is one run and the asset depends on day D only."""
+    from lake_pipelines.datasets.events import SPEC
+    from lake_pipelines.definitions import build_definitions
+
+    embedded = build_definitions()
+    assert _silver_days_of_gold_day(embedded, "2026-01-10") == ["2026-01-10"]
+    monkeypatch.setenv("LAKE_EXECUTOR", "celery")
+    distributed = build_definitions()
+    assert _silver_days_of_gold_day(distributed, "2026-01-10") == [
+        f"2026-01-{d:02d}" for d in range(4, 11)
+    ]
+    # the dataset's first days have shorter windows, not an error
+    first = date.fromisoformat(SPEC.start_date)
+    assert _silver_days_of_gold_day(distributed, (first + timedelta(days=1)).isoformat()) == [
+        first.isoformat(),
+        (first + timedelta(days=1)).isoformat(),
+    ]
+    for name in ("events_daily_metrics", "events_top_domains"):
+        gold = distributed.resolve_assets_def(dg.AssetKey(["lake", "gold", name]))
+        mapping = distributed.resolve_asset_graph().get_partition_mapping(
+            gold.key, dg.AssetKey(["lake", "silver", "events"])
+        )
+        assert not isinstance(mapping, dg.TimeWindowPartitionMapping) or (
+            mapping.start_offset,
+            mapping.end_offset,
+        ) == (0, 0)
 
 
 def test_a_bad_profile_names_its_variable() -> None:

@@ -17,7 +17,7 @@ from lake_pipelines.assets.common import (
 )
 from lake_pipelines.assets.observability import day_numbers, record_days, step_metrics
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.deployment import write_pool
+from lake_pipelines.deployment import window_dependency, write_pool
 from lake_pipelines.lake.analytics.queries import GoldTable, gold_identifier, gold_tables_for
 from lake_pipelines.lake.retries import retry_counts
 from lake_pipelines.resources import (
@@ -32,9 +32,8 @@ def build_gold_asset(
 ) -> dg.AssetsDefinition:
     identifier = gold_identifier(spec, gold)
     # Day D of a gold table with a lookback reads silver days D-lookback..D itself (the
-    # window is planned in `lake.gold`), and depends on silver day D alone: a lookback
-    # partition mapping would widen a UI backfill of a range beyond the group's own range,
-    # and Dagster then splits it into several runs.
+    # window is planned in `lake.gold`); which silver days it depends on is the profile's
+    # choice (`window_dependency`: day D embedded, the window distributed).
     window = (
         f" Each day reads the {gold.lookback_days + 1} silver days ending with it: when silver "
         f"day D is materialized again (a late file), `{spec.name}_gold_window_sensor` requests "
@@ -45,7 +44,7 @@ def build_gold_asset(
 
     @dg.asset(
         key=asset_key("gold", gold.name),
-        deps=[silver_key],
+        deps=[window_dependency(silver_key, gold.lookback_days)],
         **daily_asset_args(spec, eager=True),
         kinds={"gold", "iceberg", "datafusion"},
         pool=write_pool(f"iceberg_{identifier.replace('.', '_')}"),
