@@ -3,66 +3,83 @@
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from lake_pipelines.cli.text import text_table, when
-from lake_pipelines.errors import ArgumentError, describe_span
-from lake_pipelines.lake.iceberg.snapshots import read_as_of, snapshot_span
-from lake_pipelines.lake.iceberg.tables import load_table, table_names
+from lake_pipelines.errors import ArgumentError, TableNotFoundError, describe_span
 
 if TYPE_CHECKING:
-    from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
+    from lake_pipelines.config import CatalogSettings
+    from lake_pipelines.lake.iceberg.peek import TableView
+    from lake_pipelines.lake.storage import ObjectStore
 
-def tables(catalog: Catalog) -> str:
+
+def table_views(settings: CatalogSettings, store: ObjectStore, name: str | None) -> list[TableView]:
+    """The metadata of table `name` (every table when None): read straight from the SQLite
+    catalog and the metadata files when both are local (`lake.iceberg.peek`), else through
+    pyiceberg.
+
+    Raises:
+        TableNotFoundError: there is no table `name` (the message lists those there are).
+    """
+    from lake_pipelines.lake.iceberg.peek import TableView, local_tables
+
+    found = local_tables(settings.type, settings.uri, settings.name)
+    if found is not None:
+        if name is None:
+            return [TableView.read(n, location) for n, location in found.items()]
+        if name not in found:
+            raise TableNotFoundError(name, list(found))
+        return [TableView.read(name, found[name])]
+    from lake_pipelines.lake.iceberg.tables import load_table, table_names
+
+    catalog = settings.load(store, metadata_only=True)
+    names = table_names(catalog) if name is None else [name]
+    return [TableView.of(load_table(catalog, n)) for n in names]
+
+
+def tables(views: list[TableView]) -> str:
     """One line per table: rows, files, snapshots, partitioning, last commit."""
     rows = []
-    for name in table_names(catalog):
-        t = catalog.load_table(name)
-        snap = t.current_snapshot()
-        summary = snap.summary if snap and snap.summary else None
+    for view in views:
+        snap = view.current_snapshot()
+        summary = snap.get("summary") if snap else None
         rows.append(
             {
-                "table": name,
-                "snapshots": len(t.snapshots()),
+                "table": view.name,
+                "snapshots": len(view.snapshots()),
                 "rows": summary.get("total-records") if summary else 0,
                 "files": summary.get("total-data-files") if summary else 0,
-                "partitioned by": ", ".join(
-                    f"{f.transform}({t.schema().find_column_name(f.source_id)})"
-                    for f in t.spec().fields
-                ),
-                "updated": when(snap.timestamp_ms) if snap else "",
+                "partitioned by": ", ".join(view.partitioning()),
+                "updated": when(snap["timestamp-ms"]) if snap else "",
             }
         )
     return text_table(rows, ["table", "rows", "files", "snapshots", "partitioned by", "updated"])
 
 
-def history(catalog: Catalog, name: str) -> str:
+def history(view: TableView) -> str:
     """The table's snapshots, oldest first, with their refs and our lineage keys."""
-    t = load_table(catalog, name)
-    tags: dict[int, list[str]] = defaultdict(list)
-    for ref_name, ref in t.metadata.refs.items():
-        tags[ref.snapshot_id].append(ref_name)
-    current = t.current_snapshot()
+    refs = view.refs_by_snapshot()
+    current = view.current_snapshot()
     rows = []
-    for snap in sorted(t.snapshots(), key=lambda s: s.timestamp_ms):
-        summary = snap.summary
-        props = summary.additional_properties if summary else {}
+    current_id = current["snapshot-id"] if current else None
+    for snap in view.snapshots():
+        summary = snap.get("summary") or {}
         rows.append(
             {
-                "snapshot": snap.snapshot_id,
-                "committed": when(snap.timestamp_ms),
-                "operation": summary.operation.value if summary else "",
-                "partition": props.get("lake.partition", ""),
-                "added": props.get("added-records", ""),
-                "deleted": props.get("deleted-records", ""),
-                "total": props.get("total-records", ""),
-                "run": props.get("lake.run-id", "")[:8],
-                "refs": ", ".join(sorted(tags.get(snap.snapshot_id, [])))
-                + (" *current" if current and snap.snapshot_id == current.snapshot_id else ""),
+                "snapshot": snap["snapshot-id"],
+                "committed": when(snap["timestamp-ms"]),
+                "operation": summary.get("operation", ""),
+                "partition": summary.get("lake.partition", ""),
+                "added": summary.get("added-records", ""),
+                "deleted": summary.get("deleted-records", ""),
+                "total": summary.get("total-records", ""),
+                "run": summary.get("lake.run-id", "")[:8],
+                "refs": ", ".join(refs.get(snap["snapshot-id"], []))
+                + (" *current" if snap["snapshot-id"] == current_id else ""),
             }
         )
     cols = ["snapshot", "committed", "operation", "partition", "added", "deleted", "total"]
@@ -72,6 +89,8 @@ def history(catalog: Catalog, name: str) -> str:
 def _as_of(table: Table, text: str | None) -> datetime | None:
     if text is None:
         return None
+    from lake_pipelines.lake.iceberg.snapshots import snapshot_span
+
     try:
         return datetime.fromisoformat(text)
     except ValueError:
@@ -86,10 +105,30 @@ def _as_of(table: Table, text: str | None) -> datetime | None:
         ) from None
 
 
-def scan(catalog: Catalog, args: argparse.Namespace) -> str:
+def open_table(settings: CatalogSettings, store: ObjectStore, name: str) -> Table:
+    """Table `name` for reading: straight from its metadata file when the catalog is a local
+    SQLite file (`lake.iceberg.peek`), else through the catalog.
+
+    Raises:
+        TableNotFoundError: there is no table `name` (the message lists those there are).
+    """
+    from lake_pipelines.lake.iceberg.peek import local_tables, static_table
+
+    found = local_tables(settings.type, settings.uri, settings.name)
+    if found is not None:
+        if name not in found:
+            raise TableNotFoundError(name, list(found))
+        return static_table(name, found[name], store.iceberg_properties())
+    from lake_pipelines.lake.iceberg.tables import load_table
+
+    return load_table(settings.load(store), name)
+
+
+def scan(table: Table, args: argparse.Namespace) -> str:
     """The table's rows (as of a snapshot, tag or time), filtered, as a text table."""
-    t = load_table(catalog, args.table)
+    from lake_pipelines.lake.iceberg.snapshots import read_as_of
+
     columns = tuple(c.strip() for c in args.columns.split(",")) if args.columns else ("*",)
-    as_of = _as_of(t, args.as_of_time)
-    data = read_as_of(t, args.snapshot, args.tag, as_of, args.where, columns, args.limit)
+    as_of = _as_of(table, args.as_of_time)
+    data = read_as_of(table, args.snapshot, args.tag, as_of, args.where, columns, args.limit)
     return text_table(data.to_pylist(), data.column_names) + f"\n({data.num_rows} rows)"
