@@ -13,7 +13,7 @@ def day_start(day: date) -> str:
 # The calendar day of ``ts``: the same day as ``date_trunc('day', ts)`` in the timestamp's own
 # zone (tests: UTC, before 1970, other zones) at a third of its cost, which on 5M rows made the
 # grouping key the largest cost after the distinct counts (benchmarks/ANALYSIS.md, run 19).
-DAY_OF_TS = "CAST(ts AS DATE)"
+DAY_OF_TS = "to_date(ts)"
 
 
 def percentile_sql(column: str, q: float) -> str:
