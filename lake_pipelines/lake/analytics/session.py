@@ -154,11 +154,17 @@ def register_hive(
     Args:
         partition_columns: the folder levels, for bronze the dataset's
             `DatasetSpec.hive_partition_columns` (``year/month/day`` by default).
+
+    Raises:
+        TableReadError: the folder's path has a character DataFusion reads as a glob.
     """
     _replace(ctx, name)
     location = store.uri(prefix) + "/"
     if store.scheme == "file":
         location = store.path(prefix) + "/"
+    if GLOB_CHARACTERS & set(location):
+        # DataFusion would take them for a glob and list nothing: no rows, no error
+        raise TableReadError(name, f"cannot list {location}: its path has one of `*?[]{{}}`")
     listed = ctx.read_parquet(
         location,
         table_partition_cols=[(c, pa.string()) for c in partition_columns],
@@ -218,6 +224,7 @@ def register_iceberg(
 
 # Stores whose data files DataFusion reads natively (`register_files`).
 NATIVE_SCHEMES = ("file", "s3")
+GLOB_CHARACTERS = frozenset("*?[]{}")
 
 
 def register_files(
@@ -243,7 +250,9 @@ def register_files(
     """
     _replace(ctx, name)
     paths = [_path_in(store, uri, table_name) for uri in uris]
-    if store.scheme not in NATIVE_SCHEMES:
+    # DataFusion takes `*?[]{}` in a path for a glob, and a glob that matches nothing reads as
+    # no rows: such paths (a lake under `x[1]/`) go through the dataset too
+    if store.scheme not in NATIVE_SCHEMES or any(GLOB_CHARACTERS & set(p) for p in paths):
         import pyarrow.dataset as ds  # imports pandas: only when a table is registered
 
         dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=store.arrow_fs)

@@ -378,3 +378,39 @@ def test_active_users_window_is_exactly_the_seven_days_ending_with_the_day() -> 
         mapping.start_offset,
         mapping.end_offset,
     ) == (0, 0)
+
+
+@pytest.mark.parametrize("folder", ["plain", "a b%c#d", "x[1]", "q?z", "{w}*"])
+def test_registered_files_read_whole_whatever_their_folder_is_called(
+    tmp_path: Path, folder: str
+) -> None:
+    """DataFusion reads `?`, `[` or `*` in a path as a glob (and a glob matching nothing as no
+    rows): every file registered is read, whatever the lake's folder is called."""
+    import pyarrow.parquet as pq
+
+    from lake_pipelines.lake.analytics.session import register_files
+
+    root = tmp_path / folder
+    schema = pa.schema([pa.field("n", pa.int64()), pa.field("tag", pa.string())])
+    uris = []
+    for i in range(3):
+        path = root / "data" / f"day={i}" / f"part-{i}.parquet"
+        path.parent.mkdir(parents=True)
+        pq.write_table(pa.table({"n": [i * 10 + j for j in range(4)]}), path)  # no `tag` yet
+        uris.append(f"file://{path}")
+    ctx = make_session(SessionSettings(2))
+    register_files(ctx, "t", ObjectStore(str(root)), uris, schema, "lake.t")
+    got = ctx.sql("SELECT n, tag FROM t ORDER BY n").to_arrow_table()
+    assert got.column("n").to_pylist() == [i * 10 + j for i in range(3) for j in range(4)]
+    assert got.column("tag").null_count == 12
+    register_files(ctx, "none", ObjectStore(str(root)), [], schema, "lake.t")
+    assert ctx.sql("SELECT COUNT(*) AS c FROM none").to_pylist() == [{"c": 0}]
+
+
+def test_a_hive_folder_datafusion_would_read_as_a_glob_is_an_error(tmp_path: Path) -> None:
+    from lake_pipelines.errors import TableReadError
+    from lake_pipelines.lake.analytics.session import register_hive
+
+    store = ObjectStore(str(tmp_path / "x[1]"))
+    with pytest.raises(TableReadError, match=r"has one of"):
+        register_hive(make_session(SessionSettings(1)), "b", store, "bronze/events", pa.schema([]))
