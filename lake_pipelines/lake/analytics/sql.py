@@ -13,6 +13,10 @@ def day_start(day: date) -> str:
 # The calendar day of ``ts``: the same day as ``date_trunc('day', ts)`` in the timestamp's own
 # zone (tests: UTC, before 1970, other zones) at a third of its cost, which on 5M rows made the
 # grouping key the largest cost after the distinct counts (benchmarks/ANALYSIS.md, run 19).
+# `to_date`, not `CAST(ts AS DATE)` (the same day, the same cost): DataFusion knows the cast
+# keeps the order of `ts`, and over silver files that declare their sort order it then plans
+# `GROUP BY day, ...` as an order-aware aggregate that cannot spill (run 23); `to_date` it
+# does not see through, so the distinct counts of a big day spill under the memory limit.
 DAY_OF_TS = "to_date(ts)"
 
 
