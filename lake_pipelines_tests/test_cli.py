@@ -338,3 +338,15 @@ def test_expire_dry_run_lists_what_expire_then_removes(small_lake, capsys) -> No
     left = {store.path(e.key) for e in store.list("warehouse", hidden=True)}
     gone = {store.path(k) for k in files_before} - left
     assert {p.removeprefix("file://") for p in would_delete} == gone
+
+
+def test_a_metadata_file_gone_or_garbled_is_one_line_naming_it(small_lake, capsys) -> None:
+    _, catalog, _ = small_lake
+    metadata = Path(catalog.load_table(SPEC.table_name).metadata_location.removeprefix("file://"))
+    metadata.write_bytes(b"{not json")
+    assert cli.main(["history", SPEC.table_name]) == 2
+    line = _one_line_error(capsys)
+    assert SPEC.table_name in line and str(metadata) in line
+    metadata.unlink()
+    assert cli.main(["tables"]) == 2
+    assert str(metadata) in _one_line_error(capsys)

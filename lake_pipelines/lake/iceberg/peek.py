@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from lake_pipelines.errors import TableReadError
+
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
@@ -36,12 +38,23 @@ class TableView:
     @classmethod
     def read(cls, name: str, metadata_location: str) -> TableView:
         """The metadata file at `metadata_location` (a local path or ``file://`` URL; gzip
-        when its name says ``.gz.``)."""
+        when its name says ``.gz.``).
+
+        Raises:
+            TableReadError: the file is gone or is not a table's metadata JSON.
+        """
         path = Path(unquote(urlparse(metadata_location).path))
-        raw = path.read_bytes()
-        if ".gz." in path.name or raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        return cls(name, json.loads(raw))
+        try:
+            raw = path.read_bytes()
+            if ".gz." in path.name or raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
+            metadata = json.loads(raw)
+        except (OSError, EOFError, ValueError) as exc:
+            reason = f"cannot read its metadata file {path}: {exc}"
+            raise TableReadError(name, reason, file=str(path)) from None
+        if not isinstance(metadata, dict):
+            raise TableReadError(name, f"{path} is not a table's metadata JSON", file=str(path))
+        return cls(name, metadata)
 
     @classmethod
     def of(cls, table: Table) -> TableView:
