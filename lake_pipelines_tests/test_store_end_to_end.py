@@ -245,8 +245,9 @@ def test_datafusion_reads_the_lake_through_its_own_object_store(lakes: Lakes, ki
     What the emulators keep out of reach: DataFusion's GCS store speaks the XML API, which
     gcp-storage-emulator lacks (``HEAD`` and ``list-type=2`` answer 501), so the Hive table is
     not read that way on GCS; pyiceberg-core's Azure client takes no connection string and
-    speaks the ADLS Gen2 (dfs) API, which Azurite lacks. Gold reads every store through
-    pyarrow datasets over the lake's own filesystem (`register_files`), as the runs above do.
+    speaks the ADLS Gen2 (dfs) API, which Azurite lacks. Gold reads GCS and Azure through
+    pyarrow datasets over the lake's own filesystem, S3 through DataFusion's own store
+    (`register_files`), as the runs above do.
     """
     from lake_pipelines.lake.analytics.session import (
         SessionSettings,

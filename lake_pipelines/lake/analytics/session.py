@@ -222,8 +222,7 @@ def register_iceberg(
     return len(tasks)
 
 
-# Stores whose data files DataFusion reads natively (`register_files`).
-NATIVE_SCHEMES = ("file", "s3")
+# Characters DataFusion reads as a glob in a path (`register_files`, `register_hive`).
 GLOB_CHARACTERS = frozenset("*?[]{}")
 
 
@@ -241,18 +240,17 @@ def register_files(
     On local disk and S3, DataFusion reads them with its own Parquet reader, under the
     session's memory pool (run 23: a pyarrow dataset, read outside the pool, took twice the
     memory for the same query): a scan per file with the table's schema (a column the file
-    lacks reads as nulls), the scans unioned. On GCS and Azure, whose DataFusion stores cannot
-    be pointed at an emulator or a custom endpoint, through a pyarrow dataset on the store's
-    own filesystem.
+    lacks reads as nulls), the scans unioned. Through a pyarrow dataset on the store's own
+    filesystem instead: GCS and Azure, whose DataFusion stores cannot be pointed at an
+    emulator or a custom endpoint, and S3 with ``LAKE_S3_ADDRESSING_STYLE=virtual``, which
+    DataFusion's S3 store (53) cannot be told to use.
 
     Raises:
         TableReadError: a file lies outside `store`.
     """
     _replace(ctx, name)
     paths = [_path_in(store, uri, table_name) for uri in uris]
-    # DataFusion takes `*?[]{}` in a path for a glob, and a glob that matches nothing reads as
-    # no rows: such paths (a lake under `x[1]/`) go through the dataset too
-    if store.scheme not in NATIVE_SCHEMES or any(GLOB_CHARACTERS & set(p) for p in paths):
+    if not reads_natively(store, paths):
         import pyarrow.dataset as ds  # imports pandas: only when a table is registered
 
         dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=store.arrow_fs)
@@ -264,6 +262,15 @@ def register_files(
     locations = paths if store.scheme == "file" else [f"s3://{p}" for p in paths]
     scans = [ctx.read_parquet(location, schema=schema) for location in locations]
     ctx.register_view(name, functools.reduce(lambda a, b: a.union(b), scans))
+
+
+def reads_natively(store: ObjectStore, paths: Sequence[str]) -> bool:
+    """Whether `register_files` has DataFusion read `paths` on `store` with its own Parquet
+    reader (else through a pyarrow dataset; see there). A path with one of `*?[]{}` never:
+    DataFusion takes it for a glob, and a glob that matches nothing reads as no rows."""
+    if any(GLOB_CHARACTERS & set(p) for p in paths):
+        return False
+    return store.scheme == "file" or (store.scheme == "s3" and store.addressing_style != "virtual")
 
 
 def _path_in(store: ObjectStore, uri: str, table_name: str) -> str:

@@ -414,3 +414,26 @@ def test_a_hive_folder_datafusion_would_read_as_a_glob_is_an_error(tmp_path: Pat
     store = ObjectStore(str(tmp_path / "x[1]"))
     with pytest.raises(TableReadError, match=r"has one of"):
         register_hive(make_session(SessionSettings(1)), "b", store, "bronze/events", pa.schema([]))
+
+
+def test_datafusion_reads_silver_itself_where_its_store_reaches_it() -> None:
+    """Its own reader on local disk and S3; a pyarrow dataset for GCS and Azure (no custom
+    endpoint in DataFusion's stores), S3 addressed virtually (DataFusion 53 cannot be told)
+    and any path DataFusion would take for a glob."""
+    from lake_pipelines.lake.analytics.session import reads_natively
+
+    key = "lake/warehouse/lake/events/data/ts_day=2026-11-01/00000-0-a.parquet"
+    s3 = {
+        style: ObjectStore(
+            "s3://bucket/lake", endpoint_url="https://s3.example:9000", addressing_style=style
+        )
+        for style in ("auto", "path", "virtual")
+    }
+    assert reads_natively(ObjectStore("/tmp/lake"), [f"/tmp/{key}"])
+    assert reads_natively(s3["auto"], [f"bucket/{key}"])
+    assert reads_natively(s3["path"], [f"bucket/{key}"])
+    assert not reads_natively(s3["virtual"], [f"bucket/{key}"])
+    assert not reads_natively(ObjectStore("/tmp/x[1]/lake"), [f"/tmp/x[1]/{key}"])
+    assert not reads_natively(s3["path"], [f"bucket/{key}", "bucket/a?b.parquet"])
+    gcs = ObjectStore("gs://bucket/lake", gcs_endpoint_url="http://127.0.0.1:9023")
+    assert not reads_natively(gcs, [f"bucket/{key}"])
