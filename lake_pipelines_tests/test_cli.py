@@ -350,3 +350,18 @@ def test_a_metadata_file_gone_or_garbled_is_one_line_naming_it(small_lake, capsy
     metadata.unlink()
     assert cli.main(["tables"]) == 2
     assert str(metadata) in _one_line_error(capsys)
+
+
+def test_the_catalog_file_is_found_under_any_folder_name(small_lake, tmp_path: Path) -> None:
+    """SQLite reads `?`, `#` and `%` in a URI filename as syntax: the path is escaped."""
+    import shutil
+
+    from lake_pipelines.lake.iceberg.peek import local_tables
+
+    db = Path(os.environ["LAKE_CATALOG_URI"].removeprefix("sqlite:///"))
+    odd = tmp_path / "a b?c#d%20" / "catalog.db"
+    odd.parent.mkdir()
+    shutil.copy(db, odd)
+    found = local_tables("sql", f"sqlite:///{odd}", "lake")
+    assert found is not None and SPEC.table_name in found
+    assert found == local_tables("sql", f"sqlite:///{db}", "lake")

@@ -31,14 +31,23 @@ def table_views(settings: CatalogSettings, store: ObjectStore, name: str | None)
     if found is not None:
         if name is None:
             return [TableView.read(n, location) for n, location in found.items()]
-        if name not in found:
-            raise TableNotFoundError(name, list(found))
-        return [TableView.read(name, found[name])]
+        return [TableView.read(name, _location(found, name))]
     from lake_pipelines.lake.iceberg.tables import load_table, table_names
 
     catalog = settings.load(store, metadata_only=True)
     names = table_names(catalog) if name is None else [name]
     return [TableView.of(load_table(catalog, n)) for n in names]
+
+
+def _location(found: dict[str, str], name: str) -> str:
+    """Table `name`'s metadata location among the catalog's `found` tables.
+
+    Raises:
+        TableNotFoundError: there is no table `name` (the message lists those there are).
+    """
+    if name not in found:
+        raise TableNotFoundError(name, list(found))
+    return found[name]
 
 
 def tables(views: list[TableView]) -> str:
@@ -116,9 +125,7 @@ def open_table(settings: CatalogSettings, store: ObjectStore, name: str) -> Tabl
 
     found = local_tables(settings.type, settings.uri, settings.name)
     if found is not None:
-        if name not in found:
-            raise TableNotFoundError(name, list(found))
-        return static_table(name, found[name], store.iceberg_properties())
+        return static_table(name, _location(found, name), store.iceberg_properties())
     from lake_pipelines.lake.iceberg.tables import load_table
 
     return load_table(settings.load(store), name)

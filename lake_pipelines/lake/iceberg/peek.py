@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from lake_pipelines.errors import TableReadError
 
@@ -116,7 +116,8 @@ def local_tables(catalog_type: str, uri: str, catalog_name: str) -> dict[str, st
     if not path.is_file():
         return None
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        # read-only, by URI: `?`, `#` and `%` in the path are escaped, as SQLite's URIs need
+        with sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True) as db:
             columns = {row[1] for row in db.execute("PRAGMA table_info(iceberg_tables)")}
             if not {"table_namespace", "table_name", "metadata_location"} <= columns:
                 return None
