@@ -1,6 +1,7 @@
 """GCS and Azure Blob emulators for the tests, each in its own process on a free port.
 
-* `gcp-storage-emulator` (PyPI, a dev dependency) serves Google's JSON API in memory.
+* `gcp-storage-emulator` (PyPI, a dev dependency) serves Google's JSON API in memory,
+  started by `lake_pipelines_tests.gcs_emulator` with a deep listen backlog.
   It lacks the XML API (``HEAD``, ``GET /bucket?list-type=2``), which DataFusion's GCS store
   (object_store) speaks, and the newer ``moveTo`` call (we promote by copy + delete).
 * Azurite (npm ``azurite``, installed into ``.tools/azurite`` by ``.ci/install-azurite``
@@ -94,8 +95,8 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
 def gcs_server() -> Iterator[GcsServer]:
     """gcp-storage-emulator, in memory."""
     port = free_port()
-    script = Path(sys.executable).parent / "gcp-storage-emulator"
-    cmd = [str(script), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"]
+    launcher = [sys.executable, "-m", "lake_pipelines_tests.gcs_emulator"]
+    cmd = [*launcher, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"]
     endpoint = f"http://127.0.0.1:{port}"
     for _ in serve(cmd, endpoint + "/", "gcp-storage-emulator"):
         yield GcsServer(endpoint)

@@ -185,6 +185,9 @@ class Handler(BaseHTTPRequestHandler):
 
 class ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's backlog of 5 drops a parallel client's handshakes while the accept loop
+    # is busy; the kernel's retries (1, 2, 4 s) would read as injected faults that are not.
+    request_queue_size = 1024
 
     def __init__(self, port: int, upstream: str, faults: Faults) -> None:
         target = urllib.parse.urlsplit(upstream)

@@ -4,6 +4,7 @@ listing with real modification times and versions, staged writes, bulk deletes."
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,3 +130,27 @@ def test_cloud_urls_and_endpoints_are_checked() -> None:
         ObjectStore("gs://b/x", gcs_endpoint_url="localhost:4443")
     with pytest.raises(ConfigError, match="GOOGLE_APPLICATION_CREDENTIALS"):
         ObjectStore("gs://b/x", gcs_endpoint_url="http://gcs.internal", gcs_credentials="/k.json")
+
+
+def test_gcs_emulator_queues_a_burst_of_connections_while_busy(gcs_server: GcsServer) -> None:
+    """The emulator serves one request at a time. While one client holds it, a burst of new
+    connections must still be accepted into its queue, not dropped for the kernel to retry
+    seconds later (the stock backlog of 5 dropped them; the retries passed pyiceberg-core's 10 s
+    io timeout in CI). Every queued request is then answered."""
+    host, port = gcs_server.endpoint.removeprefix("http://").split(":")
+    holder = socket.create_connection((host, int(port)), timeout=10)
+    holder.sendall(b"GET /storage/v1/b HTTP/1.1\r\n")  # headers unfinished: the server waits
+    burst: list[socket.socket] = []
+    try:
+        for _ in range(32):
+            # a dropped handshake is retried after 1 s, so 0.9 s separates queued from dropped
+            burst.append(socket.create_connection((host, int(port)), timeout=0.9))
+        for sock in burst:
+            sock.sendall(b"GET /storage/v1/b?project=test HTTP/1.0\r\n\r\n")
+        holder.sendall(b"\r\n")
+        for sock in [holder, *burst]:
+            sock.settimeout(30)
+            assert sock.recv(12).startswith(b"HTTP/1.")
+    finally:
+        for sock in [holder, *burst]:
+            sock.close()
