@@ -13,13 +13,16 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SpecError
 from lake_pipelines.lake.analytics.event_metrics import (
     DAILY_EVENT_METRICS_SCHEMA,
+    count_rows,
     daily_event_metrics,
 )
+from lake_pipelines.lake.analytics.slices import slice_bounds, sliced_sum, slices_for
 from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start
 
 if TYPE_CHECKING:
@@ -54,26 +57,29 @@ def _run(ctx: SessionContext, sql: str, schema: pa.Schema) -> pa.Table:
 # called the Python UDF twice in each scan (4 calls a row; ~115 s of a 20M-row day, run 23).
 # The rows without a domain form their own group, kept out of the ranking after the
 # aggregates, where no filter can be pushed back into the scan.
-TOP_DOMAINS = """
-WITH per_user AS (
+DOMAIN_VISITS = """
+SELECT {day_of_ts} AS day, extract_domain(url) AS domain, user_id
+FROM source
+WHERE ts >= {start} AND ts < {end}
+"""
+
+# Per day and domain: events and distinct users. Both add up across slices of the users.
+EVENTS_PER_DOMAIN = """
+SELECT day, domain, SUM(events) AS events, COUNT(user_id) AS distinct_users
+FROM (
     SELECT day, domain, user_id, COUNT(*) AS events
-    FROM (
-        SELECT {day_of_ts} AS day, extract_domain(url) AS domain, user_id
-        FROM source
-        WHERE ts >= {start} AND ts < {end}
-    )
+    FROM ({visits})
     GROUP BY day, domain, user_id
-),
-per_domain AS (
-    SELECT day, domain, SUM(events) AS events, COUNT(user_id) AS distinct_users
-    FROM per_user
-    GROUP BY day, domain
 )
+GROUP BY day, domain
+"""
+
+TOP_DOMAINS = """
 SELECT day, domain, events, distinct_users, rank
 FROM (
     SELECT day, domain, events, distinct_users,
            ROW_NUMBER() OVER (ORDER BY domain IS NULL, events DESC, domain) AS rank
-    FROM per_domain
+    FROM ({per_domain})
 )
 WHERE rank <= {top} AND domain IS NOT NULL
 """
@@ -90,11 +96,37 @@ TOP_DOMAINS_SCHEMA = pa.schema(
 
 
 def top_domains(ctx: SessionContext, day: date, top: int = 10) -> pa.Table:
-    """The day's most visited domains (by the `extract_domain` UDF), ranked."""
-    sql = TOP_DOMAINS.format(
-        day_of_ts=DAY_OF_TS, start=day_start(day), end=day_start(day + timedelta(days=1)), top=top
+    """The day's most visited domains (by the `extract_domain` UDF), ranked.
+
+    Under a memory limit that the day's (day, domain, user) groups would not fit, the events
+    and users per domain are computed a slice of the users at a time (`slices`) and ranked
+    here, as the query ranks them: by events, most first, then by domain."""
+    from lake_pipelines.lake.analytics.session import settings_of
+
+    visits = DOMAIN_VISITS.format(
+        day_of_ts=DAY_OF_TS, start=day_start(day), end=day_start(day + timedelta(days=1))
     )
-    return _run(ctx, sql, TOP_DOMAINS_SCHEMA)
+    settings = settings_of(ctx)
+    total = count_rows(ctx, visits) if settings.memory_limit else 0
+    slices = slices_for(total, settings.memory_limit)
+    if slices <= 1:
+        per_domain = EVENTS_PER_DOMAIN.format(visits=visits)
+        return _run(ctx, TOP_DOMAINS.format(per_domain=per_domain, top=top), TOP_DOMAINS_SCHEMA)
+    bounds = slice_bounds(ctx, visits, "user_id", total, slices)
+    per_domain = sliced_sum(
+        ctx,
+        visits,
+        "user_id",
+        bounds,
+        lambda rows: EVENTS_PER_DOMAIN.format(visits=rows),
+        ["day", "domain"],
+        ["events", "distinct_users"],
+        settings.spill_dir,
+    )
+    named = per_domain.filter(pc.is_valid(per_domain.column("domain")))
+    ranked = named.sort_by([("events", "descending"), ("domain", "ascending")]).slice(0, top)
+    ranked = ranked.append_column("rank", pa.array(range(1, ranked.num_rows + 1), pa.int64()))
+    return ranked.select(TOP_DOMAINS_SCHEMA.names).cast(TOP_DOMAINS_SCHEMA)
 
 
 ACTIVE_USERS_7D = """

@@ -62,7 +62,11 @@ def _session(limit: int, spill: Path, data: pa.Table):
     return ctx
 
 
-def test_daily_metrics_over_more_data_than_the_limit_spill_and_are_right(tmp_path: Path) -> None:
+def test_daily_metrics_over_more_data_than_the_limit_are_sliced_and_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a limit their groups do not fit, the distinct counts would spill (slow, run 30);
+    they are computed a slice of users, then of sessions, at a time instead, and are right."""
     data = _events(ROWS)
     limit = 16 << 20  # the day's distinct users and sessions alone take several times this
     ctx = _session(limit, tmp_path / "spill", data)
@@ -77,7 +81,14 @@ def test_daily_metrics_over_more_data_than_the_limit_spill_and_are_right(tmp_pat
     # the one-query plan cannot work under this limit: the answer below is the spillable plan's
     with pytest.raises(Exception, match="Resources exhausted"):
         ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
+    ran = _spy_on_queries(monkeypatch)
     got = daily_event_metrics(_session(limit, tmp_path / "spill2", data), DAY)
+    copies = [q for q in ran if q.startswith("COPY ")]
+    assert len(copies) == 2 and all("PARTITIONED BY (lake_slice)" in q for q in copies)
+    # 400k rows x 160 B in a quarter of 16 MiB: 16 slices (fewer if a sample repeats a bound)
+    assert 12 <= copies[0].count(" WHEN ") <= 15 and "user_id" in copies[0]
+    assert "session_id" in copies[1]
+    assert list((tmp_path / "spill2").iterdir()) == []  # the slices' files are gone
     expected = duckdb_query(
         """
         SELECT event_type, COUNT(*) AS events, COUNT(DISTINCT user_id) AS distinct_users,

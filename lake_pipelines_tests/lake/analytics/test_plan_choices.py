@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -133,10 +134,15 @@ def test_a_window_of_days_runs_a_query_per_day_and_gives_the_numbers_of_one_quer
     assert per_day.sort_by(order).equals(whole.sort_by(order))
 
 
-def test_top_domains_call_the_domain_function_once_a_row_and_match_duckdb() -> None:
+@pytest.mark.parametrize("limit", [0, 1 << 20])
+def test_top_domains_call_the_domain_function_once_a_row_and_match_duckdb(
+    tmp_path: Path, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One scan, one `extract_domain` call per row of the day (it is Python: a 20M-row day
     called it 4 times a row before), and the ranking of DuckDB's reading of the same rows:
-    rows without a domain (no URL, not a URL) and without a user are counted as they were."""
+    rows without a domain (no URL, not a URL) and without a user are counted as they were.
+    The same under a limit the day's (domain, user) groups do not fit (1 MiB: ~7 slices of
+    the users, `analytics.slices`), ranked in Python."""
     from lake_pipelines.lake.analytics.functions import _extract_domain
     from lake_pipelines.lake.analytics.queries import TOP_DOMAINS_SCHEMA, top_domains
 
@@ -166,10 +172,18 @@ def test_top_domains_call_the_domain_function_once_a_row_and_match_duckdb() -> N
 
     from datafusion import udf
 
-    ctx = make_session(SessionSettings(2))
+    ctx = make_session(SessionSettings(2, memory_limit=limit, spill_dir=str(tmp_path)))
     ctx.register_udf(udf(counted, [pa.string()], pa.string(), "immutable", "extract_domain"))
     ctx.register_record_batches("source", [data.to_batches(max_chunksize=1024)])
+    ran: list[str] = []
+    real = SessionContext.sql
+    monkeypatch.setattr(
+        SessionContext, "sql", lambda self, q, *a: ran.append(q) or real(self, q, *a)
+    )
     got = top_domains(ctx, day, top=5)
+    copies = [q for q in ran if q.startswith("COPY ")]
+    assert len(copies) == (1 if limit else 0)
+    assert not copies or copies[0].count(" WHEN ") >= 5
 
     on_day = duckdb_query(
         "SELECT count(*) AS n FROM d WHERE CAST(ts AS DATE) = DATE '2026-11-01'", d=data
