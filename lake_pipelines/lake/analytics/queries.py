@@ -13,7 +13,6 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SpecError
@@ -99,8 +98,8 @@ def top_domains(ctx: SessionContext, day: date, top: int = 10) -> pa.Table:
     """The day's most visited domains (by the `extract_domain` UDF), ranked.
 
     Under a memory limit that the day's (day, domain, user) groups would not fit, the events
-    and users per domain are computed a slice of the users at a time (`slices`) and ranked
-    here, as the query ranks them: by events, most first, then by domain."""
+    and users per domain are computed a slice of the users at a time (`slices`), added up,
+    then ranked by the same query."""
     from lake_pipelines.lake.analytics.session import settings_of
 
     visits = DOMAIN_VISITS.format(
@@ -123,10 +122,13 @@ def top_domains(ctx: SessionContext, day: date, top: int = 10) -> pa.Table:
         ["events", "distinct_users"],
         settings.spill_dir,
     )
-    named = per_domain.filter(pc.is_valid(per_domain.column("domain")))
-    ranked = named.sort_by([("events", "descending"), ("domain", "ascending")]).slice(0, top)
-    ranked = ranked.append_column("rank", pa.array(range(1, ranked.num_rows + 1), pa.int64()))
-    return ranked.select(TOP_DOMAINS_SCHEMA.names).cast(TOP_DOMAINS_SCHEMA)
+    # ranked by the same SQL as the unsliced plan, over the slices' sums
+    ctx.from_arrow(per_domain, name="lake_per_domain")
+    try:
+        ranking = TOP_DOMAINS.format(per_domain="SELECT * FROM lake_per_domain", top=top)
+        return _run(ctx, ranking, TOP_DOMAINS_SCHEMA)
+    finally:
+        ctx.deregister_table("lake_per_domain")
 
 
 ACTIVE_USERS_7D = """
