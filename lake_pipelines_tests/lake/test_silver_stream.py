@@ -164,8 +164,8 @@ def test_overlapping_sorted_bronze_files_are_merged_without_spilling(
     """Compacted bronze: each file sorted as a whole, three files overlapping over the whole
     day, in row groups of 2 MiB. The merge reads a batch of each file in turn, so a sort of
     4 MiB never fills: read a whole group at a time, the three overlapping groups (6 MiB)
-    did not fit and the day spilled sorted runs (run 31: 552 -> 347 MiB of Arrow memory for
-    the 20M-row day's compacted bronze)."""
+    did not fit and the day spilled sorted runs (ANALYSIS.md, run 32: 552 -> 347 MiB of Arrow
+    memory for the 20M-row day's compacted bronze)."""
     from lake_pipelines.lake.compaction import external_sort
 
     spills: list[int] = []
