@@ -14,6 +14,7 @@ the same work done without faults.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 from collections import Counter
@@ -80,8 +81,12 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
-def _work(store: ObjectStore, db: Path, instance: dg.DagsterInstance) -> Outcome:
-    """Every kind of run the lake sees, in order; a failed run is recorded, not raised."""
+def _work(
+    store: ObjectStore, db: Path, instance: dg.DagsterInstance, producer: ObjectStore | None = None
+) -> Outcome:
+    """Every kind of run the lake sees, in order; a failed run is recorded, not raised. The
+    late file is landed through `producer` (default `store`): the faults are the lake's runs'
+    to survive, not the uploader's, which lands its files on a network of its own."""
     resources = dagster_resources(store, db)
     failures: list[str] = []
     retries: Counter[str] = Counter()
@@ -109,7 +114,9 @@ def _work(store: ObjectStore, db: Path, instance: dg.DagsterInstance) -> Outcome
     for day in DAYS:
         run(build_all_assets(), partition_key=day)
     late = f"late-1,{DAYS[0]}T23:00:01Z,u1,s1,click,,,,\n"
-    store.write_bytes(f"{SPEC.landing_prefix}/{DAYS[0]}/late.csv", (HEADER + late).encode())
+    (producer or store).write_bytes(
+        f"{SPEC.landing_prefix}/{DAYS[0]}/late.csv", (HEADER + late).encode()
+    )
     # the backfill a late file calls for: the whole range, so that the gold days whose
     # window holds the late day are recomputed too (whatever ran before)
     span = {
@@ -263,13 +270,14 @@ def _lake(
     server: S3Server, proxy: FaultProxy, tmp: Path, name: str, rate: float, bound: int = 2
 ) -> tuple[ObjectStore, Path, Outcome]:
     store = new_s3_lake(server, via=proxy.endpoint, bucket=name, max_attempts=5)
-    proxy.set_rate(0.0)
-    generate_events(store, START, len(DAYS), ROWS_PER_DAY, seed=24, bad_rows=True)
+    # the uploader reaches the bucket directly, past the faults
+    producer = dataclasses.replace(store, endpoint_url=server.endpoint)
+    generate_events(producer, START, len(DAYS), ROWS_PER_DAY, seed=24, bad_rows=True)
     db = tmp / f"{name}.db"
     proxy.set_rate(rate, bound)
     try:
         with dg.instance_for_test() as instance:
-            outcome = _work(store, db, instance)
+            outcome = _work(store, db, instance, producer)
     finally:
         stats = proxy.stats()
         proxy.set_rate(0.0)
