@@ -3,7 +3,7 @@
 Engine processes other than ours never import `lake_pipelines` (pandera alone takes ~2 s to
 import); the harness hands them the target schema, serialised, in their arguments. Every engine
 is asked for the same output: the same column types (nested columns parsed from their JSON
-text in CSV cells into struct / list), ZSTD level 3.
+text in CSV cells into struct / list), ZSTD at `ZSTD_LEVEL`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 PARTITION_COLUMNS = ("year", "month", "day")
+# The level every engine of tasks 1-3 writes at: the lake's default
+# (`lake_pipelines.lake.parquet.options.DEFAULT_LEVEL`; 3 until run 33).
+ZSTD_LEVEL = 1
 
 # TPC-H lineitem with money as float64 (every engine reads it the same way). l_shipdate is a
 # UTC timestamp in every engine because a DatasetSpec of ours needs one timestamp column.

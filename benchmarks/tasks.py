@@ -15,7 +15,7 @@ from benchmarks.config import FIRST_DAY, Paths, Scale
 from benchmarks.datagen import Input, Inputs
 from benchmarks.engines import ours_compaction
 from benchmarks.runner import Case, Engine
-from benchmarks.schemas import LINEITEM, encode
+from benchmarks.schemas import LINEITEM, ZSTD_LEVEL, encode
 from lake_pipelines.datasets import events
 
 CONVERTERS = ("ours", "duckdb", "polars", "pyarrow", "datafusion")
@@ -96,20 +96,23 @@ def conversion_cases(s: Scale, inputs: Inputs, paths: Paths, task: int) -> list[
             )
         ]
     if task == 3:
-        title = f"NDJSON → Parquet (ZSTD 3), events {_rows(s.ndjson_rows)} rows, one file"
+        title = (
+            f"NDJSON → Parquet (ZSTD {ZSTD_LEVEL}), events {_rows(s.ndjson_rows)} rows, one file"
+        )
         return [
             _conversion(
                 3, "3-ndjson", title, "ndjson_to_parquet", inputs.ndjson, out, "events", False, s
             )
         ]
-    title = f"CSV → Parquet (ZSTD 3), events {_rows(s.csv_rows)} rows, one file"
+    title = f"CSV → Parquet (ZSTD {ZSTD_LEVEL}), events {_rows(s.csv_rows)} rows, one file"
     cases = [
         _conversion(1, "1-events", title, "csv_to_parquet", inputs.csv, out, "events", False, s)
     ]
     lineitem = inputs.lineitem
     if lineitem is not None:
         title = (
-            f"CSV → Parquet (ZSTD 3), TPC-H lineitem SF{s.tpch_sf:g} ({_rows(lineitem.rows)} rows)"
+            f"CSV → Parquet (ZSTD {ZSTD_LEVEL}), TPC-H lineitem SF{s.tpch_sf:g} "
+            f"({_rows(lineitem.rows)} rows)"
         )
         cases.append(
             _conversion(

@@ -13,7 +13,7 @@ from datafusion import DataFrame, DataFrameWriteOptions, SessionContext, col, li
 from datafusion import functions as f
 
 from benchmarks.engines.pyarrow_engine import json_cells
-from benchmarks.schemas import PARTITION_COLUMNS, decode, text_schema
+from benchmarks.schemas import PARTITION_COLUMNS, ZSTD_LEVEL, decode, text_schema
 
 
 def _write(frame: DataFrame, out: str, partitioned: bool) -> None:
@@ -25,7 +25,9 @@ def _write(frame: DataFrame, out: str, partitioned: bool) -> None:
         )
         options = DataFrameWriteOptions(partition_by=list(PARTITION_COLUMNS))
     os.makedirs(out, exist_ok=True)
-    frame.write_parquet(out, compression="zstd", compression_level=3, write_options=options)
+    frame.write_parquet(
+        out, compression="zstd", compression_level=ZSTD_LEVEL, write_options=options
+    )
 
 
 def csv_to_parquet(

@@ -7,9 +7,16 @@ import os
 import duckdb
 import pyarrow as pa
 
-from benchmarks.schemas import decode, duckdb_type, json_shape, metrics_digest, text_schema
+from benchmarks.schemas import (
+    ZSTD_LEVEL,
+    decode,
+    duckdb_type,
+    json_shape,
+    metrics_digest,
+    text_schema,
+)
 
-ZSTD = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3"
+ZSTD = f"FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL}"
 
 
 def _connect() -> duckdb.DuckDBPyConnection:

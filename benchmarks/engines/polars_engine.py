@@ -8,9 +8,9 @@ from datetime import datetime
 import polars as pl
 import pyarrow as pa
 
-from benchmarks.schemas import decode, metrics_digest, text_schema
+from benchmarks.schemas import ZSTD_LEVEL, decode, metrics_digest, text_schema
 
-LEVEL = 3
+LEVEL = ZSTD_LEVEL
 
 
 def _schema(schema: pa.Schema) -> pl.Schema:

@@ -13,10 +13,10 @@ import pyarrow.dataset as ds
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from benchmarks.schemas import PARTITION_COLUMNS, decode, text_schema
+from benchmarks.schemas import PARTITION_COLUMNS, ZSTD_LEVEL, decode, text_schema
 
 BLOCK = 16 << 20
-ZSTD = {"compression": "zstd", "compression_level": 3}
+ZSTD = {"compression": "zstd", "compression_level": ZSTD_LEVEL}
 
 
 def json_cells(arr: pa.Array, target: pa.DataType) -> pa.Array:

@@ -141,6 +141,25 @@ def test_overlapping_bronze_files_come_out_whole_and_sorted(
     assert b"PARQUET:field_id" in meta.schema_arrow.field("ts").metadata
 
 
+def test_silver_writes_with_the_tables_codec_where_the_spec_names_none(
+    local_store: ObjectStore, local_catalog: SqlCatalog
+) -> None:
+    write_bronze(local_store, 2_000)
+    loaded = ensure_silver_table(local_catalog, SPEC)
+    with loaded.transaction() as tx:  # a data engineer's choice on the table
+        tx.set_properties({"write.parquet.compression-codec": "snappy"})
+    commit_day(local_store, local_catalog, SPEC, DAY, "r", [], SMALL)
+    path = loaded.refresh().scan().plan_files()[0].file.file_path.removeprefix("file://")
+    meta = pq.ParquetFile(path).metadata
+    codecs = {
+        meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).compression
+        for i in range(meta.num_columns)
+    }
+    assert codecs["ts"] == "SNAPPY"
+    assert codecs["properties.browser"] == "SNAPPY"
+    assert codecs["url"] == "ZSTD"  # the events spec names its codec
+
+
 def test_a_silver_commit_holds_memory_flat_while_the_day_grows_tenfold(tmp_path: Path) -> None:
     """The peak of Arrow's memory pool in the committing process, measured in a fresh process
     per size: a day ten times bigger must not need much more."""

@@ -191,7 +191,7 @@ def _write_bins(
     """Each bin into new data files of the table, verified; nothing left on error."""
     by_path = {t.file.file_path: t for t in rewritten}
     schema = _output_schema(table, spec)
-    parquet_options = writer_options(spec)
+    parquet_options = writer_options(spec, table_properties=table.properties)
     if spec.sort_by:
         order = [(c, "ascending") for c in spec.sort_by]
         parquet_options["sorting_columns"] = pq.SortingColumn.from_ordering(schema, order)

@@ -84,7 +84,7 @@ class DataFileWriter:
         self.io, self.metadata, self.spec = table.io, metadata, spec
         self.schema = metadata.schema()
         self.arrow_schema = schema_to_pyarrow(self.schema).with_metadata(file_schema(spec).metadata)
-        self.options = writer_options(spec, self.arrow_schema)
+        self.options = writer_options(spec, self.arrow_schema, metadata.properties)
         # Iceberg's Parquet mapping: decimals of up to 18 digits as INT32/INT64 (as pyiceberg)
         self.options["store_decimal_as_integer"] = True
         if spec.sort_by:
