@@ -37,7 +37,8 @@ DEFAULT_PROPERTIES = {
     "format-version": "2",
     "write.parquet.compression-codec": "zstd",
     **MAINTAINED_PROPERTIES,
-    "write.parquet.compression-level": "1",  # see `parquet.options.DEFAULT_LEVEL`
+    # not Hive Parquet's ZSTD(1): see `parquet.options.DEFAULT_LEVEL`
+    "write.parquet.compression-level": "3",
     "write.target-file-size-bytes": str(256 << 20),
     "commit.retry.num-retries": "10",
     "commit.retry.min-wait-ms": "100",

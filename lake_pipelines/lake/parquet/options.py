@@ -14,11 +14,12 @@ from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import ConfigError
 
 DEFAULT_CODEC = "zstd"
-# ZSTD(1), Arrow's own default. Against ZSTD(3), measured on the 20M-row events day
-# (ANALYSIS.md, run 33): encoding ~17 % less CPU and files ~4 % *smaller* (the ids compress
-# better); a silver day 16 % faster, its single encoding thread being its critical path. On
-# TPC-H lineitem, level 3 is 4 % smaller for 22 % more CPU. A spec may name a level per column,
-# an Iceberg table its own (`write.parquet.compression-level`).
+# ZSTD(1), Arrow's own default, for the Hive Parquet of bronze (and its compaction). Against
+# ZSTD(3) on the 20M-row events day (ANALYSIS.md, run 33): encoding ~17 % less CPU, files ~4 %
+# smaller, a bronze day ~4 % less CPU; on TPC-H lineitem level 3 is 4 % smaller for 22 % more
+# CPU. Iceberg tables write at their own `write.parquet.compression-level`, 3 for the lake's
+# (`iceberg.tables.DEFAULT_PROPERTIES`): silver files at level 1 raised the peak of gold's
+# DataFusion scans of the day by 130-290 MiB (run 33). A spec may name a level per column.
 DEFAULT_LEVEL = 1
 # Iceberg's codec names (`write.parquet.compression-codec`) as pyarrow spells them.
 ICEBERG_CODECS = {

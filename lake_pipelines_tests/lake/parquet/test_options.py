@@ -6,12 +6,13 @@ import pytest
 
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.errors import ConfigError
+from lake_pipelines.lake.iceberg.tables import DEFAULT_PROPERTIES
 from lake_pipelines.lake.parquet.options import writer_options
 
 EVENTS = get_dataset("events")
 
 
-def test_columns_the_spec_leaves_open_get_zstd_1_and_a_named_level_stays() -> None:
+def test_hive_parquet_columns_the_spec_leaves_open_get_zstd_1_and_a_named_level_stays() -> None:
     opts = writer_options(EVENTS)
     assert set(opts["compression"].values()) == {"zstd"}
     levels = opts["compression_level"]
@@ -20,6 +21,13 @@ def test_columns_the_spec_leaves_open_get_zstd_1_and_a_named_level_stays() -> No
         leaf: 1 for leaf in levels if leaf != "url"
     }
     assert "properties.browser" in levels and "latencies_ms.list.element" in levels
+
+
+def test_the_lakes_iceberg_tables_write_at_zstd_3() -> None:
+    opts = writer_options(EVENTS, table_properties=DEFAULT_PROPERTIES)
+    assert opts["compression_level"]["ts"] == 3
+    assert opts["compression_level"]["properties.country"] == 3
+    assert opts["compression_level"]["url"] == 6
 
 
 def test_an_iceberg_tables_codec_and_level_replace_the_defaults_only() -> None:
