@@ -108,8 +108,9 @@ def writer_options(
 
 
 def _table_codec(properties: Mapping[str, str]) -> tuple[str, int | None]:
-    """(codec, level) an Iceberg table's properties ask for; the defaults where they are
-    silent (a level is only taken with the codec it was set for)."""
+    """(codec, level) an Iceberg table's properties ask for: the default codec where they
+    name none, None for the level where they name none. `writer_options` applies the level
+    only to the columns written with the table's codec (not to those the spec names one for)."""
     raw = properties.get("write.parquet.compression-codec", DEFAULT_CODEC).strip().lower()
     codec = ICEBERG_CODECS.get(raw)
     if codec is None:
