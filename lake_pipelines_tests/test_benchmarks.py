@@ -75,3 +75,12 @@ def test_sampling_sees_the_memory_of_grandchildren() -> None:
 def test_sampling_stops_a_tree_over_its_memory_cap() -> None:
     with pytest.raises(measure.RunFailed, match="over the 200 MiB cap"):
         run_sampled([sys.executable, "-c", _GRANDCHILD], interval=0.05, rss_cap_mib=200)
+
+
+def test_the_conversion_peers_write_at_the_lakes_own_zstd_level() -> None:
+    """Tasks 1-3 compare like with like only while the peers' level (which their processes
+    cannot import from the lake) follows the lake's default for Hive Parquet."""
+    from benchmarks.schemas import ZSTD_LEVEL
+    from lake_pipelines.lake.parquet.options import DEFAULT_LEVEL
+
+    assert ZSTD_LEVEL == DEFAULT_LEVEL

@@ -10,8 +10,6 @@ import pyarrow as pa
 
 from benchmarks.schemas import ZSTD_LEVEL, decode, metrics_digest, text_schema
 
-LEVEL = ZSTD_LEVEL
-
 
 def _schema(schema: pa.Schema) -> pl.Schema:
     return pl.from_arrow(schema.empty_table()).schema  # type: ignore[union-attr]
@@ -21,7 +19,7 @@ def _sink(frame: pl.LazyFrame, out: str, partitioned: bool) -> None:
     os.makedirs(out, exist_ok=True)
     if not partitioned:
         frame.sink_parquet(
-            os.path.join(out, "part-0.parquet"), compression="zstd", compression_level=LEVEL
+            os.path.join(out, "part-0.parquet"), compression="zstd", compression_level=ZSTD_LEVEL
         )
         return
     ts = pl.col("ts").dt
@@ -29,7 +27,7 @@ def _sink(frame: pl.LazyFrame, out: str, partitioned: bool) -> None:
     frame.sink_parquet(
         pl.PartitionBy(out, key=keys, include_key=False),
         compression="zstd",
-        compression_level=LEVEL,
+        compression_level=ZSTD_LEVEL,
     )
 
 
