@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS, DatasetSpec
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_hive
@@ -159,3 +160,17 @@ def read_by_every_engine(store: ObjectStore, spec: DatasetSpec) -> dict[str, pa.
         "pyarrow": pads.dataset(root, format="parquet", partitioning="hive").to_table(),
         "datafusion": ctx.sql("SELECT * FROM bronze").to_arrow_table(),
     }
+
+
+def assert_snappy_table_codec(path: str) -> None:
+    """What a file written after `write.parquet.compression-codec` was set to snappy on its
+    table must show: the table's codec where the events spec names none, the spec's where
+    it names one (the silver writer's and silver compaction's tests)."""
+    meta = pq.ParquetFile(path).metadata
+    group = meta.row_group(0)
+    codecs = {
+        group.column(i).path_in_schema: group.column(i).compression for i in range(meta.num_columns)
+    }
+    assert codecs["ts"] == "SNAPPY"
+    assert codecs["properties.browser"] == "SNAPPY"
+    assert codecs["url"] == "ZSTD"  # the events spec names its codec

@@ -27,6 +27,7 @@ from lake_pipelines.lake.silver import (
     ensure_silver_table,
 )
 from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines_tests.support import assert_snappy_table_codec
 
 SPEC = get_dataset("events")
 DAY = date(2026, 11, 5)
@@ -150,14 +151,7 @@ def test_silver_writes_with_the_tables_codec_where_the_spec_names_none(
         tx.set_properties({"write.parquet.compression-codec": "snappy"})
     commit_day(local_store, local_catalog, SPEC, DAY, "r", [], SMALL)
     path = loaded.refresh().scan().plan_files()[0].file.file_path.removeprefix("file://")
-    meta = pq.ParquetFile(path).metadata
-    codecs = {
-        meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).compression
-        for i in range(meta.num_columns)
-    }
-    assert codecs["ts"] == "SNAPPY"
-    assert codecs["properties.browser"] == "SNAPPY"
-    assert codecs["url"] == "ZSTD"  # the events spec names its codec
+    assert_snappy_table_codec(path)
 
 
 def test_a_silver_commit_holds_memory_flat_while_the_day_grows_tenfold(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from lake_pipelines_tests.lake.compaction.data import (
     events,
     of_day,
 )
-from lake_pipelines_tests.support import rows
+from lake_pipelines_tests.support import assert_snappy_table_codec, rows
 
 
 def test_iceberg_partitions_compact_in_one_commit_each(
@@ -171,3 +171,25 @@ def test_iceberg_compaction_on_s3(s3_store: ObjectStore, s3_catalog: SqlCatalog)
     for p in paths:  # each output sorted, as the table's sort order says
         ts = pq.read_table(p.removeprefix("s3://"), filesystem=s3_store.arrow_fs, columns=["ts"])
         assert ts.column("ts").to_pylist() == sorted(ts.column("ts").to_pylist())
+
+
+def test_iceberg_compaction_writes_with_the_tables_codec_where_the_spec_names_none(
+    local_store: ObjectStore, local_catalog: SqlCatalog, tiny_table
+) -> None:
+    """A codec a data engineer set on the table (`write.parquet.compression-codec`) is what
+    the compacted files are written with, as silver's own files are; a column whose codec
+    the dataset's spec names keeps that one."""
+    table, _ = tiny_table
+    with table.transaction() as tx:
+        tx.set_properties({"write.parquet.compression-codec": "snappy"})
+    table = local_catalog.load_table(SPEC.table_name)
+    report = compact_iceberg(local_store, table, ICE_SPEC, run_id="r", options=TUNING)
+    assert [r.status for r in report.results] == ["compacted", "compacted"]
+    compacted = [
+        t.file.file_path.removeprefix("file://")
+        for t in table.refresh().scan().plan_files()
+        if t.file.file_path.split("/")[-1].startswith("compact-")
+    ]
+    assert compacted
+    for path in compacted:
+        assert_snappy_table_codec(path)
