@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -90,6 +91,48 @@ def slice_case(key: str, bounds: Sequence[object]) -> str:
     return f"CASE {whens} ELSE {len(bounds)} END" if bounds else "0"
 
 
+def _host_prefix() -> str:
+    return f"lake-slices-{socket.gethostname()}-"
+
+
+def _folder_prefix(pid: int | None = None) -> str:
+    # the host and the process in the name: who may remove it once the process is gone
+    return f"{_host_prefix()}{os.getpid() if pid is None else pid}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_dead_slices(parent: str) -> list[str]:
+    """Remove the slice folders under `parent` that a process of this host left when it was
+    killed (its pid is gone); returns them. A ~310 MB folder per 20M-row day would otherwise
+    stay until the OS clears its temporary directory, if it ever does. Folders of live
+    processes and of other hosts sharing the directory are left alone; a reused pid keeps a
+    folder until that process ends too."""
+    removed: list[str] = []
+    if os.name != "posix":  # os.kill(pid, 0) is a probe on POSIX only (on Windows, Ctrl-C)
+        return removed
+    prefix = _host_prefix()
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        pid, sep, _ = name.removeprefix(prefix).partition("-")
+        if not name.startswith(prefix) or not sep or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        removed.append(name)
+    return removed
+
+
 @contextmanager
 def sliced(
     ctx: SessionContext, rows: str, key: str, bounds: Sequence[object], spill_dir: str = ""
@@ -98,11 +141,13 @@ def sliced(
     `slice_case`), written once to Arrow files under `spill_dir` (the OS temporary directory if
     empty; uncompressed, the columns of `rows`: ~310 MB for a 20M-row day's three columns);
     yields the tables' names, empty slices left out. The files and tables are removed
-    afterwards, also on an error; a killed process leaves its ``lake-slices-*`` folder, as it
-    leaves DataFusion's own spill files."""
+    afterwards, also on an error; a killed process's folder is removed by the next slicing
+    on the same host (`sweep_dead_slices`)."""
     from lake_pipelines.lake.analytics.session import GLOB_CHARACTERS
 
-    folder = tempfile.mkdtemp(prefix="lake-slices-", dir=spill_dir or None)
+    parent = spill_dir or tempfile.gettempdir()
+    sweep_dead_slices(parent)
+    folder = tempfile.mkdtemp(prefix=_folder_prefix(), dir=parent)
     names: list[str] = []
     try:
         if GLOB_CHARACTERS & set(folder) or "'" in folder:

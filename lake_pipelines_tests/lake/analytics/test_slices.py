@@ -144,3 +144,32 @@ def test_a_spill_folder_datafusion_would_read_as_a_glob_is_refused(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"LAKE_DF_SPILL_DIR=.*spill\[1\]"):
         _sliced(ctx, ["u01"], ["keys"], spill)
     assert list(spill.iterdir()) == []
+
+
+def test_a_killed_processs_slices_are_removed_by_the_next_slicing(tmp_path: Path) -> None:
+    """A process killed while it sliced leaves its folder; the next slicing on the host
+    removes it, and leaves the folders of live processes, of other hosts sharing the
+    directory, and anything else."""
+    import socket
+    import subprocess
+    import sys
+
+    from lake_pipelines.lake.analytics.slices import _folder_prefix
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # a pid no process has now
+    left = tmp_path / f"{_folder_prefix(ended.pid)}k1ll3d"
+    (left / "lake_slice=0").mkdir(parents=True)
+    (left / "lake_slice=0" / "part-0.arrow").write_bytes(b"x" * 1000)
+    kept = [
+        tmp_path / f"{_folder_prefix()}running",  # this process: alive
+        tmp_path / f"lake-slices-{socket.gethostname()}x-{ended.pid}-elsewhere",
+        tmp_path / "lake-slices-abc123",  # no pid: nobody can say whose
+        tmp_path / "datafusion-spill",
+    ]
+    for folder in kept:
+        folder.mkdir()
+    data = _keyed([*range(100), None], pa.int64())
+    got = _sliced(_session(data), [10, 50], ["keys"], tmp_path)
+    assert got.num_rows == 3
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
