@@ -131,32 +131,26 @@ def top_domains(ctx: SessionContext, day: date, top: int = 10) -> pa.Table:
         ctx.deregister_table("lake_per_domain")
 
 
-# The window's rows, each with whether it lies on the window's last day.
-WINDOW_USERS = """
-SELECT user_id, CASE WHEN ts >= {day_start} THEN 1 ELSE 0 END AS on_day
-FROM source
-WHERE ts >= {start} AND ts < {end}
-"""
-
-# The users active in the window, and those of them active on its last day: one row, keyed by
-# the day. Both are counts of users, so they add up across slices of the users.
-ACTIVE_USERS = """
-SELECT CAST({day_lit} AS DATE) AS day,
-       COUNT(user_id)                                                   AS active_users_7d,
-       COALESCE(SUM(CASE WHEN user_id IS NOT NULL THEN on_day END), 0)  AS active_users_1d
-FROM (
-    SELECT user_id, MAX(on_day) AS on_day
-    FROM ({rows})
+ACTIVE_USERS_7D = """
+WITH window_rows AS (
+    SELECT user_id, ts FROM source WHERE ts >= {start} AND ts < {end}
+),
+per_user AS (
+    SELECT user_id, MAX(CASE WHEN ts >= {day_start} THEN 1 ELSE 0 END) AS on_day
+    FROM window_rows
     GROUP BY user_id
+),
+users AS (
+    SELECT COUNT(user_id)                                                   AS active_users_7d,
+           COALESCE(SUM(CASE WHEN user_id IS NOT NULL THEN on_day END), 0)  AS active_users_1d
+    FROM per_user
+),
+days AS (
+    SELECT COUNT(DISTINCT {day_of_ts}) AS days_with_data
+    FROM window_rows
 )
-"""
-
-# A distinct count of days, which does not add up across slices: computed apart, over the
-# timestamps alone (at most 7 groups).
-DAYS_WITH_DATA = """
-SELECT COUNT(DISTINCT {day_of_ts}) AS days_with_data
-FROM source
-WHERE ts >= {start} AND ts < {end}
+SELECT CAST({day_lit} AS DATE) AS day, active_users_7d, active_users_1d, days_with_data
+FROM users CROSS JOIN days
 """
 
 ACTIVE_USERS_SCHEMA = pa.schema(
@@ -170,37 +164,15 @@ ACTIVE_USERS_SCHEMA = pa.schema(
 
 
 def active_users_7d(ctx: SessionContext, day: date) -> pa.Table:
-    """Distinct users over the 7 days ending with `day` (and on `day` alone).
-
-    Its groups are the window's users: 4M on one 20M-row day, 580 MiB of DataFusion's hash
-    table, and a week of such days would spill. When the window's rows (at most a group each)
-    would not fit a share of the memory limit (`slices_for`), the users are counted a slice of
-    them at a time and added up (`slices`), as the other gold queries' groups are. On the
-    20M-row day: peak 580 -> ~280 MiB over the step's start, 5 -> 11-16 s (ANALYSIS.md, run 36)."""
-    from lake_pipelines.lake.analytics.session import settings_of
-
-    window = {
-        "start": day_start(day - timedelta(days=6)),
-        "end": day_start(day + timedelta(days=1)),
-    }
-    rows = WINDOW_USERS.format(day_start=day_start(day), **window)
-    settings = settings_of(ctx)
-    total = count_rows(ctx, rows) if settings.memory_limit else 0
-    slices = slices_for(total, settings.memory_limit)
-    bounds = slice_bounds(ctx, rows, "user_id", total, slices) if slices > 1 else []
-    users = sliced_sum(
-        ctx,
-        rows,
-        "user_id",
-        bounds,
-        lambda part: ACTIVE_USERS.format(day_lit=f"'{day.isoformat()}'", rows=part),
-        ["day"],
-        ["active_users_7d", "active_users_1d"],
-        settings.spill_dir,
+    """Distinct users over the 7 days ending with `day` (and on `day` alone)."""
+    sql = ACTIVE_USERS_7D.format(
+        day_of_ts=DAY_OF_TS,
+        day_lit=f"'{day.isoformat()}'",
+        day_start=day_start(day),
+        start=day_start(day - timedelta(days=6)),
+        end=day_start(day + timedelta(days=1)),
     )
-    days = ctx.sql(DAYS_WITH_DATA.format(day_of_ts=DAY_OF_TS, **window)).to_arrow_table()
-    table = users.append_column("days_with_data", days.column("days_with_data"))
-    return table.select(ACTIVE_USERS_SCHEMA.names).cast(ACTIVE_USERS_SCHEMA)
+    return _run(ctx, sql, ACTIVE_USERS_SCHEMA)
 
 
 # -- orders (DataFrame API) ---------------------------------------------------------------------
