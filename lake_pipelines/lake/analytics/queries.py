@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SpecError
+from lake_pipelines.lake.analytics.active_users import ACTIVE_USERS_SCHEMA, active_users_7d
 from lake_pipelines.lake.analytics.event_metrics import (
     DAILY_EVENT_METRICS_SCHEMA,
     count_rows,
@@ -129,50 +130,6 @@ def top_domains(ctx: SessionContext, day: date, top: int = 10) -> pa.Table:
         return _run(ctx, ranking, TOP_DOMAINS_SCHEMA)
     finally:
         ctx.deregister_table("lake_per_domain")
-
-
-ACTIVE_USERS_7D = """
-WITH window_rows AS (
-    SELECT user_id, ts FROM source WHERE ts >= {start} AND ts < {end}
-),
-per_user AS (
-    SELECT user_id, MAX(CASE WHEN ts >= {day_start} THEN 1 ELSE 0 END) AS on_day
-    FROM window_rows
-    GROUP BY user_id
-),
-users AS (
-    SELECT COUNT(user_id)                                                   AS active_users_7d,
-           COALESCE(SUM(CASE WHEN user_id IS NOT NULL THEN on_day END), 0)  AS active_users_1d
-    FROM per_user
-),
-days AS (
-    SELECT COUNT(DISTINCT {day_of_ts}) AS days_with_data
-    FROM window_rows
-)
-SELECT CAST({day_lit} AS DATE) AS day, active_users_7d, active_users_1d, days_with_data
-FROM users CROSS JOIN days
-"""
-
-ACTIVE_USERS_SCHEMA = pa.schema(
-    [
-        pa.field("day", pa.date32(), nullable=False),
-        pa.field("active_users_7d", pa.int64(), nullable=False),
-        pa.field("active_users_1d", pa.int64(), nullable=False),
-        pa.field("days_with_data", pa.int64(), nullable=False),
-    ]
-)
-
-
-def active_users_7d(ctx: SessionContext, day: date) -> pa.Table:
-    """Distinct users over the 7 days ending with `day` (and on `day` alone)."""
-    sql = ACTIVE_USERS_7D.format(
-        day_of_ts=DAY_OF_TS,
-        day_lit=f"'{day.isoformat()}'",
-        day_start=day_start(day),
-        start=day_start(day - timedelta(days=6)),
-        end=day_start(day + timedelta(days=1)),
-    )
-    return _run(ctx, sql, ACTIVE_USERS_SCHEMA)
 
 
 # -- orders (DataFrame API) ---------------------------------------------------------------------

@@ -134,6 +134,16 @@ def test_a_window_of_days_runs_a_query_per_day_and_gives_the_numbers_of_one_quer
     assert per_day.sort_by(order).equals(whole.sort_by(order))
 
 
+def _user_events(
+    rng: np.random.Generator, rows: int, users: int, start: datetime, days: int
+) -> pa.Table:
+    """`rows` events (ts, user_id) spread over `days` days from `start`, a tenth without a user."""
+    ids = pa.array([f"u{u}" for u in rng.integers(0, users, rows)], mask=rng.random(rows) < 0.1)
+    micros = rng.integers(0, days * 86_400_000_000, rows)
+    ts = [start + timedelta(microseconds=int(m)) for m in micros]
+    return pa.table({"ts": pa.array(ts, pa.timestamp("us", "UTC")), "user_id": ids})
+
+
 @pytest.mark.parametrize(("limit", "views"), [(0, False), (1 << 20, False), (1 << 20, True)])
 def test_top_domains_call_the_domain_function_once_a_row_and_match_duckdb(
     tmp_path: Path, limit: int, views: bool, monkeypatch: pytest.MonkeyPatch
@@ -154,17 +164,7 @@ def test_top_domains_call_the_domain_function_once_a_row_and_match_duckdb(
     hosts = np.array([f"https://www.Site{i}.example/p" for i in range(40)] + ["not a url"])
     url = pa.array(hosts[np.minimum(rng.zipf(1.3, rows), len(hosts)) - 1])
     url = pa.array(url.to_pylist(), mask=rng.random(rows) < 0.05)
-    users = pa.array([f"u{u}" for u in rng.integers(0, 3_000, rows)], mask=rng.random(rows) < 0.1)
-    micros = rng.integers(0, 2 * 86_400_000_000, rows)
-    data = pa.table(
-        {
-            "ts": pa.array(
-                [start + timedelta(microseconds=int(m)) for m in micros], pa.timestamp("us", "UTC")
-            ),
-            "url": url,
-            "user_id": users,
-        }
-    )
+    data = _user_events(rng, rows, 3_000, start, days=2).append_column("url", url)
     calls: list[int] = []
 
     def counted(urls: pa.Array) -> pa.Array:
@@ -213,3 +213,60 @@ def test_top_domains_call_the_domain_function_once_a_row_and_match_duckdb(
     ).cast(TOP_DOMAINS_SCHEMA)
     assert got.num_rows == 5
     assert got.sort_by("rank").equals(expected)
+
+
+@pytest.mark.parametrize(
+    ("limit", "how", "copies"),
+    [
+        (0, "one query", 0),
+        (1 << 20, "one query", None),  # spilled, or sliced if DataFusion gave up: either way
+        (1 << 20, "fallback", 1),  # the one query said "Resources exhausted"
+        (1 << 20, "sliced", 1),
+    ],
+)
+def test_active_users_match_duckdb_in_one_query_and_in_slices(
+    tmp_path: Path, limit: int, how: str, copies: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The distinct users of the 7 days ending with the day, of the day alone, and the days
+    with data, as DuckDB counts them from the same rows (null users, rows outside the window
+    on both sides): in one query, and a slice of the users at a time (each slice counted
+    alone, the counts added up), which is where a query that exhausted the limit goes."""
+    from lake_pipelines.lake.analytics.active_users import (
+        ACTIVE_USERS_SCHEMA,
+        active_users_7d,
+        active_users_sliced,
+    )
+
+    rng = np.random.default_rng(7)
+    day = date(2026, 11, 10)
+    start = datetime(2026, 11, 1, tzinfo=UTC)  # D-9 .. D+1: the window and both sides of it
+    data = _user_events(rng, 20_000, 6_000, start, days=11)
+    ctx = make_session(SessionSettings(2, memory_limit=limit, spill_dir=str(tmp_path)))
+    ctx.register_record_batches("source", [data.to_batches(max_chunksize=1024)])
+    ran: list[str] = []
+    real = SessionContext.sql
+
+    def sql(self: SessionContext, query: str, *args: object) -> DataFrame:
+        ran.append(query)
+        if how == "fallback" and "WITH window_rows" in query:
+            raise Exception("DataFusion error: Resources exhausted: Failed to reserve memory")
+        return real(self, query, *args)
+
+    monkeypatch.setattr(SessionContext, "sql", sql)
+    got = (active_users_sliced if how == "sliced" else active_users_7d)(ctx, day)
+    if copies is not None:
+        assert len([q for q in ran if q.startswith("COPY ")]) == copies
+    expected = duckdb_query(
+        """
+        SELECT DATE '2026-11-10' AS day,
+               COUNT(DISTINCT user_id) AS active_users_7d,
+               COUNT(DISTINCT CASE WHEN CAST(ts AS DATE) = DATE '2026-11-10' THEN user_id END)
+                   AS active_users_1d,
+               COUNT(DISTINCT CAST(ts AS DATE)) AS days_with_data
+        FROM d
+        WHERE CAST(ts AS DATE) BETWEEN DATE '2026-11-04' AND DATE '2026-11-10'
+        """,
+        d=data,
+    ).cast(ACTIVE_USERS_SCHEMA)
+    assert expected.column("active_users_7d")[0].as_py() > 5_000  # most of the users
+    assert got.equals(expected)
