@@ -13,13 +13,12 @@ task: no peer and no repetition; it says where a day's gold time and memory go.
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
-import psutil
+from benchmarks.sampling import OwnPeak
 
 
 def main() -> None:
@@ -76,22 +75,16 @@ def main() -> None:
             for row in batch.to_pylist():
                 print(row["plan"])
         return
-    proc, peak = psutil.Process(), [0]
-
-    def sample() -> None:
-        while True:
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.05)
-
-    threading.Thread(target=sample, daemon=True).start()
+    peak = OwnPeak()
     for name in args.queries or jobs:
         c = ctx()
-        peak[0] = 0
+        peak.reset()
         wall, cpu = time.perf_counter(), time.process_time()
         out = jobs[name](c)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         print(
-            f"{name}: {wall:.1f} s, {cpu:.1f} CPU s, peak {peak[0] >> 20} MiB, {out.num_rows} rows"
+            f"{name}: {wall:.1f} s, {cpu:.1f} CPU s, peak {peak.bytes >> 20} MiB, "
+            f"{out.num_rows} rows"
         )
 
 

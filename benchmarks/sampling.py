@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
@@ -113,3 +114,24 @@ def run_sampled(
             reported = json.loads(line[len(RESULT_PREFIX) :])
             m.work, m.work_cpu, m.value = reported["seconds"], reported["cpu"], reported["value"]
     return m
+
+
+class OwnPeak:
+    """The most bytes this process held resident since `reset`, sampled every 50 ms by a
+    daemon thread (the profiling scripts: `gold_profile`, `gold_memory`)."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.bytes = 0
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while True:
+            self.bytes = max(self.bytes, self.process.memory_info().rss)
+            time.sleep(0.05)
+
+    def reset(self) -> None:
+        self.bytes = 0
+
+    def now(self) -> int:
+        return int(self.process.memory_info().rss)
