@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from lake_pipelines.lake.analytics.event_metrics import count_rows
 from lake_pipelines.lake.analytics.slices import slice_bounds, sliced_sum, slices_for
-from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start
+from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start, memory_exhausted
 
 if TYPE_CHECKING:
     from datafusion import SessionContext
@@ -100,8 +100,8 @@ def active_users_7d(ctx: SessionContext, day: date) -> pa.Table:
     try:
         # one row: the result is collected whole
         table = ctx.sql(sql).to_arrow_table()
-    except Exception as exc:  # DataFusion raises plain Exceptions
-        if "Resources exhausted" not in str(exc):
+    except Exception as exc:
+        if not memory_exhausted(exc):
             raise
         return active_users_sliced(ctx, day)
     return table.select(ACTIVE_USERS_SCHEMA.names).cast(ACTIVE_USERS_SCHEMA)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lake_pipelines.lake.analytics.slices import slice_bounds, sliced_sum, slices_for
-from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start, percentile_sql
+from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start, memory_exhausted, percentile_sql
 
 if TYPE_CHECKING:  # loading the code location does not load DataFusion (run 25)
     from datafusion import SessionContext
@@ -141,8 +141,8 @@ def _window_metrics(ctx: SessionContext, first: date, end: date, share: int) -> 
         return spillable_event_metrics(ctx, rows, total, share).select(schema.names).cast(schema)
     try:
         result = ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
-    except Exception as exc:  # datafusion raises its errors as plain Exceptions
-        if "Resources exhausted" not in str(exc):
+    except Exception as exc:
+        if not memory_exhausted(exc):
             raise
         result = spillable_event_metrics(ctx, rows, total, share)
     return result.select(schema.names).cast(schema)

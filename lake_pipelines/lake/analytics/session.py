@@ -30,6 +30,7 @@ from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, col
 from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS
 from lake_pipelines.errors import QueryMemoryError, SnapshotNotFoundError, TableReadError
 from lake_pipelines.lake.analytics.functions import EXTRACT_DOMAIN, WEIGHTED_MEDIAN
+from lake_pipelines.lake.analytics.sql import EXHAUSTED, memory_exhausted
 from lake_pipelines.lake.storage import ObjectStore, split_uri
 
 if TYPE_CHECKING:  # pyiceberg is imported by the functions that take its tables
@@ -123,10 +124,9 @@ def memory_errors(settings: SessionSettings, what: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        text = str(exc)
-        if "Resources exhausted" not in text:
+        if not memory_exhausted(exc):
             raise
-        detail = text.rsplit("Resources exhausted: ", 1)[-1].splitlines()[0][:200]
+        detail = str(exc).rsplit(f"{EXHAUSTED}: ", 1)[-1].splitlines()[0][:200]
         raise QueryMemoryError(what, settings.memory_limit, detail) from None
 
 

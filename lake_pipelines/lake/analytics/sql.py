@@ -1,8 +1,18 @@
-"""SQL text the gold queries share: the day key, a day's first instant, exact percentiles."""
+"""SQL text the gold queries share (the day key, a day's first instant, exact percentiles) and
+how DataFusion says a query ran out of memory."""
 
 from __future__ import annotations
 
 from datetime import date
+
+# How DataFusion words a query that needed more memory than its limit allows and could not
+# spill the rest. It raises its errors as plain Exceptions: the text is all that tells them apart.
+EXHAUSTED = "Resources exhausted"
+
+
+def memory_exhausted(exc: BaseException) -> bool:
+    """Whether DataFusion raised `exc` for a query over its memory limit (see `EXHAUSTED`)."""
+    return EXHAUSTED in str(exc)
 
 
 def day_start(day: date) -> str:
