@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,14 @@ REPO = {"repositoryName": "__repository__", "repositoryLocationName": "lake_pipe
 DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
+class ServerError(AssertionError):
+    """The web UI answered with an HTTP error; `body` holds the server's own messages."""
+
+    def __init__(self, code: int, body: str) -> None:
+        super().__init__(f"web UI answered HTTP {code}: {body}")
+        self.body = body
+
+
 class GraphQL:
     """The web UI's GraphQL endpoint, as the UI and scripts call it."""
 
@@ -36,8 +45,12 @@ class GraphQL:
     def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables}).encode()
         request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            answer = json.load(response)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                answer = json.load(response)
+        except urllib.error.HTTPError as exc:
+            # a resolver that raised answers 500 with the server's messages in the body
+            raise ServerError(exc.code, exc.read().decode(errors="replace")[:4000]) from None
         assert "errors" not in answer, answer["errors"]
         return answer["data"]
 
@@ -50,14 +63,27 @@ class GraphQL:
         )
         names = []
         for sensor in data["sensorsOrError"]["results"]:
-            stopped = self(
-                "mutation($id: String) { stopSensor(id: $id) { __typename"
-                " ... on StopSensorMutationResult { instigationState { status } } } }",
-                id=sensor["id"],
-            )["stopSensor"]
+            stopped = self._stop_sensor(sensor["id"])
             assert stopped["instigationState"]["status"] == "STOPPED", stopped
             names.append(sensor["name"])
         return names
+
+    def _stop_sensor(self, sensor_id: str, attempts: int = 5) -> dict[str, Any]:
+        """Stop one sensor. Dagster reads a sensor's stored state and inserts one when there is
+        none; the daemon's first tick does the same, so on a fresh instance the two inserts
+        can collide ("already present in storage"). The second try finds the daemon's row."""
+        for attempt in range(attempts):
+            try:
+                return self(
+                    "mutation($id: String) { stopSensor(id: $id) { __typename"
+                    " ... on StopSensorMutationResult { instigationState { status } } } }",
+                    id=sensor_id,
+                )["stopSensor"]
+            except ServerError as exc:
+                if "already present in storage" not in exc.body or attempt == attempts - 1:
+                    raise
+                time.sleep(1)
+        raise AssertionError("unreachable")
 
     def group_keys(self, group: str) -> list[list[str]]:
         data = self(
