@@ -22,11 +22,12 @@ import pyarrow as pa
 from benchmarks.schemas import LINEITEM
 from lake_pipelines.datasets.events import SPEC
 from lake_pipelines.datasets.spec import DatasetSpec
-from lake_pipelines.lake.bronze import ENCODERS, ingest_day
+from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.ingest import coerce
 from lake_pipelines.lake.ingest.readers import read_file
 from lake_pipelines.lake.ingest.validation import validate
 from lake_pipelines.lake.layout import landing_dir
+from lake_pipelines.lake.parquet.options import ENCODERS
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, commit_files
 from lake_pipelines.lake.storage import ObjectStore
 

@@ -37,15 +37,12 @@ from lake_pipelines.lake.layout import (
     day_bounds,
     landing_dir,
 )
-from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES, TARGET_FILE_BYTES
+from lake_pipelines.lake.parquet.options import ENCODERS, ROW_GROUP_BYTES, TARGET_FILE_BYTES
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, WrittenFile, commit_files
 from lake_pipelines.lake.period import Unit
 from lake_pipelines.lake.progress import Progress, ProgressHook
 from lake_pipelines.lake.storage import TMP_SUFFIX, FileEntry, ObjectStore
 
-# Row groups encoded at once (a file each): Parquet encoding is the single busiest step of a
-# conversion, and pyarrow encodes a row group on one core.
-ENCODERS = 2
 LINEAGE_FORMAT = 1
 log = logs.logger(__name__)
 

@@ -21,7 +21,7 @@ from lake_pipelines.lake.iceberg.snapshots import day_tag, point_tags, tag_max_a
 from lake_pipelines.lake.iceberg.tables import ensure_table
 from lake_pipelines.lake.iceberg.writer import DataFileWriter
 from lake_pipelines.lake.layout import day_bounds
-from lake_pipelines.lake.parquet.options import ROW_GROUP_BYTES
+from lake_pipelines.lake.parquet.options import ENCODERS, ROW_GROUP_BYTES
 from lake_pipelines.lake.period import Unit
 from lake_pipelines.lake.progress import PROGRESS_INTERVAL, Progress, ProgressHook
 from lake_pipelines.lake.silver_input import (
@@ -290,7 +290,9 @@ class _Batch:
         spec, options = self.spec, self.options
         what = f"silver {spec.name} {day}"
         progress = Progress(what, self.progress, day_input.rows, options.progress_seconds)
-        writer = DataFileWriter(table, replace.metadata, spec, options.row_group_bytes)
+        writer = DataFileWriter(
+            table, replace.metadata, spec, options.row_group_bytes, encoders=ENCODERS
+        )
         with writer:
             rows = sorted_rows(
                 self.store,

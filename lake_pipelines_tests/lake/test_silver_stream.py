@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,7 @@ from lake_pipelines.datasets import get_dataset
 from lake_pipelines.errors import BronzeReadError, RowAccountingError
 from lake_pipelines.lake.iceberg.writer import DataFileWriter
 from lake_pipelines.lake.layout import bronze_dir
+from lake_pipelines.lake.parquet.options import ENCODERS
 from lake_pipelines.lake.parquet.writer import RollingParquetWriter, commit_files
 from lake_pipelines.lake.silver import (
     SilverOptions,
@@ -107,10 +109,33 @@ def _probe(tmp_path: Path, rows: int, options: dict[str, int], **bronze: object)
     return int(answer["peak"]), size
 
 
-def _day_files(catalog: SqlCatalog) -> list[pa.Table]:
+def _day_tasks(catalog: SqlCatalog) -> list[str]:
     table = catalog.load_table(SPEC.table_name)
     tasks = table.scan(row_filter=day_filter(SPEC, DAY)).plan_files()
-    return [pq.read_table(t.file.file_path.removeprefix("file://")) for t in tasks]
+    return [t.file.file_path.removeprefix("file://") for t in tasks]
+
+
+def _day_files(catalog: SqlCatalog) -> list[pa.Table]:
+    return [pq.read_table(path) for path in _day_tasks(catalog)]
+
+
+def _assert_sorted_day(catalog: SqlCatalog, day: pa.Table) -> None:
+    """Each silver file of the day is in sort order. Row groups go in turn to the encoders, so
+    the files of a day span overlapping ranges, but every row group is a run of the sorted
+    day (its statistics as narrow as in one file): ordered by their first rows, they are it."""
+    paths = _day_tasks(catalog)
+    groups, firsts = [], []
+    for path in paths:
+        f = pq.ParquetFile(path)
+        keys = _keys(f.read(columns=["ts", "user_id"]))
+        assert keys == sorted(keys), path
+        firsts.append(keys[0])
+        groups += [
+            _keys(f.read_row_group(i, columns=["ts", "user_id"])) for i in range(f.num_row_groups)
+        ]
+    assert len(groups) > len(paths)
+    assert firsts == sorted(firsts)  # the files committed in the order of their first rows
+    assert [k for g in sorted(groups, key=lambda g: g[0]) for k in g] == sorted(_keys(day))
 
 
 def _keys(t: pa.Table) -> list[tuple]:
@@ -129,12 +154,12 @@ def test_overlapping_bronze_files_come_out_whole_and_sorted(
     assert report.rows_committed == day.num_rows
     files = _day_files(local_catalog)
     assert len(files) > 2
-    keys = [k for f in files for k in _keys(f)]
-    assert keys == sorted(_keys(day))  # each file sorted, the files in order
+    _assert_sorted_day(local_catalog, day)
     ids = sorted(i for f in files for i in f.column("event_id").to_pylist())
     assert ids == sorted(day.column("event_id").to_pylist())
     sizes = [t.file.file_size_in_bytes for t in loaded.refresh().scan().plan_files()]
-    assert sum(s >= 150_000 for s in sizes) >= len(sizes) - 1  # only the last one short
+    # only the last file of each encoder short
+    assert sum(s >= 150_000 for s in sizes) >= len(sizes) - ENCODERS
     # the data files carry the dataset's codecs and the table's field ids
     first = loaded.refresh().scan().plan_files()[0].file.file_path.removeprefix("file://")
     meta = pq.ParquetFile(first)
@@ -199,8 +224,7 @@ def test_overlapping_sorted_bronze_files_are_merged_without_spilling(
     report = commit_day(local_store, local_catalog, SPEC, DAY, "r", [], options)
     assert report.rows_committed == day.num_rows
     assert spills == []
-    keys = [k for f in _day_files(local_catalog) for k in _keys(f)]
-    assert keys == sorted(_keys(day))
+    _assert_sorted_day(local_catalog, day)
 
 
 def test_an_unchanged_day_is_decided_from_footers_without_reading_rows(
@@ -244,6 +268,31 @@ def test_rows_lost_between_bronze_and_the_data_files_stop_the_commit(
     assert local_store.list(data_dir, suffixes=(".parquet",)) == []  # the files went too
     monkeypatch.undo()
     assert commit_day(local_store, local_catalog, SPEC, DAY, "b", []).rows_committed == 5_000
+
+
+def test_an_encoder_that_fails_mid_day_leaves_no_file_and_no_snapshot(
+    local_store: ObjectStore, local_catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_bronze(local_store, 30_000)
+    table = ensure_silver_table(local_catalog, SPEC)
+    data_dir = f"{local_store.key_of(table.location())}/data"
+    encode = DataFileWriter._encode
+    groups: list[int] = []
+
+    def failing(self: DataFileWriter, slot: Any, lane: int, group: pa.Table, n: int) -> None:
+        groups.append(lane)
+        if len(groups) == 5:
+            raise OSError("disk full")  # on one encoder, while the other has files open
+        encode(self, slot, lane, group, n)
+
+    monkeypatch.setattr(DataFileWriter, "_encode", failing)
+    with pytest.raises(OSError, match="disk full"):
+        commit_day(local_store, local_catalog, SPEC, DAY, "a", [], SMALL)
+    assert set(groups) == set(range(ENCODERS))
+    assert local_catalog.load_table(SPEC.table_name).current_snapshot() is None
+    assert local_store.list(data_dir, suffixes=(".parquet",)) == []
+    monkeypatch.undo()
+    assert commit_day(local_store, local_catalog, SPEC, DAY, "b", []).rows_committed == 30_000
 
 
 def test_a_long_day_reports_progress(local_store: ObjectStore, local_catalog: SqlCatalog) -> None:

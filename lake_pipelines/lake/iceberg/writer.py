@@ -9,15 +9,24 @@ codecs and encodings and row groups sized by bytes like bronze. The files it ret
 visible only when a commit adds them (`PartitionReplace.add`); files of a write that is never
 committed are orphans for the table's orphan cleanup.
 
-Memory: about two row groups being filled, plus one being encoded. A file is open per
-partition the rows reach (one for the default ``day`` partitioning of a day); when rows of
-many partitions are buffered at once (``hour``, ``identity``), the fullest buffer is written
-out early as a smaller row group, so the buffers never hold more than two row groups.
+Encoding is the busiest part of a silver commit, and pyarrow encodes a row group on one
+core. With ``encoders`` > 1 a partition's row groups go in turn to that many files encoded at
+once, one thread each: every file is still in sort order (each row group is a run of the
+sorted rows, so the statistics of a row group stay as narrow as with one file), but the files
+of a partition span overlapping ranges. The assignment depends only on the rows, so a re-run
+writes the same files.
+
+Memory: about two row groups being filled, plus one being encoded per encoder. A file is open
+per partition and encoder the rows reach (one or ``encoders`` for the default ``day``
+partitioning of a day); when rows of many partitions are buffered at once (``hour``,
+``identity``), the fullest buffer is written out early as a smaller row group, so the buffers
+never hold more than two row groups.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,15 +63,25 @@ def target_file_bytes(metadata: TableMetadata) -> int:
 
 
 @dataclass
+class _File:
+    """One data file being written (by one encoder); `first` is its first row group's number
+    among all the writer's row groups, which orders the files as the rows."""
+
+    first: int
+    path: str
+    sink: Any
+    writer: pq.ParquetWriter
+
+
+@dataclass
 class _Open:
-    """The file being filled for one partition, and its rows not yet in a row group."""
+    """One partition's rows not yet in a row group, and its file per encoder."""
 
     key: PartitionKey | None
     buffer: list[pa.Table] = field(default_factory=list)
     buffered: int = 0
-    path: str = ""
-    sink: Any = None
-    writer: pq.ParquetWriter | None = None
+    groups: int = 0  # the partition's row groups handed to encoders so far
+    files: dict[int, _File] = field(default_factory=dict)  # encoder -> its open file
 
 
 class DataFileWriter:
@@ -70,7 +89,7 @@ class DataFileWriter:
 
     `metadata` is the table as the commit will leave it (an evolved schema included); rows
     handed to `write` must have its Arrow schema (`arrow_schema`). `close` returns the
-    `DataFile`s written, in the order they were started.
+    `DataFile`s written, in the order of their first rows.
     """
 
     def __init__(
@@ -80,6 +99,7 @@ class DataFileWriter:
         spec: DatasetSpec,
         row_group_bytes: int = ROW_GROUP_BYTES,
         target_bytes: int | None = None,
+        encoders: int = 1,
     ) -> None:
         self.io, self.metadata, self.spec = table.io, metadata, spec
         self.schema = metadata.schema()
@@ -97,11 +117,17 @@ class DataFileWriter:
         self._locations = load_location_provider(metadata.location, metadata.properties)
         self._uuid = uuid.uuid4()
         self._files = 0
+        self._groups = 0  # row groups handed to the encoders so far
         self._open: dict[tuple[Any, ...], _Open] = {}
-        self._written: list[DataFile] = []
+        self._written: list[tuple[int, DataFile]] = []
         self._paths: list[str] = []  # every file started, for `abort`
-        self._encoder = ThreadPoolExecutor(1, thread_name_prefix="lake-iceberg-writer")
-        self._pending: Future[None] | None = None
+        self._lock = threading.Lock()  # the encoders start and finish files at once
+        self._encoders = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"lake-iceberg-writer-{i}")
+            for i in range(max(1, encoders))
+        ]
+        # at most one row group in flight per encoder; its error is raised at the next wait
+        self._pending: list[Future[None] | None] = [None] * len(self._encoders)
         self.rows = 0  # rows handed to `write`
 
     def write(self, rows: pa.Table) -> None:
@@ -142,37 +168,49 @@ class DataFileWriter:
             yield part.partition_key, part.arrow_table_partition
 
     def _flush(self, slot: _Open) -> None:
-        """Hand the slot's buffered rows to the encoder as one row group."""
+        """Hand the slot's buffered rows to the next encoder in turn as one row group."""
         # bounded: a slot buffers one row group of one partition
         group = pa.concat_tables(slot.buffer) if len(slot.buffer) > 1 else slot.buffer[0]
         slot.buffer, slot.buffered = [], 0
-        self._wait()
-        self._pending = self._encoder.submit(self._encode, slot, group)
+        lane = slot.groups % len(self._encoders)
+        slot.groups += 1
+        self._groups += 1
+        self._wait(lane)
+        self._pending[lane] = self._encoders[lane].submit(
+            self._encode, slot, lane, group, self._groups
+        )
 
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
+    def _wait(self, lane: int) -> None:
+        pending, self._pending[lane] = self._pending[lane], None
         if pending is not None:
             pending.result()
 
-    def _encode(self, slot: _Open, group: pa.Table) -> None:
-        if slot.writer is None:
-            name = f"00000-{self._files}-{self._uuid}.parquet"
-            self._files += 1
-            slot.path = self._locations.new_data_location(name, slot.key)
-            self._paths.append(slot.path)
-            slot.sink = self.io.new_output(slot.path).create(overwrite=True)
-            options = fit_encodings(self.options, self.spec, group)
-            slot.writer = pq.ParquetWriter(slot.sink, self.arrow_schema, **options)
-        slot.writer.write_table(group, row_group_size=group.num_rows)
-        if slot.sink.tell() >= self.target_bytes:
-            self._finish(slot)
+    def _wait_all(self) -> None:
+        for lane in range(len(self._encoders)):
+            self._wait(lane)
 
-    def _finish(self, slot: _Open) -> None:
-        """Close the slot's file and record it as a data file of the table."""
-        writer, sink = slot.writer, slot.sink
-        if writer is None:
+    def _encode(self, slot: _Open, lane: int, group: pa.Table, number: int) -> None:
+        file = slot.files.get(lane)
+        if file is None:
+            with self._lock:
+                name = f"00000-{self._files}-{self._uuid}.parquet"
+                self._files += 1
+                path = self._locations.new_data_location(name, slot.key)
+                self._paths.append(path)
+            sink = self.io.new_output(path).create(overwrite=True)
+            options = fit_encodings(self.options, self.spec, group)
+            writer = pq.ParquetWriter(sink, self.arrow_schema, **options)
+            file = slot.files[lane] = _File(number, path, sink, writer)
+        file.writer.write_table(group, row_group_size=group.num_rows)
+        if file.sink.tell() >= self.target_bytes:
+            self._finish(slot, lane)
+
+    def _finish(self, slot: _Open, lane: int) -> None:
+        """Close the slot's file of encoder `lane` and record it as a data file."""
+        file = slot.files.pop(lane, None)
+        if file is None:
             return
-        slot.writer, slot.sink = None, None
+        writer, sink = file.writer, file.sink
         writer.close()
         size = sink.tell()
         sink.close()
@@ -181,20 +219,20 @@ class DataFileWriter:
             stats_columns=compute_statistics_plan(self.schema, self.metadata.properties),
             parquet_column_mapping=parquet_path_to_id_mapping(self.schema),
         )
-        self._written.append(
-            DataFile.from_args(
-                content=DataFileContent.DATA,
-                file_path=slot.path,
-                file_format=FileFormat.PARQUET,
-                partition=slot.key.partition if slot.key is not None else Record(),
-                file_size_in_bytes=size,
-                sort_order_id=None,
-                spec_id=self.metadata.default_spec_id,
-                equality_ids=None,
-                key_metadata=None,
-                **stats.to_serialized_dict(),
-            )
+        data_file = DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=file.path,
+            file_format=FileFormat.PARQUET,
+            partition=slot.key.partition if slot.key is not None else Record(),
+            file_size_in_bytes=size,
+            sort_order_id=None,
+            spec_id=self.metadata.default_spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **stats.to_serialized_dict(),
         )
+        with self._lock:
+            self._written.append((file.first, data_file))
 
     def close(self) -> list[DataFile]:
         """Write out every buffered row and close every file; returns the data files."""
@@ -202,22 +240,28 @@ class DataFileWriter:
             for slot in self._open.values():
                 if slot.buffer:
                     self._flush(slot)
-            self._wait()
+            self._wait_all()
             for slot in self._open.values():
-                self._finish(slot)
+                for lane in sorted(slot.files):
+                    self._finish(slot, lane)
         finally:
-            self._encoder.shutdown(wait=True)
+            self._shutdown()
         self._open.clear()
-        return list(self._written)
+        return [data_file for _, data_file in sorted(self._written, key=lambda w: w[0])]
+
+    def _shutdown(self) -> None:
+        for encoder in self._encoders:
+            encoder.shutdown(wait=True)
 
     def abort(self) -> None:
         """Stop and delete every file started (none of them was committed)."""
-        with contextlib.suppress(Exception):  # the rows are being thrown away anyway
-            self._wait()
-        self._encoder.shutdown(wait=True)
+        for lane in range(len(self._encoders)):
+            with contextlib.suppress(Exception):  # the rows are being thrown away anyway
+                self._wait(lane)
+        self._shutdown()
         for slot in self._open.values():
-            for closable in (slot.writer, slot.sink):
-                if closable is not None:
+            for file in slot.files.values():
+                for closable in (file.writer, file.sink):
                     with contextlib.suppress(Exception):
                         closable.close()
         self._open.clear()

@@ -36,6 +36,9 @@ ICEBERG_CODECS = {
 # fills, so this is also most of the conversion's working set.
 ROW_GROUP_BYTES = 32 << 20
 TARGET_FILE_BYTES = 256 << 20  # on disk; a file is closed once it reaches this
+# Row groups encoded at once (a file each), in bronze and in silver: Parquet encoding is the
+# single busiest step of both, and pyarrow encodes a row group on one core.
+ENCODERS = 2
 CREATED_BY = f"lake_pipelines {__version__}"
 
 
