@@ -19,12 +19,14 @@ import pyarrow.json as pj
 from lake_pipelines.lake import arrow
 from lake_pipelines.lake.hashing import value_offsets
 from lake_pipelines.lake.ingest.json_strict import MAX_NESTING, nesting
+from lake_pipelines.lake.ingest.nested_keys import extra_in_type
 
 # A zone only counts after a time of day: the "-13" of a date-only "1996-03-13" is no offset.
 _ZONE = r"\d{2}:\d{2}(:\d{2}([.,]\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _EPOCH = r"^-?\d{1,16}$"
 
 Converter = Callable[[pa.Array], pa.Array]
+KeyReason = Callable[[str], str]  # the path of a key a struct type lacks -> why the row goes
 
 
 def _cast_timestamp(arr: pa.Array, target: pa.TimestampType) -> pa.Array:
@@ -88,7 +90,9 @@ def _cast_bool(arr: pa.Array) -> pa.Array:
 
 
 def parse_json_cells(
-    cells: dict[str, pa.Array], types: dict[str, pa.DataType]
+    cells: dict[str, pa.Array],
+    types: dict[str, pa.DataType],
+    unknown_key: KeyReason | None = None,
 ) -> dict[str, pa.Array]:
     """Nested values arrive in CSV cells as JSON text; parse columns of them in one pyarrow call.
 
@@ -96,7 +100,9 @@ def parse_json_cells(
     Arrow kernels, with no Python work per row, so all nested columns of a block cost one
     parse. The document is a single pyarrow block, so a raw line break inside a cell is only
     whitespace to the parser (``newlines_in_values``). Raises if any cell is not one JSON
-    value of its type; the caller then finds the bad cells column by column.
+    value of its type, or, given `unknown_key`, holds a key its struct type does not name
+    (pyarrow infers a field for it; `unknown_key` makes the reason from the key's path); the
+    caller then finds the bad cells column by column.
     """
     names = list(cells)
     n = len(cells[names[0]])
@@ -128,7 +134,13 @@ def parse_json_cells(
     )
     if table.num_rows != n or table.num_columns != len(names):
         raise pa.ArrowInvalid("not a single JSON value")
-    return {name: table.column(f"c{i}").combine_chunks() for i, name in enumerate(names)}
+    out = {name: table.column(f"c{i}").combine_chunks() for i, name in enumerate(names)}
+    if unknown_key is not None:
+        for name, col in out.items():
+            extra = extra_in_type(col.type, types[name], name) if col.type != types[name] else []
+            if extra:
+                raise pa.ArrowInvalid(unknown_key(extra[0]))
+    return out
 
 
 def _refuse_deep_rows(cells: dict[str, pa.Array], lines: pa.Array) -> None:
@@ -188,12 +200,11 @@ def _has_blank_cells(arr: pa.Array) -> bool:
 _WHITESPACE = np.frombuffer(b" \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f", np.uint8)
 
 
-def _parse_json_cells(arr: pa.Array, target: pa.DataType) -> pa.Array:
-    return parse_json_cells({"v": arr}, {"v": target})["v"]
-
-
-def converter_for(target: pa.DataType) -> Converter:
-    """The function that turns a string column into `target`, raising on any bad value."""
+def converter_for(
+    target: pa.DataType, unknown_key: KeyReason | None = None, column: str = "value"
+) -> Converter:
+    """The function that turns a string column into `target`, raising on any bad value (for
+    nested types, given `unknown_key`, also on a key the type does not name)."""
     if pa.types.is_string(target) or pa.types.is_large_string(target):
         return lambda a: a.cast(target)
     if pa.types.is_timestamp(target):
@@ -201,7 +212,7 @@ def converter_for(target: pa.DataType) -> Converter:
     if pa.types.is_boolean(target):
         return _cast_bool
     if pa.types.is_nested(target):
-        return lambda a: _parse_json_cells(a, target)
+        return lambda a: parse_json_cells({column: a}, {column: target}, unknown_key)[column]
     if (
         pa.types.is_integer(target)
         or pa.types.is_floating(target)
@@ -212,12 +223,18 @@ def converter_for(target: pa.DataType) -> Converter:
     return lambda a: pc.cast(a, target)
 
 
-def convert_column(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, dict[int, str]]:
-    """Convert a string array; return the result and {row index: reason} of values that fail.
+def convert_column(
+    arr: pa.Array,
+    target: pa.DataType,
+    unknown_key: KeyReason | None = None,
+    column: str = "value",
+) -> tuple[pa.Array, dict[int, str]]:
+    """Convert a string array; return the result and {row index: reason} of values that fail
+    (`unknown_key` and `column` as `converter_for` takes them).
 
     Failing rows are null in the result; the caller quarantines them.
     """
-    convert = converter_for(target)
+    convert = converter_for(target, unknown_key, column)
     try:
         return convert(arr), {}
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
@@ -251,10 +268,11 @@ class MostlyInvalidColumn(ValueError):
     the column re-raises it as `SourceFileError`.
     """
 
-    def __init__(self, target: pa.DataType, examples: list[str]) -> None:
+    def __init__(self, target: pa.DataType, examples: list[str], why: str = "") -> None:
         self.target = target
         self.examples = examples
-        super().__init__(f"most values do not convert to {target} (e.g. {examples!r})")
+        why = f": {why}" if why else ""
+        super().__init__(f"most values do not convert to {target} (e.g. {examples!r}){why}")
 
 
 SAMPLE = 64
@@ -267,14 +285,15 @@ def _refuse_if_mostly_invalid(arr: pa.Array, convert: Converter, target: pa.Data
     if len(valid) < 4 * SAMPLE:
         return
     picks = np.linspace(0, len(valid) - 1, SAMPLE).astype(np.int64)
-    failed = []
+    failed, why = [], ""
     for i in picks:
         try:
             convert(valid.slice(int(i), 1))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as e:
             failed.append(str(valid[int(i)].as_py())[:40])
+            why = why or _short(e)
     if len(failed) > SAMPLE // 2:
-        raise MostlyInvalidColumn(target, failed[:3])
+        raise MostlyInvalidColumn(target, failed[:3], why)
 
 
 def _short(exc: BaseException) -> str:

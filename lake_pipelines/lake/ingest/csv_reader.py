@@ -35,6 +35,11 @@ from lake_pipelines.lake.ingest.csv_records import (
     record_ends,
     split_complete,
 )
+from lake_pipelines.lake.ingest.nested_keys import (
+    UNKNOWN_KEY,
+    nested_key_reason,
+    refuses_nested_keys,
+)
 from lake_pipelines.lake.threads import ordered_map
 
 BOM = b"\xef\xbb\xbf"
@@ -262,6 +267,10 @@ def _typed_columns(spec: DatasetSpec, names: list[str]) -> dict[str, pa.DataType
     }
 
 
+def _key_reason(spec: DatasetSpec) -> Callable[[str], str]:
+    return lambda path: nested_key_reason(path, spec)
+
+
 def _to_schema(
     table: pa.Table,
     key: str,
@@ -282,11 +291,13 @@ def _to_schema(
     # parses column by column and isolates it.
     nested = [f for f in spec.schema if pa.types.is_nested(f.type) and f.name in table.column_names]
     parsed: dict[str, pa.Array] = {}
+    unknown_key = _key_reason(spec) if refuses_nested_keys(spec) else None
     if raw_text and len(nested) > 1:
         try:
             parsed = parse_json_cells(
                 {f.name: table.column(f.name).combine_chunks() for f in nested},
                 {f.name: f.type for f in nested},
+                unknown_key,
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             parsed = {}
@@ -303,14 +314,16 @@ def _to_schema(
             columns.append(src)
             continue
         try:
-            converted, failures = convert_column(src, f.type) if raw_text else (src, {})
+            converted, failures = (
+                convert_column(src, f.type, unknown_key, f.name) if raw_text else (src, {})
+            )
         except MostlyInvalidColumn as exc:
             raise SourceFileError(key, f"column {f.name!r}: {exc}", column=f.name) from exc
         for row, reason in failures.items():
-            value = src[row].as_py()
-            add_reason(
-                bad, row, f.name, f"{f.name}={value!r}: cannot convert to {f.type}: {reason}"
-            )
+            if not reason.startswith(UNKNOWN_KEY):
+                value = src[row].as_py()
+                reason = f"{f.name}={value!r}: cannot convert to {f.type}: {reason}"
+            add_reason(bad, row, f.name, reason)
         columns.append(converted)
     out = pa.Table.from_arrays(columns, schema=nullable_schema(spec.schema))
     if spec.unknown_columns == "evolve":

@@ -22,6 +22,7 @@ from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.errors import SourceFileError
 from lake_pipelines.lake.ingest.batches import Batch, Reject, count_byte, nullable_schema, with_end
 from lake_pipelines.lake.ingest.json_records import (
+    nested_keys_widened,
     parse_values,
     read_ndjson_bytes,
     unexpected_fields,
@@ -156,7 +157,11 @@ def _parse_ndjson_block(data: bytes, first_line: int, key: str, spec: DatasetSpe
     if records is not None:
         try:
             table = read_ndjson_bytes(data, nullable_schema(spec.schema), unexpected, pieces=True)
-            if table.num_rows == records and finite_floats(table):
+            if (
+                table.num_rows == records
+                and finite_floats(table)
+                and not nested_keys_widened(table, spec)
+            ):
                 block = _NdjsonBlock(data, first_line)
                 return Batch(table, [], block.lines, False, block.text)
         except pa.ArrowInvalid:

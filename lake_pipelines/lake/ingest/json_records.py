@@ -22,11 +22,31 @@ import pyarrow.json as pj
 from lake_pipelines.datasets.spec import DatasetSpec
 from lake_pipelines.lake.ingest.batches import Batch, Reject, nullable_schema
 from lake_pipelines.lake.ingest.json_strict import BadRecord, encoded
+from lake_pipelines.lake.ingest.nested_keys import (
+    extra_in_type,
+    extra_in_value,
+    nested_key_reason,
+    refuses_nested_keys,
+)
 
 
 def unexpected_fields(spec: DatasetSpec) -> str:
     """pyarrow's `unexpected_field_behavior` for the dataset's contract mode."""
     return {"freeze": "error", "discard_value": "ignore", "evolve": "infer"}[spec.unknown_columns]
+
+
+def nested_keys_widened(table: pa.Table, spec: DatasetSpec) -> bool:
+    """Whether pyarrow, inferring (``evolve``), added a field inside one of the spec's nested
+    columns for a key its type lacks: then the records take the careful path, which
+    quarantines them (`nested_keys`). Under ``freeze`` pyarrow refuses such a key itself and
+    under ``discard_value`` ignores it."""
+    if spec.unknown_columns != "evolve":
+        return False
+    return any(
+        extra_in_type(table.schema.field(f.name).type, f.type, f.name)
+        for f in spec.schema
+        if pa.types.is_nested(f.type) and f.name in table.column_names
+    )
 
 
 def read_ndjson_bytes(
@@ -74,7 +94,8 @@ def parse_values(
     if not rejects and texts:
         try:
             table = _read(texts, schema, unexpected)
-            return Batch(table, [], lambda: numbers, records, text_of(None))
+            if not nested_keys_widened(table, spec):
+                return Batch(table, [], lambda: numbers, records, text_of(None))
         except pa.ArrowInvalid:
             pass
 
@@ -131,6 +152,10 @@ def _repair(value: dict[str, Any], spec: DatasetSpec) -> dict[str, Any]:
     for field in spec.schema:
         if field.name not in value:
             continue
+        if refuses_nested_keys(spec):
+            path = extra_in_value(value[field.name], field.type, field.name)
+            if path:
+                raise BadRecord(nested_key_reason(path, spec), field.name)
         try:
             out[field.name] = _coerce(value[field.name], field.type)
         except (ValueError, TypeError, InvalidOperation, OverflowError) as exc:

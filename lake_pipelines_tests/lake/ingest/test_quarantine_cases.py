@@ -120,6 +120,36 @@ ROW_CASES = [
         "freeze",
         "extra",
     ),
+    (
+        "unknown key inside a CSV cell's struct (freeze)",
+        EVENTS,
+        "bad.csv",
+        HEADER + _row("b1", properties='"{""browser"":""ff"",""zzz"":1}"'),
+        1,
+        "unknown key 'properties.zzz' (contract mode: freeze)",
+        "properties",
+    ),
+    (
+        "unknown key inside an NDJSON struct (freeze)",
+        EVENTS,
+        "bad.ndjson",
+        '{"event_id":"b1","ts":"2026-11-05T10:00:00Z","user_id":"u","session_id":"s",'
+        '"event_type":"click","properties":{"browser":"ff","zzz":null}}\n',
+        1,
+        "unknown key 'properties.zzz' (contract mode: freeze)",
+        "properties",
+    ),
+    (
+        "unknown key inside a list of structs (freeze)",
+        ORDERS,
+        "bad.json",
+        json.dumps(
+            [_order("o3"), _order("o4", items=[{"sku": "a", "quantity": 1, "coupon": "X"}])]
+        ),
+        1,
+        "unknown key 'items[].coupon'",
+        "items",
+    ),
     ("broken JSON line", EVENTS, "bad.ndjson", '{"event_id": "b1", \n', 1, "invalid JSON", None),
     (
         "duplicate key in the day",
@@ -211,6 +241,60 @@ def test_discard_value_mode_keeps_the_row(local_store: ObjectStore) -> None:
     assert report.rows_quarantined == 0 and report.rows_written == 2
     written = duckdb_hive(local_store.path(EVENTS.bronze_prefix), ["*"])
     assert "extra" not in written.column_names
+
+
+NESTED_CSV = HEADER + "".join(
+    _row(f"c{i}", properties='"{""browser"":""ff""%s}"' % (',""zzz"":1' if i == 1 else ""))
+    for i in range(3)
+)
+NESTED_NDJSON = "".join(
+    json.dumps(
+        {
+            "event_id": f"j{i}",
+            "ts": "2026-11-05T10:00:00Z",
+            "user_id": "u",
+            "session_id": "s",
+            "event_type": "click",
+            "properties": {"browser": "ch", **({"zzz": {"deep": [1]}} if i == 1 else {})},
+        }
+    )
+    + "\n"
+    for i in range(3)
+)
+
+
+@pytest.mark.parametrize(
+    "mode,quarantined,reason",
+    [
+        ("freeze", {"c1", "j1"}, "(contract mode: freeze)"),
+        ("evolve", {"c1", "j1"}, "evolve adds columns, not fields inside one"),
+        ("discard_value", set(), None),
+    ],
+)
+def test_an_unknown_key_inside_a_struct_follows_the_contract_mode(
+    local_store: ObjectStore, mode: str, quarantined: set[str], reason: str | None
+) -> None:
+    """A key the struct type lacks is never dropped without a word: `freeze` and `evolve`
+    (which adds columns, not fields inside one) quarantine the row with the key's path;
+    `discard_value` keeps the row without the key."""
+    from dataclasses import replace
+
+    spec = replace(EVENTS, unknown_columns=mode)
+    local_store.write_bytes(f"landing/events/{DAY}/n.csv", NESTED_CSV.encode())
+    local_store.write_bytes(f"landing/events/{DAY}/n.ndjson", NESTED_NDJSON.encode())
+    report = ingest_day(local_store, spec, DAY)
+    assert report.rows_read == 6 == report.rows_written + report.rows_quarantined
+    q = quarantine.read(local_store, spec.name, DAY).to_pylist()
+    assert {
+        json.loads(r["raw"])["event_id"] if r["raw"].startswith("{") else r["raw"][:2] for r in q
+    } == quarantined
+    for r in q:
+        assert r["column"] == "properties" and "unknown key 'properties.zzz'" in r["reason"]
+        assert reason is not None and reason in r["reason"]
+    written = duckdb_hive(local_store.path(EVENTS.bronze_prefix), ["event_id", "properties"])
+    kept = {r["event_id"]: r["properties"] for r in written.to_pylist()}
+    assert set(kept) == {"c0", "c1", "c2", "j0", "j1", "j2"} - quarantined
+    assert all(set(p) == {"browser", "country", "referrer"} for p in kept.values())
 
 
 def test_a_column_of_the_wrong_type_quarantines_the_file_with_one_reason(

@@ -313,7 +313,7 @@ def test_typed_csv_columns_convert_like_text_and_bad_values_are_rows(
     cast: list[str] = []  # the types our own casts converted (the text path)
     real = csv_reader.convert_column
     monkeypatch.setattr(
-        csv_reader, "convert_column", lambda a, t: cast.append(str(t)) or real(a, t)
+        csv_reader, "convert_column", lambda a, t, *rest: cast.append(str(t)) or real(a, t, *rest)
     )
     clean = "id,ts,amount,due\n1,2026-11-01T00:00:00Z, 2.5 ,1996-03-13\n2,2026-11-01T00:00:01Z,,\n"
     bad = clean + "3,2026-11-01T00:00:02Z,1e3, 1996-02-29\n4,2026-11-01T00:00:03Z,x,1996-02-30\n"
