@@ -279,3 +279,27 @@ def test_numpy_starts_no_blas_thread_pool_unless_asked() -> None:
     default, chosen = run(), run(OPENBLAS_NUM_THREADS="2")
     assert default[0] == "1" and chosen[0] == "2"  # a value set in the environment wins
     assert default[1] < chosen[1]  # with two, numpy's import started a BLAS worker thread
+
+
+def test_the_lake_chooses_jemalloc_for_pyarrow_unless_told_otherwise() -> None:
+    # mimalloc kept each thread's freed pages: a 20M-row day's run peaked ~110-160 MiB higher
+    # (benchmarks/ANALYSIS.md, run 41)
+    probe = (
+        "import lake_pipelines.definitions, pyarrow as pa\n"
+        "pa.array(range(10)); print(pa.default_memory_pool().backend_name)"
+    )
+
+    def run(**env: str) -> str:
+        environ = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        return done.stdout.strip()
+
+    assert run() == "jemalloc"
+    assert run(ARROW_DEFAULT_MEMORY_POOL="mimalloc") == "mimalloc"  # a value set wins

@@ -118,8 +118,10 @@ def release_memory() -> None:
     """Give the memory a finished step freed back to the OS.
 
     In the embedded deployment every step of a run shares one process. The allocators keep
-    what a step freed for reuse: pyarrow's pool (mimalloc) its pages, glibc its arenas (the
-    Python objects, DataFusion's and pyiceberg's buffers). The next step, whose buffers are of
+    what a step freed for reuse: pyarrow's pool its pages (mimalloc, pyarrow's default, in
+    the heap of the thread that freed them; jemalloc, the lake's choice on Linux, until its
+    background thread returns them about a second later), glibc its arenas (the Python
+    objects, DataFusion's and pyiceberg's buffers). The next step, whose buffers are of
     other sizes, then adds its own peak on top, so a run's memory grew with every layer
     (benchmarks/ANALYSIS.md, run 23). Cheap: a few milliseconds.
     """
