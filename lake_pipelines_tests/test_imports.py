@@ -255,6 +255,20 @@ def test_a_bronze_partition_through_the_cli_imports_none_of_them(tmp_path: Path)
     assert files and sum(pq.read_metadata(f).num_rows for f in files) == day.valid.num_rows
 
 
+def _fresh_python(probe: str, unset: str, **env: str) -> str:
+    """What `probe` prints in a fresh interpreter without the variable `unset`, plus `env`."""
+    environ = {k: v for k, v in os.environ.items() if k != unset}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return done.stdout.strip()
+
+
 def test_numpy_starts_no_blas_thread_pool_unless_asked() -> None:
     # The lake does no linear algebra; OpenBLAS's pool cost every process ~70 ms (run 25).
     probe = (
@@ -264,16 +278,7 @@ def test_numpy_starts_no_blas_thread_pool_unless_asked() -> None:
     )
 
     def run(**env: str) -> tuple[str, int]:
-        environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-        done = subprocess.run(
-            [sys.executable, "-c", probe],
-            env={**environ, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-        value, threads = done.stdout.split()
+        value, threads = _fresh_python(probe, "OPENBLAS_NUM_THREADS", **env).split()
         return value, int(threads)
 
     default, chosen = run(), run(OPENBLAS_NUM_THREADS="2")
@@ -288,18 +293,6 @@ def test_the_lake_chooses_jemalloc_for_pyarrow_unless_told_otherwise() -> None:
         "import lake_pipelines.definitions, pyarrow as pa\n"
         "pa.array(range(10)); print(pa.default_memory_pool().backend_name)"
     )
-
-    def run(**env: str) -> str:
-        environ = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-        done = subprocess.run(
-            [sys.executable, "-c", probe],
-            env={**environ, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-        return done.stdout.strip()
-
-    assert run() == "jemalloc"
-    assert run(ARROW_DEFAULT_MEMORY_POOL="mimalloc") == "mimalloc"  # a value set wins
+    unset = "ARROW_DEFAULT_MEMORY_POOL"
+    assert _fresh_python(probe, unset) == "jemalloc"
+    assert _fresh_python(probe, unset, **{unset: "mimalloc"}) == "mimalloc"  # a value set wins
