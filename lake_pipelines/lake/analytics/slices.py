@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from lake_pipelines.errors import ConfigError
+from lake_pipelines.lake import logs
 
 if TYPE_CHECKING:
     from datafusion import SessionContext
@@ -42,6 +43,7 @@ GROUP_BYTES = 160
 SLICE_SHARE = 4
 SAMPLE_ROWS = 20_000  # key values sampled to place the bounds (1.9 s of a 20M-row day's scan)
 MAX_SLICES = 64
+log = logs.logger(__name__)
 
 
 def slices_for(rows: int, memory_limit: int, share: int = 1) -> int:
@@ -146,7 +148,8 @@ def sliced(
     from lake_pipelines.lake.analytics.session import GLOB_CHARACTERS
 
     parent = spill_dir or tempfile.gettempdir()
-    sweep_dead_slices(parent)
+    for name in sweep_dead_slices(parent):
+        log.info("removed %s: slices of a process of this host that is gone", name)
     folder = tempfile.mkdtemp(prefix=_folder_prefix(), dir=parent)
     names: list[str] = []
     try:
