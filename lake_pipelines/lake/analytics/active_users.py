@@ -85,7 +85,9 @@ ACTIVE_USERS_SCHEMA = pa.schema(
 
 
 def _window(day: date) -> dict[str, str]:
+    """The values the queries' templates take for the window ending with `day`."""
     return {
+        "day_lit": f"'{day.isoformat()}'",
         "day_start": day_start(day),
         "start": day_start(day - timedelta(days=6)),
         "end": day_start(day + timedelta(days=1)),
@@ -95,8 +97,7 @@ def _window(day: date) -> dict[str, str]:
 def active_users_7d(ctx: SessionContext, day: date) -> pa.Table:
     """Distinct users over the 7 days ending with `day` (and on `day` alone): one query, or
     `active_users_sliced` when DataFusion says that query exhausted the memory limit."""
-    day_lit = f"'{day.isoformat()}'"
-    sql = ACTIVE_USERS_7D.format(day_of_ts=DAY_OF_TS, day_lit=day_lit, **_window(day))
+    sql = ACTIVE_USERS_7D.format(day_of_ts=DAY_OF_TS, **_window(day))
     try:
         # one row: the result is collected whole
         table = ctx.sql(sql).to_arrow_table()
@@ -122,7 +123,7 @@ def active_users_sliced(ctx: SessionContext, day: date) -> pa.Table:
         rows,
         "user_id",
         slice_bounds(ctx, rows, "user_id", total, slices),
-        lambda part: SLICE_USERS.format(day_lit=f"'{day.isoformat()}'", rows=part),
+        lambda part: SLICE_USERS.format(rows=part, **window),
         ["day"],
         ["active_users_7d", "active_users_1d"],
         settings.spill_dir,
