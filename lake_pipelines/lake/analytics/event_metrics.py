@@ -9,6 +9,7 @@ of its key at a time, `analytics.slices`); a window of several days runs a day p
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -79,6 +80,56 @@ FROM ({{rows}})
 GROUP BY day, event_type
 """.format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
 
+# The one query in two halves that run at once on two cores (`halves_pay`): each half holds one
+# of the two distinct counts' sets, so together they hold what the one query does.
+EVENT_METRICS_USERS_HALF = """
+SELECT day, event_type, COUNT(*) AS events, COUNT(DISTINCT user_id) AS distinct_users,
+       SUM(price) AS revenue, {p50} AS price_p50, {p95} AS price_p95
+FROM ({{rows}})
+GROUP BY day, event_type
+""".format(p50=percentile_sql("price", 0.5), p95=percentile_sql("price", 0.95))
+
+EVENT_METRICS_SESSIONS_HALF = """
+SELECT day, event_type, COUNT(DISTINCT session_id) AS distinct_sessions
+FROM ({rows})
+GROUP BY day, event_type
+"""
+
+
+GROUP_ORDER = [("day", "ascending"), ("event_type", "ascending")]
+
+
+def halves_pay(partitions: int, share: int, cores: int, busy: int | None) -> bool:
+    """Whether a window's one query should run as its two halves at once.
+
+    Only when it runs alone (`share` 1) in a one-partition session (DataFusion's own
+    parallelism off: 2 cores or fewer, `session.automatic_partitions`) and a core besides this
+    one is free right now (`busy`: other threads running or waiting for a core; None: not
+    known, assumed free). On 2 idle cores the halves took a day of 714k events from 0.39 to
+    0.27 s for a fifth more CPU; on busy cores they were slower than the one query
+    (ANALYSIS.md, runs 24 and 46). The load average would not do: it trails by a minute, and
+    the run's own last step (bronze and silver keep both cores busy) would count against it.
+    """
+    if share != 1 or partitions != 1 or cores < 2:
+        return False
+    return busy is None or busy <= cores - 2
+
+
+def _busy_threads(looks: int = 3) -> int | None:
+    """Threads other than this one running or waiting for a core, the middle of `looks`
+    snapshots 1 ms apart (Linux's ``/proc/loadavg``); None where the system does not say."""
+    counts = []
+    for i in range(looks):
+        if i:
+            time.sleep(0.001)
+        try:
+            with open("/proc/loadavg", "rb") as stats:
+                running = stats.read().split()[3].split(b"/")[0]
+            counts.append(int(running) - 1)  # this thread, reading, is one of them
+        except (OSError, IndexError, ValueError):
+            return None
+    return sorted(counts)[len(counts) // 2]
+
 
 # Memory the one-query plan takes per row of its window, which its limit does not bound:
 # DataFusion's per-group distinct sets are not held to the pool (a 20M-row day took 6.5 GiB
@@ -98,7 +149,9 @@ def one_query_fits(total: int, memory_limit: int, share: int = 1) -> bool:
     return not memory_limit or total * ONE_QUERY_BYTES_PER_ROW * share <= memory_limit
 
 
-def event_metrics(ctx: SessionContext, first: date, end: date, workers: int = 0) -> pa.Table:
+def event_metrics(
+    ctx: SessionContext, first: date, end: date, workers: int = 0, halves: bool | None = None
+) -> pa.Table:
     """Per day of `first`..`end` (exclusive) and event type: events, distinct users and
     sessions, revenue, price p50/p95.
 
@@ -118,34 +171,65 @@ def event_metrics(ctx: SessionContext, first: date, end: date, workers: int = 0)
     spill, and run alone they have the session's whole memory; each distinct count runs a
     slice of its key at a time when its groups would not fit (`analytics.slices`; spilling
     them took 2.5x as long, run 30). Both plans give the same numbers (the tests compare them).
+
+    A window that runs alone on a one-partition session runs its one query as two halves at
+    once when a second core is free (`halves_pay`; `halves` True or False decides instead):
+    the same numbers, to the last digit.
     """
     days = [first + timedelta(days=i) for i in range((end - first).days)]
     workers = min(workers or os.cpu_count() or 1, len(days))
     if workers <= 1:
-        return _window_metrics(ctx, first, end, 1)
+        return _window_metrics(ctx, first, end, 1, halves)
     with ThreadPoolExecutor(workers, thread_name_prefix="event-metrics") as pool:
         parts = pool.map(
-            lambda day: _window_metrics(ctx, day, day + timedelta(days=1), workers), days
+            lambda day: _window_metrics(ctx, day, day + timedelta(days=1), workers, False), days
         )
         return pa.concat_tables(list(parts))
 
 
-def _window_metrics(ctx: SessionContext, first: date, end: date, share: int) -> pa.Table:
-    from lake_pipelines.lake.analytics.session import settings_of
+def _window_metrics(
+    ctx: SessionContext, first: date, end: date, share: int, halves: bool | None
+) -> pa.Table:
+    from lake_pipelines.lake.analytics.session import automatic_partitions, settings_of
 
     rows = EVENTS_OF_WINDOW.format(start=day_start(first), end=day_start(end))
     schema = DAILY_EVENT_METRICS_SCHEMA
-    limit = settings_of(ctx).memory_limit
+    settings = settings_of(ctx)
+    limit = settings.memory_limit
     total = count_rows(ctx, rows) if limit else 0
     if not one_query_fits(total, limit, share):
         return spillable_event_metrics(ctx, rows, total, share).select(schema.names).cast(schema)
+    if halves is None:
+        cores = os.cpu_count() or 1
+        partitions = settings.target_partitions or automatic_partitions(cores)
+        halves = halves_pay(partitions, share, cores, _busy_threads())
     try:
-        result = ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
+        result = _one_query_in_halves(ctx, rows) if halves else _one_query(ctx, rows)
     except Exception as exc:
         if not memory_exhausted(exc):
             raise
         result = spillable_event_metrics(ctx, rows, total, share)
     return result.select(schema.names).cast(schema)
+
+
+def _one_query(ctx: SessionContext, rows: str) -> pa.Table:
+    return ctx.sql(EVENT_METRICS_ONE_QUERY.format(rows=rows)).to_arrow_table()
+
+
+def _one_query_in_halves(ctx: SessionContext, rows: str) -> pa.Table:
+    """`EVENT_METRICS_ONE_QUERY`'s table from its two halves, run on two threads (DataFusion
+    releases the GIL). Both halves group the same rows, so they have the same groups: sorted
+    alike, the sessions' counts line up with the rest."""
+    texts = [EVENT_METRICS_USERS_HALF, EVENT_METRICS_SESSIONS_HALF]
+    with ThreadPoolExecutor(2, thread_name_prefix="event-metrics-half") as pool:
+        users, sessions = pool.map(
+            lambda text: ctx.sql(text.format(rows=rows)).to_arrow_table().sort_by(GROUP_ORDER),
+            texts,
+        )
+    keys = [name for name, _ in GROUP_ORDER]
+    if not users.select(keys).equals(sessions.select(keys)):
+        raise RuntimeError("the two halves of the daily event metrics found different groups")
+    return users.append_column("distinct_sessions", sessions.column("distinct_sessions"))
 
 
 def spillable_event_metrics(

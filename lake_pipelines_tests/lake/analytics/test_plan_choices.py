@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -17,7 +20,9 @@ from lake_pipelines.lake.analytics.event_metrics import (
     EVENT_TOTALS,
     EVENTS_OF_WINDOW,
     event_metrics,
+    halves_pay,
 )
+from lake_pipelines.lake.analytics.event_metrics import _busy_threads as em_busy_threads
 from lake_pipelines.lake.analytics.session import (
     SessionSettings,
     automatic_partitions,
@@ -127,11 +132,62 @@ def test_a_window_of_days_runs_a_query_per_day_and_gives_the_numbers_of_one_quer
     days = [(first + timedelta(days=i)).isoformat() for i in range(4)]
     assert windows == list(pairwise(days))
     one = _Recording(ctx)
-    whole = event_metrics(one, first, end, workers=1)  # type: ignore[arg-type]
+    whole = event_metrics(one, first, end, workers=1, halves=False)  # type: ignore[arg-type]
     assert len(one.texts) == 1
     order = [("day", "ascending"), ("event_type", "ascending")]
     assert per_day.num_rows == 9
     assert per_day.sort_by(order).equals(whole.sort_by(order))
+
+
+def test_the_one_query_in_two_halves_gives_its_numbers_to_the_last_digit() -> None:
+    """Distinct users (with the totals) and distinct sessions as two queries at once: the one
+    query's table exactly."""
+    data = _events(60_000, seed=13)
+    ctx = make_session(SessionSettings(1))
+    ctx.register_record_batches("source", [data.to_batches(max_chunksize=4096)])
+    first, end = date(2026, 11, 1), date(2026, 11, 4)
+    halves, one = _Recording(ctx), _Recording(ctx)
+    split = event_metrics(halves, first, end, workers=1, halves=True)  # type: ignore[arg-type]
+    whole = event_metrics(one, first, end, workers=1, halves=False)  # type: ignore[arg-type]
+    assert len(one.texts) == 1
+    assert len(halves.texts) == 2
+    assert ["COUNT(DISTINCT session_id)" in text for text in halves.texts].count(True) == 1
+    assert ["COUNT(DISTINCT user_id)" in text for text in halves.texts].count(True) == 1
+    order = [("day", "ascending"), ("event_type", "ascending")]
+    assert split.num_rows == 9
+    assert split.sort_by(order).equals(whole.sort_by(order))
+
+
+@pytest.mark.parametrize(
+    ("partitions", "share", "cores", "busy", "expected"),
+    [
+        (1, 1, 2, 0, True),  # one window alone, nothing else running
+        (1, 1, 2, None, True),  # not known: assumed free
+        (1, 1, 2, 1, False),  # something else holds the second core
+        (1, 1, 4, 2, True),  # explicit one partition on 4 cores, 2 of them free
+        (1, 2, 2, 0, False),  # windows already run a day per core
+        (3, 1, 3, 0, False),  # DataFusion spreads the one query over the cores itself
+        (1, 1, 1, 0, False),  # one core: nothing to run the second half on
+    ],
+)
+def test_halves_run_only_for_a_window_alone_with_a_free_core(
+    partitions: int, share: int, cores: int, busy: int | None, expected: bool
+) -> None:
+    assert halves_pay(partitions, share, cores, busy) is expected
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's /proc/loadavg")
+def test_busy_threads_counts_what_runs_beside_the_caller() -> None:
+    """A process spinning beside the caller is counted; the caller itself is not."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        busy = [em_busy_threads() for _ in range(5)]
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert None not in busy
+    assert max(b or 0 for b in busy) >= 1
 
 
 def _user_events(
