@@ -236,6 +236,7 @@ def ingest_day(
     unique_columns = compile_contract(spec).unique
     unique = UniqueTracker(unique_columns) if unique_columns else None
     meter = Progress(f"bronze {spec.name} {day}", progress)
+    clean_listed, unlisted = 0, [0, 0, 0]  # unlisted clean files: count, rows, bytes
     try:
         for src in report.sources:
             writer = RollingParquetWriter(
@@ -270,16 +271,20 @@ def ingest_day(
             except BaseException:
                 writer.abort()
                 raise
-            logs.landed_file(
-                log,
-                spec.name,
-                day,
-                store.uri(src.key),
-                src,
-                read,
-                sum(f.rows for f in files),
-                rejects,
-            )
+            if rejects or clean_listed < logs.CLEAN_FILES_LISTED:
+                clean_listed += not rejects
+                logs.landed_file(
+                    log,
+                    spec.name,
+                    day,
+                    store.uri(src.key),
+                    src,
+                    read,
+                    sum(f.rows for f in files),
+                    rejects,
+                )
+            else:
+                unlisted = [unlisted[0] + 1, unlisted[1] + read, unlisted[2] + src.size]
             staged.extend(files)
             report.rows_read += read
             report.rows_written += sum(f.rows for f in files)
@@ -294,6 +299,7 @@ def ingest_day(
                     outputs=tuple(f.key for f in files),
                 )
             )
+        logs.unlisted_files(log, spec.name, day, *unlisted)
         written_total = sum(f.rows for f in staged)
         if report.rows_read != written_total + report.rows_quarantined:
             raise RowAccountingError(

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from lake_pipelines.lake.storage import FileEntry
 
 QUARANTINE_REASONS_LOGGED = 3  # per file; the quarantine file has every one
+# Clean landed files (nothing quarantined) listed one line each per day; past this, one line
+# counts the rest. Each line is an event in Dagster's event log (a database write), and a day
+# of thousands of small files would write thousands of them; the day's lineage manifest still
+# lists every file with its rows. Files with quarantined rows always get their line.
+CLEAN_FILES_LISTED = 50
 # Record attributes a formatter can emit; prefixed where a plain name would clash with
 # LogRecord's own (``filename``, ``module``, ...).
 FIELDS = ("dataset", "day", "layer", "file", "table")
@@ -85,6 +90,27 @@ def landed_file(
         len(rejects),
         reasons,
         "; ..." if len(rejects) > len(shown) else "",
+        extra=extra,
+    )
+
+
+def unlisted_files(
+    log: logging.Logger, dataset: str, day: Unit, files: int, rows: int, bytes_read: int
+) -> None:
+    """One line for the clean files of a day past `CLEAN_FILES_LISTED`."""
+    if not files:
+        return
+    extra = context(
+        dataset, day, layer="bronze", files_unlisted=files, rows_read=rows, bytes_read=bytes_read
+    )
+    log.info(
+        "%s %s: %d more files read with nothing quarantined, %d rows (not listed one by one "
+        "past %d; the day's lineage manifest lists every file)",
+        dataset,
+        day,
+        files,
+        rows,
+        CLEAN_FILES_LISTED,
         extra=extra,
     )
 
