@@ -350,7 +350,7 @@ class DataFusionSettings(Section):
     target_partitions: int = _setting(
         "LAKE_DF_TARGET_PARTITIONS",
         0,
-        "parallelism of scans and aggregations; 0: one per core, but 1 up to 2 cores",
+        "parallelism of scans and aggregations; 0: one per usable core, but 1 up to 2 cores",
     )
     batch_size: int = _setting("LAKE_DF_BATCH_SIZE", 65536, "rows per record batch")
     memory_limit: int = _setting(

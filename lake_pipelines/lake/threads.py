@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from lake_pipelines.lake.cores import usable_cores
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -28,7 +30,7 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL[0] != os.getpid():
-            workers = max(2, min(4, os.cpu_count() or 2))
+            workers = max(2, min(4, usable_cores()))
             _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="lake-parse"))
         return _POOL[1]
 

@@ -8,7 +8,6 @@ of its key at a time, `analytics.slices`); a window of several days runs a day p
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 
 from lake_pipelines.lake.analytics.slices import slice_bounds, sliced_sum, slices_for
 from lake_pipelines.lake.analytics.sql import DAY_OF_TS, day_start, memory_exhausted, percentile_sql
+from lake_pipelines.lake.cores import usable_cores
 
 if TYPE_CHECKING:  # loading the code location does not load DataFusion (run 25)
     from datafusion import SessionContext
@@ -177,7 +177,7 @@ def event_metrics(
     the same numbers, to the last digit.
     """
     days = [first + timedelta(days=i) for i in range((end - first).days)]
-    workers = min(workers or os.cpu_count() or 1, len(days))
+    workers = min(workers or usable_cores(), len(days))
     if workers <= 1:
         return _window_metrics(ctx, first, end, 1, halves)
     with ThreadPoolExecutor(workers, thread_name_prefix="event-metrics") as pool:
@@ -200,7 +200,7 @@ def _window_metrics(
     if not one_query_fits(total, limit, share):
         return spillable_event_metrics(ctx, rows, total, share).select(schema.names).cast(schema)
     if halves is None:
-        cores = os.cpu_count() or 1
+        cores = usable_cores()
         partitions = settings.target_partitions or automatic_partitions(cores)
         halves = halves_pay(partitions, share, cores, _busy_threads())
     try:

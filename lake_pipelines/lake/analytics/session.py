@@ -31,6 +31,7 @@ from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS
 from lake_pipelines.errors import QueryMemoryError, SnapshotNotFoundError, TableReadError
 from lake_pipelines.lake.analytics.functions import EXTRACT_DOMAIN, WEIGHTED_MEDIAN
 from lake_pipelines.lake.analytics.sql import EXHAUSTED, memory_exhausted
+from lake_pipelines.lake.cores import usable_cores
 from lake_pipelines.lake.storage import ObjectStore, split_uri
 
 if TYPE_CHECKING:  # pyiceberg is imported by the functions that take its tables
@@ -84,7 +85,7 @@ def automatic_partitions(cores: int) -> int:
 
 def make_session(settings: SessionSettings, stores: tuple[ObjectStore, ...] = ()) -> SessionContext:
     """A `SessionContext` with the settings applied, our UDFs registered, stores reachable."""
-    partitions = settings.target_partitions or automatic_partitions(os.cpu_count() or 1)
+    partitions = settings.target_partitions or automatic_partitions(usable_cores())
     options = {"datafusion.execution.parquet.pushdown_filters": "true"}
     if settings.memory_limit:
         # Each sort keeps this much back for merging its spill files; DataFusion's 10 MB
