@@ -11,16 +11,6 @@ from lake_pipelines.lake import cores
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session
 
 
-def _files(tmp_path: Path, v2: str | None, v1: tuple[str, str] | None) -> dict[str, object]:
-    paths = {"v2": str(tmp_path / "cpu.max"), "v1": (str(tmp_path / "q"), str(tmp_path / "p"))}
-    if v2 is not None:
-        Path(paths["v2"]).write_text(v2 + "\n")  # type: ignore[arg-type]
-    if v1 is not None:
-        Path(tmp_path / "q").write_text(v1[0] + "\n")
-        Path(tmp_path / "p").write_text(v1[1] + "\n")
-    return paths
-
-
 @pytest.mark.parametrize(
     ("v2", "v1", "expected"),
     [
@@ -37,8 +27,13 @@ def _files(tmp_path: Path, v2: str | None, v1: tuple[str, str] | None) -> dict[s
 def test_the_cpu_quota_comes_from_cgroup_v2_then_v1(
     tmp_path: Path, v2: str | None, v1: tuple[str, str] | None, expected: float | None
 ) -> None:
-    paths = _files(tmp_path, v2, v1)
-    assert cores.cpu_quota(paths["v2"], paths["v1"]) == expected  # type: ignore[arg-type]
+    v2_path, quota_path, period_path = tmp_path / "cpu.max", tmp_path / "quota", tmp_path / "period"
+    if v2 is not None:
+        v2_path.write_text(v2 + "\n")
+    if v1 is not None:
+        quota_path.write_text(v1[0] + "\n")
+        period_path.write_text(v1[1] + "\n")
+    assert cores.cpu_quota(str(v2_path), (str(quota_path), str(period_path))) == expected
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ of its key at a time, `analytics.slices`); a window of several days runs a day p
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -99,20 +100,22 @@ GROUP BY day, event_type
 GROUP_ORDER = [("day", "ascending"), ("event_type", "ascending")]
 
 
-def halves_pay(partitions: int, share: int, cores: int, busy: int | None) -> bool:
+def halves_pay(partitions: int, share: int, cores: int, busy: Callable[[], int | None]) -> bool:
     """Whether a window's one query should run as its two halves at once.
 
     Only when it runs alone (`share` 1) in a one-partition session (DataFusion's own
     parallelism off: 2 cores or fewer, `session.automatic_partitions`) and a core besides this
-    one is free right now (`busy`: other threads running or waiting for a core; None: not
-    known, assumed free). On 2 idle cores the halves took a day of 714k events from 0.39 to
-    0.27 s for a fifth more CPU; on busy cores they were slower than the one query
-    (ANALYSIS.md, runs 24 and 46). The load average would not do: it trails by a minute, and
-    the run's own last step (bronze and silver keep both cores busy) would count against it.
+    one is free right now (`busy()`: other threads running or waiting for a core, None when not
+    known, assumed free; asked only when the rest allows the halves). On 2 idle cores the halves
+    took a day of 714k events from 0.39 to 0.27 s for a fifth more CPU; on busy cores they were
+    slower than the one query (ANALYSIS.md, runs 24 and 46). The load average would not do: it
+    trails by a minute, and the run's own last step (bronze and silver keep both cores busy)
+    would count against it.
     """
     if share != 1 or partitions != 1 or cores < 2:
         return False
-    return busy is None or busy <= cores - 2
+    running = busy()
+    return running is None or running <= cores - 2
 
 
 def _busy_threads(looks: int = 3) -> int | None:
@@ -202,7 +205,7 @@ def _window_metrics(
     if halves is None:
         cores = usable_cores()
         partitions = settings.target_partitions or automatic_partitions(cores)
-        halves = halves_pay(partitions, share, cores, _busy_threads())
+        halves = halves_pay(partitions, share, cores, _busy_threads)
     try:
         result = _one_query_in_halves(ctx, rows) if halves else _one_query(ctx, rows)
     except Exception as exc:

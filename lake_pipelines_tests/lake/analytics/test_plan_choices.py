@@ -173,7 +173,15 @@ def test_the_one_query_in_two_halves_gives_its_numbers_to_the_last_digit() -> No
 def test_halves_run_only_for_a_window_alone_with_a_free_core(
     partitions: int, share: int, cores: int, busy: int | None, expected: bool
 ) -> None:
-    assert halves_pay(partitions, share, cores, busy) is expected
+    asked: list[bool] = []
+
+    def running() -> int | None:
+        asked.append(True)
+        return busy
+
+    assert halves_pay(partitions, share, cores, running) is expected
+    # the threads are counted only when the rest allows the halves (a /proc read, 2 ms)
+    assert bool(asked) == (share == 1 and partitions == 1 and cores >= 2)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads Linux's /proc/loadavg")
