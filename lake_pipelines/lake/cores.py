@@ -2,8 +2,8 @@
 
 `os.cpu_count()` counts the machine's: in a Kubernetes pod limited to 2 CPUs on a 32-core
 node it says 32, and DataFusion would plan 32 partitions and a gold window 32 day-workers,
-which the quota then throttles. Read when asked (a session is made at the start of a step),
-never at import.
+which the quota then throttles. The same holds for a systemd unit's `CPUQuota=` on a bare host.
+Read when asked (a session is made at the start of a step), never at import.
 """
 
 from __future__ import annotations
@@ -12,39 +12,56 @@ import math
 import os
 from pathlib import Path
 
-# cgroup v2 ("<quota> <period>", or "max <period>" without a quota), then v1 (quota -1: none).
-_CGROUP_V2_CPU = "/sys/fs/cgroup/cpu.max"
-_CGROUP_V1_CPU = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+# The cgroup file system and this process's place in it (``/proc/self/cgroup``: ``0::<path>``
+# under cgroup v2, ``<n>:cpu,cpuacct:<path>`` under v1).
+_CGROUP_ROOT = "/sys/fs/cgroup"
+_OWN_CGROUP = "/proc/self/cgroup"
+_V1_MOUNTS = ("cpu,cpuacct", "cpu")
 
 
-def _read(path: str) -> str | None:
+def _read(path: Path) -> str | None:
     try:
-        return Path(path).read_text().strip()
+        return path.read_text().strip()
     except OSError:
         return None
 
 
-def cpu_quota(v2: str = _CGROUP_V2_CPU, v1: tuple[str, str] = _CGROUP_V1_CPU) -> float | None:
-    """CPUs the container's cgroup quota allows (quota / period; 1.5 for a limit of 1500m), or
-    None when there is no quota or no cgroup file says."""
-    text = _read(v2)
-    if text is not None:
-        parts = text.split()
-        if len(parts) == 2 and parts[0] != "max":
-            try:
-                quota, period = int(parts[0]), int(parts[1])
-            except ValueError:
-                return None
-            return quota / period if quota > 0 and period > 0 else None
-        return None
-    quota_text, period_text = _read(v1[0]), _read(v1[1])
-    if quota_text is None or period_text is None:
-        return None
+def _ratio(quota: str, period: str) -> float | None:
     try:
-        quota, period = int(quota_text), int(period_text)
+        q, p = int(quota), int(period)
     except ValueError:
         return None
-    return quota / period if quota > 0 and period > 0 else None
+    return q / p if q > 0 and p > 0 else None
+
+
+def _up_from(top: Path, path: str) -> list[Path]:
+    """`top`/`path` and each folder above it up to `top`: a parent's limit binds its children.
+    In a container without its own cgroup namespace the path is the host's and only `top`
+    (the container's own cgroup, mounted there) exists: the others are skipped unread."""
+    here = top / path.strip("/")
+    return [here, *[p for p in here.parents if p.is_relative_to(top)]]
+
+
+def cpu_quota(root: str = _CGROUP_ROOT, own: str = _OWN_CGROUP) -> float | None:
+    """CPUs the cgroup quota of this process allows (quota / period; 1.5 for a limit of 1500m),
+    the smallest along its cgroup's path (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` over
+    ``cpu.cfs_period_us``), or None when there is no quota or no cgroup file says."""
+    found = []
+    for line in (_read(Path(own)) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if not controllers:  # v2: one unified hierarchy
+            for folder in _up_from(Path(root), path):
+                quota, _, period = (_read(folder / "cpu.max") or "").partition(" ")
+                found.append(_ratio(quota, period))
+        elif "cpu" in controllers.split(","):
+            for folder in (f for m in _V1_MOUNTS for f in _up_from(Path(root) / m, path)):
+                quota = _read(folder / "cpu.cfs_quota_us") or ""
+                found.append(_ratio(quota, _read(folder / "cpu.cfs_period_us") or ""))
+    quotas = [q for q in found if q is not None]
+    return min(quotas) if quotas else None
 
 
 def usable_cores() -> int:

@@ -10,30 +10,45 @@ import pytest
 from lake_pipelines.lake import cores
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session
 
+V2_POD = "0::/kubepods/pod1/c1\n"
+V1_HOST = "5:cpuacct:/lt\n4:cpu:/lt\n1:name=systemd:/\n"
+
 
 @pytest.mark.parametrize(
-    ("v2", "v1", "expected"),
+    ("own", "files", "expected"),
     [
-        ("max 100000", None, None),  # cgroup v2 without a quota
-        ("200000 100000", None, 2.0),  # a limit of 2 CPUs
-        ("150000 100000", None, 1.5),  # 1500m
-        ("200000 100000", ("50000", "100000"), 2.0),  # v2 wins over v1
-        (None, ("-1", "100000"), None),  # cgroup v1 without a quota
-        (None, ("50000", "100000"), 0.5),
-        (None, None, None),  # no cgroup file at all
-        ("garbage", None, None),
+        # cgroup v2: the smallest limit along the process's path (a pod's binds its container)
+        (V2_POD, {"kubepods/pod1/c1/cpu.max": "max 100000"}, None),
+        (V2_POD, {"kubepods/pod1/cpu.max": "300000 100000"}, 3.0),
+        (
+            V2_POD,
+            {"kubepods/pod1/cpu.max": "300000 100000", "kubepods/pod1/c1/cpu.max": "150000 100000"},
+            1.5,
+        ),
+        ("0::/\n", {"cpu.max": "200000 100000"}, 2.0),  # a container's own namespace
+        (V2_POD, {"kubepods/pod1/c1/cpu.max": "garbage"}, None),
+        # cgroup v1, the cpu controller's mount: a host's child cgroup (a systemd unit's quota)
+        (V1_HOST, {"cpu/lt/cpu.cfs_quota_us": "50000", "cpu/lt/cpu.cfs_period_us": "100000"}, 0.5),
+        (V1_HOST, {"cpu/lt/cpu.cfs_quota_us": "-1", "cpu/lt/cpu.cfs_period_us": "100000"}, None),
+        # a container without its own namespace: the host's path, only the mount root exists
+        (
+            "4:cpu,cpuacct:/docker/abc\n",
+            {"cpu,cpuacct/cpu.cfs_quota_us": "200000", "cpu,cpuacct/cpu.cfs_period_us": "100000"},
+            2.0,
+        ),
+        (V2_POD, {}, None),  # no cgroup file at all
+        ("", {"cpu.max": "100000 100000"}, None),  # no /proc/self/cgroup
     ],
 )
-def test_the_cpu_quota_comes_from_cgroup_v2_then_v1(
-    tmp_path: Path, v2: str | None, v1: tuple[str, str] | None, expected: float | None
+def test_the_cpu_quota_is_the_smallest_along_the_process_cgroup(
+    tmp_path: Path, own: str, files: dict[str, str], expected: float | None
 ) -> None:
-    v2_path, quota_path, period_path = tmp_path / "cpu.max", tmp_path / "quota", tmp_path / "period"
-    if v2 is not None:
-        v2_path.write_text(v2 + "\n")
-    if v1 is not None:
-        quota_path.write_text(v1[0] + "\n")
-        period_path.write_text(v1[1] + "\n")
-    assert cores.cpu_quota(str(v2_path), (str(quota_path), str(period_path))) == expected
+    root = tmp_path / "cgroup"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+    (tmp_path / "own").write_text(own)
+    assert cores.cpu_quota(str(root), str(tmp_path / "own")) == expected
 
 
 @pytest.mark.parametrize(
