@@ -107,8 +107,9 @@ def halves_pay(partitions: int, share: int, cores: int, busy: Callable[[], int |
     parallelism off: 2 cores or fewer, `session.automatic_partitions`) and a core besides this
     one is free right now (`busy()`: other threads running or waiting for a core, None when not
     known, assumed free; asked only when the rest allows the halves). On 2 idle cores the halves
-    took a day of 714k events from 0.39 to 0.27 s for a fifth more CPU; on busy cores they were
-    slower than the one query (ANALYSIS.md, runs 24 and 46). The load average would not do: it
+    took a day of 714k events from 0.39 to 0.27 s for a fifth more CPU; with the other core busy
+    they gained nothing (0.347 against 0.358 s) for the same extra CPU, and under a heavier load
+    they were slower (ANALYSIS.md, runs 24 and 43-46). The load average would not do: it
     trails by a minute, and the run's own last step (bronze and silver keep both cores busy)
     would count against it.
     """
