@@ -9,7 +9,7 @@ import subprocess
 import sys
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +185,26 @@ def new_s3_lake(
         addressing_style="path",
         max_attempts=max_attempts,
     )
+
+
+CgroupTree = Callable[[str, dict[str, str]], tuple[str, str]]
+
+
+@pytest.fixture
+def cgroup_tree(tmp_path: Path) -> CgroupTree:
+    """Lay out a fake cgroup file system: ``(own, files)`` → (its root, its
+    ``/proc/self/cgroup``), `own` the text of the latter, `files` paths under the root and
+    their text."""
+
+    def make(own: str, files: dict[str, str]) -> tuple[str, str]:
+        root = tmp_path / "cgroup"
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text + "\n")
+        (tmp_path / "own").write_text(own)
+        return str(root), str(tmp_path / "own")
+
+    return make
 
 
 @pytest.fixture

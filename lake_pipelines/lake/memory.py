@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# cgroup v2, then v1: the limit a container (Docker, Kubernetes) runs under; v1 reports a huge
-# number when there is none.
-_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+from lake_pipelines.lake import cgroups
+
+# v1 reports a huge number when there is no limit.
 _NO_LIMIT = 1 << 60
 
 
@@ -22,21 +22,25 @@ def machine_memory() -> int:
         return 0
 
 
-def container_limit(paths: tuple[str, ...] = _CGROUP_LIMITS) -> int | None:
-    """The cgroup memory limit in bytes, or None when there is none (or no cgroup file)."""
-    for path in paths:
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text == "max":
-            return None
-        try:
-            value = int(text)
-        except ValueError:
-            continue
-        return value if value < _NO_LIMIT else None
-    return None
+def _bytes(text: str | None) -> int | None:
+    try:
+        value = int(text or "")  # v2 says "max" for none
+    except ValueError:
+        return None
+    return value if 0 < value < _NO_LIMIT else None
+
+
+def container_limit(root: str = cgroups.ROOT, own: str = cgroups.OWN) -> int | None:
+    """The memory limit of this process's cgroup in bytes, the smallest along its cgroup's
+    path (a pod's limit binds its containers, a systemd unit's `MemoryMax=` its processes):
+    v2 ``memory.max``, and ``memory.high``, above which the kernel throttles and reclaims;
+    v1 ``memory.limit_in_bytes``. None when there is none, or no cgroup file says."""
+    found = []
+    for folder, v2 in cgroups.own_folders("memory", ("memory",), root, own):
+        names = ("memory.max", "memory.high") if v2 else ("memory.limit_in_bytes",)
+        found += [_bytes(cgroups.read(folder / name)) for name in names]
+    limits = [b for b in found if b is not None]
+    return min(limits) if limits else None
 
 
 def available_memory() -> int:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from lake_pipelines.lake import cores
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session
+from lake_pipelines_tests.conftest import CgroupTree
 
 V2_POD = "0::/kubepods/pod1/c1\n"
 V1_HOST = "5:cpuacct:/lt\n4:cpu:/lt\n1:name=systemd:/\n"
@@ -41,14 +41,9 @@ V1_HOST = "5:cpuacct:/lt\n4:cpu:/lt\n1:name=systemd:/\n"
     ],
 )
 def test_the_cpu_quota_is_the_smallest_along_the_process_cgroup(
-    tmp_path: Path, own: str, files: dict[str, str], expected: float | None
+    cgroup_tree: CgroupTree, own: str, files: dict[str, str], expected: float | None
 ) -> None:
-    root = tmp_path / "cgroup"
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text + "\n")
-    (tmp_path / "own").write_text(own)
-    assert cores.cpu_quota(str(root), str(tmp_path / "own")) == expected
+    assert cores.cpu_quota(*cgroup_tree(own, files)) == expected
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from lake_pipelines.lake.gold import commit_gold_days, gold_tables_for
 from lake_pipelines.lake.silver import commit_day
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
+from lake_pipelines_tests.conftest import CgroupTree
 from lake_pipelines_tests.support import duckdb_query
 
 EVENTS = get_dataset("events")
@@ -141,18 +142,58 @@ def test_the_default_limit_is_2_gib_or_a_quarter_of_a_smaller_memory(
     assert DataFusionSettings.from_env({}).memory_limit == 1 << 30
 
 
-def test_the_container_limit_comes_from_cgroup_v2_then_v1(tmp_path: Path) -> None:
-    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
-    assert memory.container_limit((str(v2), str(v1))) is None  # no cgroup files
-    v1.write_text("9223372036854771712\n")  # v1 without a limit
-    assert memory.container_limit((str(v2), str(v1))) is None
-    v1.write_text(f"{2 << 30}\n")
-    assert memory.container_limit((str(v2), str(v1))) == 2 << 30
-    v2.write_text("max\n")  # v2 wins: no limit
-    assert memory.container_limit((str(v2), str(v1))) is None
-    v2.write_text(f"{1 << 30}\n")
-    assert memory.container_limit((str(v2), str(v1))) == 1 << 30
+GIB = 1 << 30
+V2_POD = "0::/kubepods/pod1/c1\n"
+V2_UNIT = "0::/system.slice/lake.service\n"
+V1_UNIT = "9:memory:/system.slice/lake.service\n4:cpu,cpuacct:/\n1:name=systemd:/\n"
+
+
+@pytest.mark.parametrize(
+    ("own", "files", "expected"),
+    [
+        (V2_POD, {}, None),  # no cgroup files at all
+        (V2_POD, {"kubepods/pod1/c1/memory.max": "max"}, None),
+        # a pod's limit binds the container below it, the smaller one counts
+        (V2_POD, {"kubepods/pod1/memory.max": str(2 * GIB)}, 2 * GIB),
+        (
+            V2_POD,
+            {"kubepods/pod1/memory.max": str(2 * GIB), "kubepods/pod1/c1/memory.max": str(GIB)},
+            GIB,
+        ),
+        # a systemd unit's MemoryHigh= below its MemoryMax=: the kernel throttles above it
+        (
+            V2_UNIT,
+            {
+                "system.slice/lake.service/memory.max": str(4 * GIB),
+                "system.slice/lake.service/memory.high": str(3 * GIB),
+            },
+            3 * GIB,
+        ),
+        ("0::/\n", {"memory.max": str(GIB)}, GIB),  # a container with its own namespace
+        (V2_POD, {"kubepods/pod1/c1/memory.max": "garbage"}, None),
+        # cgroup v1: the memory controller's mount; a huge number means no limit
+        (V1_UNIT, {"memory/system.slice/lake.service/memory.limit_in_bytes": str(GIB)}, GIB),
+        (V1_UNIT, {"memory/memory.limit_in_bytes": "9223372036854771712"}, None),
+        # a container without its own namespace: the host's path, only the mount root exists
+        ("9:memory:/docker/abc\n", {"memory/memory.limit_in_bytes": str(2 * GIB)}, 2 * GIB),
+        ("", {"memory.max": str(GIB)}, None),  # no /proc/self/cgroup (not Linux)
+    ],
+)
+def test_the_container_limit_is_the_smallest_along_the_process_cgroup(
+    cgroup_tree: CgroupTree, own: str, files: dict[str, str], expected: int | None
+) -> None:
+    assert memory.container_limit(*cgroup_tree(own, files)) == expected
+
+
+def test_available_memory_is_the_container_limit_within_the_machines_ram(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert memory.machine_memory() > 0
+    monkeypatch.setattr(memory, "machine_memory", lambda: 64 * GIB)
+    monkeypatch.setattr(memory, "container_limit", lambda: 3 * GIB)
+    assert memory.available_memory() == 3 * GIB
+    monkeypatch.setattr(memory, "container_limit", lambda: None)
+    assert memory.available_memory() == 64 * GIB
 
 
 def test_the_one_query_plan_and_the_spillable_plan_give_the_same_numbers(tmp_path: Path) -> None:
