@@ -1,11 +1,12 @@
 """Every setting of lake_pipelines, declared once, and what turns them into engine objects.
 
-A setting is a field of one of three frozen dataclasses (`StoreSettings`, `CatalogSettings`,
-`DataFusionSettings`, together `LakeSettings`) whose metadata names its environment variable
-and says what it is for. `from_env` resolves each one when a run or a command starts, never at
-import time: an override (a resource field, a keyword argument) if given, else the variable,
-else the default (everything under ``./.lake/``). An empty value counts as unset. Values are
-parsed to the field's type and a bad one raises `ConfigError` naming the variable.
+A setting is a field of a frozen dataclass section (`StoreSettings`, `CatalogSettings`,
+`DataFusionSettings`, together `LakeSettings`; `MetricsSettings`, `DeploySettings`) declared
+with `config_fields.setting`, which names its environment variable and says what it is for.
+`from_env` resolves each one when a run or a command starts, never at import time: an
+override (a resource field, a keyword argument) if given, else the variable, else the default
+(everything under ``./.lake/``). An empty value counts as unset. Values are parsed to the
+field's type and a bad one raises `ConfigError` naming the variable.
 
 Secrets (AWS keys) are read from the environment only when a store is built: they are not
 fields, so they never show in the Dagster UI, run config or logs. `.env.example` lists every
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
+from lake_pipelines.config_fields import HOME, Section, Setting, setting
 from lake_pipelines.errors import ConfigError
 from lake_pipelines.lake.storage import AddressingStyle, ObjectStore
 
@@ -30,62 +31,6 @@ if TYPE_CHECKING:  # imported on first use: pyiceberg and DataFusion take a whil
 
     from lake_pipelines.lake.analytics.session import SessionSettings
 
-_T = TypeVar("_T")
-_SIZE_UNITS = {
-    "kib": 1 << 10,
-    "mib": 1 << 20,
-    "gib": 1 << 30,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-}
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """How one setting is read: its variable, what it is for, its default in words.
-
-    Attributes:
-        var: the environment variable.
-        doc: one line for the UI and `.env.example`.
-        default: the default as a user reads it (``5``, ``file://<LAKE_HOME>``).
-        under_home: for a default under LAKE_HOME, its template (``file://{home}``).
-        aws_fallbacks: AWS's own variables read, in order, when `var` is unset (as botocore
-            reads them, so also skipped when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true).
-        unset: the value taken when `var` is unset, parsed as the variable's would be (a
-            default that depends on the machine, e.g. ``25%`` of its memory).
-        share_of_memory: a byte count that may also be given as a share of the memory
-            available to the process (``25%``: the container's limit, else the machine's).
-    """
-
-    var: str
-    doc: str
-    default: str
-    under_home: str = ""
-    aws_fallbacks: tuple[str, ...] = ()
-    unset: str = ""
-    share_of_memory: bool = False
-
-
-def _setting(
-    var: str,
-    default: _T,
-    doc: str,
-    under_home: str = "",
-    shown: str = "",
-    aws_fallbacks: tuple[str, ...] = (),
-    unset: str = "",
-    share_of_memory: bool = False,
-) -> _T:
-    plain = str(default).lower() if isinstance(default, bool) else str(default)
-    shown = shown or under_home.format(home="<LAKE_HOME>") or unset or plain
-    spec = Setting(var, doc, shown, under_home, aws_fallbacks, unset, share_of_memory)
-    return field(default=default, metadata={"setting": spec})
-
-
-HOME = Setting("LAKE_HOME", "local root used when LAKE_STORE_URL is unset", ".lake")
-AWS_IGNORE_ENDPOINTS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 SECRETS = {
     "access_key_id": "AWS_ACCESS_KEY_ID",
     "secret_access_key": "AWS_SECRET_ACCESS_KEY",
@@ -96,164 +41,34 @@ SECRETS = {
 }
 
 
-def lake_home(environ: Mapping[str, str] | None = None) -> Path:
-    """The resolved LAKE_HOME: the root of every default location."""
-    env = os.environ if environ is None else environ
-    return Path(env.get(HOME.var) or HOME.default).expanduser().resolve()
-
-
-class Section:
-    """What the settings dataclasses share: resolution from overrides and the environment."""
-
-    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
-
-    @classmethod
-    def settings(cls) -> dict[str, Setting]:
-        """Field name → its `Setting`, in declaration order."""
-        return {f.name: f.metadata["setting"] for f in dataclasses.fields(cls)}
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:
-        """The settings resolved now: overrides, else the environment, else the defaults.
-
-        Args:
-            environ: the environment to read (default: `os.environ`).
-            **overrides: field values that win over the environment; None or an empty
-                string means unset. Strings are parsed as the variable would be.
-
-        Raises:
-            ConfigError: a value does not fit its setting; names the variable.
-        """
-        env = os.environ if environ is None else environ
-        unknown = set(overrides) - set(cls.settings())
-        if unknown:
-            raise TypeError(f"{cls.__name__} has no setting {', '.join(sorted(unknown))}")
-        types = _type_hints(cls)
-        values: dict[str, object] = {}
-        for f in dataclasses.fields(cls):
-            spec: Setting = f.metadata["setting"]
-            raw = overrides.get(f.name)
-            if raw is None or raw == "":
-                raw = env.get(spec.var, "") or _aws_fallback(spec, env) or spec.unset
-            if raw != "":
-                values[f.name] = _parse(spec.var, types[f.name], raw, spec.share_of_memory)
-            elif spec.under_home:
-                values[f.name] = spec.under_home.format(home=lake_home(env))
-        return cls(**values)
-
-    @classmethod
-    def describe(cls, name: str) -> str:
-        """A setting's description with its variable and default, as the UI shows it."""
-        spec = cls.settings()[name]
-        return f"{spec.doc} (if unset: ${spec.var}, else {spec.default or 'empty'})"
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _type_hints(cls: type) -> dict[str, Any]:
-    """The section's field types, resolved once per class: `typing.get_type_hints` evaluates
-    every annotation again on each call, and building the code location resolves the
-    deployment profile once per asset."""
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
-
-
-def _aws_fallback(spec: Setting, env: Mapping[str, str]) -> str:
-    """The first of the setting's AWS variables that is set, unless AWS is told to ignore
-    them (``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``)."""
-    if env.get(AWS_IGNORE_ENDPOINTS, "").strip().lower() in _TRUE:
-        return ""
-    return next((env[var] for var in spec.aws_fallbacks if env.get(var)), "")
-
-
-def _parse(var: str, kind: object, value: object, share_of_memory: bool = False) -> object:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        low = str(value).strip().lower()
-        if low in _TRUE or low in _FALSE:
-            return low in _TRUE
-        raise ConfigError(var, value, "expected true or false")
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if share_of_memory and str(value).strip().lower().endswith(("%", "auto")):
-            return _parse_share(var, value)
-        return _parse_int(var, value)
-    if typing.get_origin(kind) is Literal:
-        choices = typing.get_args(kind)
-        if value not in choices:
-            *rest, last = choices
-            raise ConfigError(var, value, f"use {', '.join(rest)} or {last}")
-        return value
-    if not isinstance(value, str):
-        raise ConfigError(var, value, "expected text")
-    return value
-
-
-def _parse_share(var: str, value: object) -> int:
-    """``25%``: that share of the memory available to the process, in bytes; ``auto``: the
-    default of `lake.memory.default_query_memory`."""
-    from lake_pipelines.lake.memory import default_query_memory, share_of_memory
-
-    if str(value).strip().lower() == "auto":
-        return default_query_memory()
-    try:
-        percent = float(str(value).strip()[:-1])
-    except ValueError:
-        percent = -1.0
-    if not 0 < percent <= 100:
-        raise ConfigError(var, value, "expected a share of memory between 0% and 100%")
-    return share_of_memory(percent)
-
-
-def _parse_int(var: str, value: object) -> int:
-    """A whole number; size suffixes (``512MiB``, ``2GB``) are accepted for byte counts."""
-    text = str(value).strip().replace("_", "")
-    low = text.lower()
-    for suffix, factor in _SIZE_UNITS.items():
-        if low.endswith(suffix):
-            try:
-                return int(float(low[: -len(suffix)]) * factor)
-            except ValueError:
-                break
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(var, value, "expected a whole number") from None
-
-
 @dataclass(frozen=True)
 class StoreSettings(Section):
     """Where the lake lives: ``file://`` (default ``./.lake``), ``s3://``, ``gs://``, ``az://``."""
 
-    url: str = _setting(
+    url: str = setting(
         "LAKE_STORE_URL", "", "Lake URL: file://, s3://, gs:// or az://", "file://{home}"
     )
-    endpoint_url: str = _setting(
+    endpoint_url: str = setting(
         "LAKE_S3_ENDPOINT_URL",
         "",
         "S3-compatible endpoint (MinIO, R2, ...); empty for AWS",
         shown="$AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS itself",
         aws_fallbacks=("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
     )
-    region: str = _setting("LAKE_S3_REGION", "", "S3 region")
-    allow_http: bool = _setting(
+    region: str = setting("LAKE_S3_REGION", "", "S3 region")
+    allow_http: bool = setting(
         "LAKE_S3_ALLOW_HTTP", False, "permit a plain-HTTP endpoint (a trusted local one only)"
     )
-    addressing_style: AddressingStyle = _setting(  # noqa: RUF009 (it is a dataclasses.field)
+    addressing_style: AddressingStyle = setting(  # noqa: RUF009 (it is a dataclasses.field)
         "LAKE_S3_ADDRESSING_STYLE", "auto", "S3 addressing: path, virtual or auto"
     )
-    max_attempts: int = _setting(
+    max_attempts: int = setting(
         "LAKE_S3_MAX_ATTEMPTS", 5, "attempts per request, with exponential backoff"
     )
-    gcs_endpoint_url: str = _setting(
+    gcs_endpoint_url: str = setting(
         "LAKE_GCS_ENDPOINT_URL", "", "GCS JSON API endpoint (an emulator); empty for Google"
     )
-    azure_account_name: str = _setting(
+    azure_account_name: str = setting(
         "LAKE_AZURE_ACCOUNT_NAME", "", "Azure storage account (without a connection string)"
     )
 
@@ -294,15 +109,15 @@ class CatalogSettings(Section):
     ``LAKE_CATALOG_TYPE=rest`` / ``glue`` with ``LAKE_CATALOG_URI`` for those catalogs.
     """
 
-    name: str = _setting("LAKE_CATALOG_NAME", "lake", "catalog name")
-    type: str = _setting("LAKE_CATALOG_TYPE", "sql", "catalog type: sql, rest, glue, hive, ...")
-    uri: str = _setting(
+    name: str = setting("LAKE_CATALOG_NAME", "lake", "catalog name")
+    type: str = setting("LAKE_CATALOG_TYPE", "sql", "catalog type: sql, rest, glue, hive, ...")
+    uri: str = setting(
         "LAKE_CATALOG_URI",
         "",
         "catalog URI (SQLAlchemy URL, REST endpoint)",
         "sqlite:///{home}/catalog.db",
     )
-    warehouse: str = _setting(
+    warehouse: str = setting(
         "LAKE_WAREHOUSE", "", "warehouse URL", shown="<LAKE_STORE_URL>/warehouse"
     )
 
@@ -347,13 +162,13 @@ class CatalogSettings(Section):
 class DataFusionSettings(Section):
     """How DataFusion sessions may use the machine."""
 
-    target_partitions: int = _setting(
+    target_partitions: int = setting(
         "LAKE_DF_TARGET_PARTITIONS",
         0,
         "parallelism of scans and aggregations; 0: one per usable core, but 1 up to 2 cores",
     )
-    batch_size: int = _setting("LAKE_DF_BATCH_SIZE", 65536, "rows per record batch")
-    memory_limit: int = _setting(
+    batch_size: int = setting("LAKE_DF_BATCH_SIZE", 65536, "rows per record batch")
+    memory_limit: int = setting(
         "LAKE_DF_MEMORY_LIMIT",
         0,
         "memory of a session's operators before they spill: bytes, 2GiB, 512MB, a share "
@@ -362,7 +177,7 @@ class DataFusionSettings(Section):
         shown="auto: 2GiB, or 25% of the container's / machine's memory if less",
         share_of_memory=True,
     )
-    spill_dir: str = _setting(
+    spill_dir: str = setting(
         "LAKE_DF_SPILL_DIR", "", "spill directory", shown="the OS temporary directory"
     )
 
@@ -381,11 +196,11 @@ class DataFusionSettings(Section):
 class MetricsSettings(Section):
     """Where each step pushes its Prometheus metrics (`lake.pushgateway`); unset: nowhere."""
 
-    pushgateway: str = _setting(
+    pushgateway: str = setting(
         "LAKE_PROMETHEUS_PUSHGATEWAY", "", "Pushgateway URL (http://host:9091); empty: no metrics"
     )
-    job: str = _setting("LAKE_PROMETHEUS_JOB", "lake_pipelines", "job label of the pushed metrics")
-    timeout: int = _setting(
+    job: str = setting("LAKE_PROMETHEUS_JOB", "lake_pipelines", "job label of the pushed metrics")
+    timeout: int = setting(
         "LAKE_PROMETHEUS_TIMEOUT", 5, "seconds a push may take before it is given up (a warning)"
     )
 
@@ -400,25 +215,25 @@ class DeploySettings(Section):
     on any machine). Read when the code location loads, since backfill policies and pools are
     part of the definitions; the broker is checked when a run starts."""
 
-    executor: Executor = _setting(  # noqa: RUF009 (it is a dataclasses.field)
+    executor: Executor = setting(  # noqa: RUF009 (it is a dataclasses.field)
         "LAKE_EXECUTOR", "in_process", "in_process (embedded) or celery (distributed)"
     )
-    broker_url: str = _setting(
+    broker_url: str = setting(
         "LAKE_CELERY_BROKER_URL", "redis://127.0.0.1:6379/0", "Celery broker (Redis) URL"
     )
-    backend_url: str = _setting(
+    backend_url: str = setting(
         "LAKE_CELERY_BACKEND_URL",
         "",
         "Celery result backend URL",
         shown="<LAKE_CELERY_BROKER_URL>",
     )
-    workers: int = _setting(
+    workers: int = setting(
         "LAKE_CELERY_WORKERS", 2, "worker processes `make cluster` starts on this machine"
     )
-    days_per_run: int = _setting(
+    days_per_run: int = setting(
         "LAKE_BACKFILL_DAYS_PER_RUN", 5, "days per run of a distributed backfill"
     )
-    visibility_timeout: int = _setting(
+    visibility_timeout: int = setting(
         "LAKE_CELERY_VISIBILITY_TIMEOUT",
         3600,
         "seconds before a step of a vanished worker is handed to another (> longest step)",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lake_pipelines import config
+from lake_pipelines import config, config_fields
 from lake_pipelines.config import (
     CatalogSettings,
     DataFusionSettings,
@@ -272,9 +272,11 @@ def test_field_types_are_resolved_once_per_section_and_values_on_every_read(
     from lake_pipelines.definitions import build_definitions
 
     resolved: list[type] = []
-    real = config.typing.get_type_hints
-    monkeypatch.setattr(config, "_HINTS", {})
-    monkeypatch.setattr(config.typing, "get_type_hints", lambda c: resolved.append(c) or real(c))
+    real = config_fields.typing.get_type_hints
+    monkeypatch.setattr(config_fields, "_HINTS", {})
+    monkeypatch.setattr(
+        config_fields.typing, "get_type_hints", lambda c: resolved.append(c) or real(c)
+    )
     build_definitions()
     assert resolved and len(resolved) == len(set(resolved))
     # the values are not cached: each read sees the environment of the moment
