@@ -18,7 +18,6 @@ import posixpath
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -27,50 +26,14 @@ import fsspec
 import pyarrow.fs as pafs
 
 from lake_pipelines.errors import ConfigError, ObjectStoreError
-from lake_pipelines.lake import clients, retries
+from lake_pipelines.lake import clients, listing, retries
 from lake_pipelines.lake.clients import AZURE_SCHEMES
+from lake_pipelines.lake.listing import FileEntry
 
 AddressingStyle = Literal["auto", "path", "virtual"]
 SUPPORTED_SCHEMES = ("file", "s3", "gs", "az", "abfs", "abfss")
 TMP_SUFFIX = ".tmp"
-# Where each fsspec client puts the modification time: s3fs ``LastModified``, adlfs
-# ``last_modified``, gcsfs ``mtime`` (a datetime) and ``updated`` (its ISO text).
-MTIME_FIELDS = ("LastModified", "last_modified", "mtime", "updated")
 DELETE_BATCH = 1000  # keys per bulk delete request (the S3 limit)
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One object in a listing, the same on every store.
-
-    Attributes:
-        key: store-relative key.
-        size: bytes.
-        mtime: when the object was last written, in seconds since the epoch (UTC). Never
-            missing: a listing without it is an error, not 0 (a file that looks 55 years
-            old would be taken for abandoned and deleted).
-        etag: the object's version as the store names it (S3 and Azure ETag, GCS
-            generation); None on local disk.
-        ctime: local disk only, the inode's change time (a rename or chmod sets it).
-    """
-
-    key: str
-    size: int
-    mtime: float
-    etag: str | None = None
-    ctime: float | None = None
-
-    @property
-    def arrival(self) -> float:
-        """When the object became visible under its key: on object stores the modification
-        time, on local disk the later of mtime and ctime (a finished file renamed into place
-        keeps its mtime but gets a new ctime)."""
-        return max(self.mtime, self.ctime or 0.0)
-
-    @property
-    def version(self) -> str:
-        """What changes whenever the object's content may have: ETag, else mtime."""
-        return self.etag if self.etag else repr(self.mtime)
 
 
 @dataclass(frozen=True)
@@ -259,44 +222,10 @@ class ObjectStore:
             return []
         except Exception as exc:
             raise ObjectStoreError(self.uri(prefix), "list", exc) from exc
-        entries = []
-        root = prefix.strip("/")
-        folders = _folders_of(found)
-        for path, info in found.items():
-            if info.get("type") == "directory" or path.endswith("/") or path in folders:
-                continue  # a folder, or a folder's marker object (pyarrow's S3 leaves them)
-            key = self.key_of(path)
-            relative = key[len(root) :].strip("/")
-            if not hidden and any(part.startswith((".", "_")) for part in relative.split("/")):
-                continue
-            if suffixes and not key.endswith(suffixes):
-                continue
-            ctime = info.get("created") if self.scheme == "file" else None
-            entries.append(
-                FileEntry(
-                    key,
-                    int(info.get("size") or 0),
-                    self._mtime(path, info),
-                    _etag(info),
-                    float(ctime) if ctime is not None else None,
-                )
-            )
-        return sorted(entries, key=lambda e: e.key)
-
-    def _mtime(self, path: str, info: dict[str, Any]) -> float:
-        """The modification time in a listing entry, by protocol: ``mtime``
-        (local), ``LastModified`` (s3fs), ``last_modified`` (adlfs), ``updated`` or
-        ``mtime`` (gcsfs)."""
-        names = ("mtime",) if self.scheme == "file" else MTIME_FIELDS
-        for name in names:
-            value = info.get(name)
-            if value is not None and value != "":
-                return _epoch(value)
-        raise ObjectStoreError(
-            self.uri(self.key_of(path)),
-            "list",
-            KeyError(f"no modification time in the listing (fields: {sorted(info)})"),
-        )
+        try:
+            return listing.entries(found, self.scheme, self.key_of, prefix, suffixes, hidden)
+        except listing.NoModificationTime as missing:
+            raise ObjectStoreError(self.uri(missing.key), "list", missing) from None
 
     def escapes(self, key: str, within: str) -> str | None:
         """Why `key` may not be read as part of `within` (a store-relative folder), or None.
@@ -461,28 +390,3 @@ def split_uri(uri: str) -> tuple[str, str]:
     if uri.startswith("file:") and not uri.startswith("file://"):
         return "file", uri.removeprefix("file:")
     return "", uri
-
-
-def _epoch(value: object) -> float:
-    """Seconds since the epoch from a listing's datetime, ISO string or number."""
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    return float(value)  # type: ignore[arg-type]
-
-
-def _etag(info: dict[str, Any]) -> str | None:
-    """The object's version: generation (GCS, a new one per write), else ETag (S3, Azure)."""
-    value = info.get("generation") or info.get("ETag") or info.get("etag")
-    return str(value).strip('"') if value else None
-
-
-def _folders_of(found: dict[str, Any]) -> set[str]:
-    """Every folder above a listed path: an object named like one is a folder marker (an
-    S3 key ending in ``/``, which pyarrow writes to keep a folder it emptied), not data."""
-    folders: set[str] = set()
-    for path in found:
-        parts = path.rstrip("/").split("/")
-        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    return folders

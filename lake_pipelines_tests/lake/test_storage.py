@@ -92,10 +92,15 @@ def test_staged_writes_promote_whole_and_bulk_delete_ignores_missing_keys(
     assert [e.key for e in store.list("d", hidden=True)] == ["d/2.bin"]
 
 
-def test_a_listing_without_modification_time_is_an_error(store: ObjectStore) -> None:
+def test_a_listing_without_modification_time_is_an_error(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = store.path("k/a.csv")
-    with pytest.raises(ObjectStoreError, match="no modification time"):
-        store._mtime(path, {"name": path, "size": 1, "type": "file"})
+    entry = {"name": path, "size": 1, "type": "file"}
+    monkeypatch.setattr(store.fs, "find", lambda *_, **__: {path: entry})
+    with pytest.raises(ObjectStoreError, match="no modification time") as raised:
+        store.list("k")
+    assert "k/a.csv" in str(raised.value)
 
 
 def test_s3_folder_markers_are_not_objects(s3_env: S3Server) -> None:
