@@ -103,8 +103,8 @@ def _peer_table(case: dict[str, Any]) -> str:
         )
     fastest = min(times) if times else None
     for label, (t, slot) in peers.items():
-        run = _last(slot)
-        if t is None or run is None:
+        peer_run = _last(slot)
+        if t is None or peer_run is None:
             why = (
                 one_line(slot.get("failed", ""))
                 if "failed" in slot
@@ -112,9 +112,10 @@ def _peer_table(case: dict[str, Any]) -> str:
             )
             lines.append(f"| {label} | - | - | - | - | - | ⚠ {why} |")
             continue
+        assert fastest is not None  # t is one of the times
         lines.append(
-            f"| {label} | {t:.1f} | {fastest / t:.2f}x | {run['wall']:.1f} | "
-            f"{run['max_rss_mib']:,.0f} | {run['extra'].get('rows_out', 0):,} | ok |"
+            f"| {label} | {t:.1f} | {fastest / t:.2f}x | {peer_run['wall']:.1f} | "
+            f"{peer_run['max_rss_mib']:,.0f} | {peer_run['extra'].get('rows_out', 0):,} | ok |"
         )
     for label, reason in case.get("unavailable", {}).items():
         lines.append(f"| {label} | - | - | - | - | - | not run: {reason} |")
@@ -127,6 +128,7 @@ def big_day_targets(case: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     if len(ours) < 2 or ours[0][1] is None or ours[1][1] is None:
         return [("big day: both of our runs", "did not run cleanly", None)]
     (small_label, small, _), (large_label, large, _) = ours[0], ours[1]
+    assert small is not None and large is not None  # checked above
     rss_s, rss_l = small["max_rss_mib"], large["max_rss_mib"]
     ls, ll = _layers(small), _layers(large)
     work_s, work_l = _work(ls), _work(ll)

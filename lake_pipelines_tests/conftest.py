@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 import boto3
 import pytest
@@ -66,7 +67,7 @@ class FaultProxy:
 
     endpoint: str
 
-    def _control(self, method: str, query: str = "") -> dict[str, object]:
+    def _control(self, method: str, query: str = "") -> dict[str, Any]:
         request = urllib.request.Request(f"{self.endpoint}/__faults__{query}", method=method)
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
@@ -78,7 +79,7 @@ class FaultProxy:
         query = f"?rate={rate}&max_consecutive={max_consecutive}&methods={methods}"
         self._control("PUT", query)
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, float]:
         """Requests, faults by kind and by method since the last `set_rate`."""
         return self._control("GET")
 
@@ -231,7 +232,15 @@ def s3_catalog(s3_store: ObjectStore, tmp_path: Path) -> SqlCatalog:
     return sql_catalog(s3_store, tmp_path / "catalog.db")
 
 
-def dagster_resources(store: ObjectStore, catalog_db: Path) -> dict[str, object]:
+class LakeResources(TypedDict):
+    """The code location's resources, by the names its assets ask for."""
+
+    object_store: ObjectStoreResource
+    iceberg: IcebergCatalogResource
+    datafusion: DataFusionResource
+
+
+def dagster_resources(store: ObjectStore, catalog_db: Path) -> LakeResources:
     """The code location's resources pointed at a test lake."""
     return {
         "object_store": ObjectStoreResource(

@@ -80,7 +80,7 @@ class Faults:
                 self.counts[f"fault {method}"] += 1
             return kind
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, float]:
         with self.lock:
             return {"rate": self.rate, "seed": self.seed, **self.counts}
 
@@ -105,7 +105,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0], 16)
                 if size == 0:

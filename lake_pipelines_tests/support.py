@@ -7,6 +7,7 @@ import os
 import select
 import subprocess
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
 
 from lake_pipelines.datasets.spec import DEFAULT_HIVE_PARTITION_COLUMNS, DatasetSpec
 from lake_pipelines.lake.analytics.session import SessionSettings, make_session, register_hive
@@ -64,6 +67,27 @@ def duckdb_hive(
         f"SELECT {cols} FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true, "
         f"hive_types = {{{types}}})"
     )
+
+
+def current_snapshot(table: Table) -> Snapshot:
+    """The table's current snapshot, which the test expects it to have."""
+    snapshot = table.current_snapshot()
+    assert snapshot is not None, f"{table.name()} has no current snapshot"
+    return snapshot
+
+
+def summary_of(snapshot: Snapshot | None) -> Mapping[str, str]:
+    """The summary of `snapshot`, which the test expects to exist, as the mapping of strings
+    pyiceberg's ``Summary`` is declared to be (its ``__getitem__`` says ``Any | None``: a
+    missing key gives None rather than a KeyError)."""
+    assert snapshot is not None and snapshot.summary is not None
+    return snapshot.summary
+
+
+def sequence_number(snapshot: Snapshot) -> int:
+    """The snapshot's sequence number, which every format-version 2 table's snapshots have."""
+    assert snapshot.sequence_number is not None
+    return snapshot.sequence_number
 
 
 class WorkerDied(AssertionError):

@@ -50,6 +50,7 @@ def test_daily_schedule_catches_up_yesterday() -> None:
         )
         data = schedule.evaluate_tick(context)
     assert [r.partition_key for r in data.run_requests or []] == ["2026-11-04"]
+    assert data.run_requests is not None
     assert data.run_requests[0].tags["dagster/partition"] == "2026-11-04"
 
 

@@ -77,6 +77,7 @@ def test_the_landing_sensor_requests_days_of_its_own_calendar(
         definitions=defs, resources={"object_store": ObjectStoreResource(url=store.url)}
     )
     result = sensor.evaluate_tick(context)
+    assert result.run_requests is not None
     assert [r.partition_key for r in result.run_requests] == ["2025-06-01"]
     log = capfd.readouterr().err  # the sensor's log: Dagster's handler writes to stderr
     assert "2023-12-31 is before the dataset's first day 2024-01-01" in log

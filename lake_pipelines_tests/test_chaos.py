@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 import pyarrow.dataset as ds
@@ -99,7 +99,8 @@ def _work(
             failures.append(_failure(result))
         for event in result.get_asset_materialization_events():
             counts = event.materialization.metadata.get("object_store_retries")
-            retries.update(counts.value if counts is not None else {})
+            # the step's retries by client (`layer_metadata`): JSON of str -> int
+            retries.update(cast("dict[str, int]", counts.value) if counts is not None else {})
 
     sensor = defs.resolve_sensor_def(f"{SPEC.name}_landing_sensor")
     context = dg.build_sensor_context(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -277,7 +278,7 @@ def test_a_gzipped_metadata_file_reads_like_a_plain_one(tmp_path: Path) -> None:
 
     from lake_pipelines.lake.iceberg.peek import TableView
 
-    metadata = {
+    metadata: dict[str, Any] = {
         "current-snapshot-id": 7,
         "snapshots": [{"snapshot-id": 7, "timestamp-ms": 1, "summary": {"operation": "append"}}],
         "refs": {"main": {"snapshot-id": 7, "type": "branch"}},

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,9 +275,12 @@ def test_field_types_are_resolved_once_per_section_and_values_on_every_read(
     resolved: list[type] = []
     real = config_fields.typing.get_type_hints
     monkeypatch.setattr(config_fields, "_HINTS", {})
-    monkeypatch.setattr(
-        config_fields.typing, "get_type_hints", lambda c: resolved.append(c) or real(c)
-    )
+
+    def get_type_hints(c: type) -> dict[str, Any]:
+        resolved.append(c)
+        return real(c)
+
+    monkeypatch.setattr(config_fields.typing, "get_type_hints", get_type_hints)
     build_definitions()
     assert resolved and len(resolved) == len(set(resolved))
     # the values are not cached: each read sees the environment of the moment

@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import TypedDict
 
 import dagster as dg
 import pytest
@@ -17,9 +18,11 @@ import pytest
 from lake_pipelines.assets import build_all_assets
 from lake_pipelines.checks import CONTRACT_CHECK, ROW_ACCOUNTING_CHECK
 from lake_pipelines.config import CatalogSettings, DataFusionSettings, StoreSettings
+from lake_pipelines.config_fields import Section
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.definitions import defs
 from lake_pipelines.lake import bronze as bronze_core
+from lake_pipelines.lake.analytics.session import SessionSettings
 from lake_pipelines.lake.gold import metrics_table_name
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.layout import landing_dir
@@ -27,7 +30,7 @@ from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import DataFusionResource, IcebergCatalogResource, ObjectStoreResource
 from lake_pipelines.sample_data import generate_events
 from lake_pipelines_tests.conftest import dagster_resources, sql_catalog
-from lake_pipelines_tests.support import duckdb_hive, materialize_cli, rows
+from lake_pipelines_tests.support import duckdb_hive, materialize_cli, rows, summary_of
 
 SPEC = get_dataset("events")
 START = date(2026, 11, 1)
@@ -163,11 +166,12 @@ def test_single_run_backfill_of_a_range(local_store: ObjectStore, tmp_path: Path
             },
         )
         assert result.success
+        partitions_def = defs.resolve_assets_def(SILVER).partitions_def
+        assert partitions_def is not None
         status = instance.get_status_by_partition(
-            SILVER,
-            ["2026-11-01", "2026-11-02", "2026-11-03"],
-            defs.resolve_assets_def(SILVER).partitions_def,
+            SILVER, ["2026-11-01", "2026-11-02", "2026-11-03"], partitions_def
         )
+        assert status is not None
         assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
     silver = sql_catalog(local_store, tmp_path / "c.db").load_table(SPEC.table_name)
     assert rows(silver.scan().to_arrow(), columns=COLUMNS) == sorted(
@@ -249,7 +253,9 @@ def test_silver_asset_takes_lineage_from_bronze_not_the_landing_folder(
             local_store, db, instance, partition_key="2026-11-01", selection=[SILVER]
         )
         assert _evaluation(result, SILVER, ROW_ACCOUNTING_CHECK).passed
-    summary = sql_catalog(local_store, db).load_table(SPEC.table_name).current_snapshot().summary
+    summary = summary_of(
+        sql_catalog(local_store, db).load_table(SPEC.table_name).current_snapshot()
+    )
     assert json.loads(summary["lake.source-files"]) == [
         {"path": e.key, "size": e.size, "etag": e.etag} for e in landing
     ]
@@ -305,6 +311,7 @@ def test_resources_read_the_environment_when_a_run_builds_them(
     monkeypatch.setenv("LAKE_DF_BATCH_SIZE", "4096")
     monkeypatch.delenv("LAKE_CATALOG_URI", raising=False)
     resources = build_definitions().resources
+    assert resources is not None
     # nothing is copied into the definitions: unset fields, read when a run starts
     assert resources["object_store"].url is None and resources["datafusion"].batch_size is None
     assert resources["object_store"].get_store().url == "s3://bucket/lake"
@@ -313,7 +320,7 @@ def test_resources_read_the_environment_when_a_run_builds_them(
 
 
 def test_each_resource_has_a_field_per_setting_of_its_section() -> None:
-    pairs = [
+    pairs: list[tuple[type[dg.ConfigurableResource], type[Section]]] = [
         (ObjectStoreResource, StoreSettings),
         (IcebergCatalogResource, CatalogSettings),
         (DataFusionResource, DataFusionSettings),
@@ -331,7 +338,12 @@ def test_run_config_overrides_the_environment(
 ) -> None:
     monkeypatch.setenv("LAKE_S3_MAX_ATTEMPTS", "not a number")  # never read: config wins
     monkeypatch.setenv("LAKE_DF_MEMORY_LIMIT", "1GiB")
-    seen = {}
+
+    class Seen(TypedDict, total=False):
+        store: ObjectStore
+        session: SessionSettings
+
+    seen: Seen = {}
 
     @dg.asset
     def probe(object_store: ObjectStoreResource, datafusion: DataFusionResource) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -170,7 +171,7 @@ def test_the_hierarchy_lets_callers_catch_by_kind() -> None:
     ],
 )
 def test_a_bad_spec_names_the_dataset_and_the_field(
-    change: dict[str, object], field: str, value: str
+    change: dict[str, Any], field: str, value: str
 ) -> None:
     with pytest.raises(ConfigError, match=f"dataset 'events': {field}='{value}'") as info:
         replace(EVENTS, **change)

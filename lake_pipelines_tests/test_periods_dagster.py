@@ -13,13 +13,13 @@ import dagster as dg
 import pytest
 
 from lake_pipelines.backfill import plan_backfill
-from lake_pipelines.lake.period import Calendar
+from lake_pipelines.lake.period import Calendar, Period
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.resources import ObjectStoreResource
 from lake_pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 from lake_pipelines_tests.conftest import sql_catalog
 from lake_pipelines_tests.period_defs import READINGS, defs, land_readings, land_shifts
-from lake_pipelines_tests.support import LAKE_VARIABLES
+from lake_pipelines_tests.support import LAKE_VARIABLES, summary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 # Resolved while collecting, before any test's Dagster instance exists: resolving it later,
@@ -29,6 +29,12 @@ defs.get_repository_def()
 MODULE = "lake_pipelines_tests.period_defs"
 HOURLY = Calendar("hourly")
 BERLIN = Calendar("daily", "Europe/Berlin")
+
+
+def _hour(key: str) -> Period:
+    hour = HOURLY.of_key(key)
+    assert isinstance(hour, Period)
+    return hour
 
 
 def key(layer: str, name: str) -> dg.AssetKey:
@@ -124,7 +130,7 @@ def test_the_backfill_plan_covers_every_hour_and_the_local_days() -> None:
 def test_hours_and_local_days_through_every_layer_by_the_cli(tmp_path: Path) -> None:
     lake, home = tmp_path / "lake", tmp_path / "dagster"
     store = ObjectStore(str(lake))
-    hours = [HOURLY.of_key(f"2025-03-02-{h:02d}:00") for h in range(24)]
+    hours = [_hour(f"2025-03-02-{h:02d}:00") for h in range(24)]
     landed = {h: land_readings(store, h, rows=5, seed=1) for h in hours}
     land_shifts(store, BERLIN.of_key("2025-03-02"), ["2025-03-01T23:30:00Z"])
     home.mkdir()
@@ -166,14 +172,16 @@ def test_the_sensor_run_of_the_hourly_job_commits_each_hour(
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LAKE_HOME", str(lake))
     store = ObjectStore(str(lake))
-    hours = [HOURLY.of_key(k) for k in ("2025-03-02-23:00", "2025-03-03-00:00")]
+    hours = [_hour(k) for k in ("2025-03-02-23:00", "2025-03-03-00:00")]
     landed = {h.key: land_readings(store, h, rows=6, seed=4) for h in hours}
     context = dg.build_sensor_context(
         definitions=defs, resources={"object_store": ObjectStoreResource()}
     )
-    (request,) = (
+    requests = (
         defs.resolve_sensor_def("readings_landing_sensor").evaluate_tick(context).run_requests
     )
+    assert requests is not None
+    (request,) = requests
     with dg.instance_for_test() as instance:
         run = defs.resolve_job_def("readings_hourly").execute_in_process(
             instance=instance, tags=request.tags
@@ -194,4 +202,4 @@ def test_the_sensor_run_of_the_hourly_job_commits_each_hour(
     table = catalog.load_table(READINGS.table_name)
     got = set(table.scan().to_arrow().column("reading_id").to_pylist())
     assert got == {r["reading_id"] for rows in landed.values() for r in rows}
-    assert table.current_snapshot().summary["lake.partition"] == "2025-03-02T23..2025-03-03T00"
+    assert summary_of(table.current_snapshot())["lake.partition"] == "2025-03-02T23..2025-03-03T00"

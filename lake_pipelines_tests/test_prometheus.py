@@ -151,10 +151,12 @@ def _firing(stack: PrometheusStack, name: str) -> list[dict[str, str]]:
 
 def test_the_shipped_alerts_fire_on_a_bad_day_and_a_stale_silver(tmp_path: Path) -> None:
     with prometheus_stack() as stack:
+
+        def push(scope: metrics.Scope, _: str) -> None:
+            push_scope(stack.gateway, "lake", "materialize", scope)
+
         # a bronze step whose worst day quarantined 5 % of its rows, threshold 1 %
-        with metrics.step(
-            lambda s, _: push_scope(stack.gateway, "lake", "materialize", s), "events", "bronze"
-        ):
+        with metrics.step(push, "events", "bronze"):
             metrics.gauge("lake_quarantined_ratio", 0.05)
             metrics.gauge("lake_quarantine_threshold_ratio", 0.01)
         # a silver step of another dataset whose last success was a day ago

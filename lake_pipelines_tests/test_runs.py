@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -65,7 +66,9 @@ def _reap_with_the_sensor(instance: dg.DagsterInstance) -> list[str]:
 
 
 @pytest.mark.parametrize("reap", [reap_dead_runs, _reap_with_the_sensor], ids=["cli", "daemon"])
-def test_a_killed_run_is_failed_by_the_reaper_and_a_live_one_is_not(tmp_path: Path, reap) -> None:
+def test_a_killed_run_is_failed_by_the_reaper_and_a_live_one_is_not(
+    tmp_path: Path, reap: Callable[[dg.DagsterInstance], list[str]]
+) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -78,18 +81,24 @@ def test_a_killed_run_is_failed_by_the_reaper_and_a_live_one_is_not(tmp_path: Pa
             survivor = _wait_started(instance, {victim.run_id}, time.monotonic() + 120)
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(timeout=30)
-            assert instance.get_run_by_id(victim.run_id).status == dg.DagsterRunStatus.STARTED
+            started = instance.get_run_by_id(victim.run_id)
+            assert started is not None
+            assert started.status == dg.DagsterRunStatus.STARTED
 
             assert reap(instance) == [victim.run_id]
 
             dead = instance.get_run_by_id(victim.run_id)
+            assert dead is not None
             assert dead.status == dg.DagsterRunStatus.FAILURE
             assert dead.tags.get("dagster/failure_reason") == "UNEXPECTED_TERMINATION"
             failure = instance.get_records_for_run(
                 victim.run_id, of_type=DagsterEventType.RUN_FAILURE
             ).records
-            assert f"pid {doomed.pid}" in failure[0].event_log_entry.dagster_event.message
+            event = failure[0].event_log_entry.dagster_event
+            assert event is not None and event.message is not None
+            assert f"pid {doomed.pid}" in event.message
             live = instance.get_run_by_id(survivor.run_id)
+            assert live is not None
             assert live.status == dg.DagsterRunStatus.STARTED  # its process still runs
             assert reap(instance) == []  # nothing left to reap
         finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from lake_pipelines.automation import daily_job
 from lake_pipelines.datasets import get_dataset
@@ -28,9 +29,12 @@ SENSOR = defs.resolve_sensor_def("events_landing_sensor")
 # The strictest setting: no lookback at all, only the cursor's own second is re-listed.
 STRICT = build_landing_sensor(SPEC, daily_job(SPEC), lookback=0)
 BODY = b"event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms\n"
+LocalLake = tuple[ObjectStore, ObjectStoreResource]  # the `lake` fixture
 
 
-def tick(sensor: dg.SensorDefinition, resource: ObjectStoreResource, cursor: str | None = None):
+def tick(
+    sensor: dg.SensorDefinition, resource: ObjectStoreResource, cursor: str | None = None
+) -> SensorExecutionData:
     """One evaluation as the daemon does it (partition keys resolved against the job)."""
     context = dg.build_sensor_context(
         cursor=cursor, definitions=defs, resources={"object_store": resource}
@@ -38,9 +42,9 @@ def tick(sensor: dg.SensorDefinition, resource: ObjectStoreResource, cursor: str
     return sensor.evaluate_tick(context)
 
 
-def requested(result) -> list[tuple[str, ...]]:
+def requested(result: SensorExecutionData) -> list[tuple[str, ...]]:
     """The days each run request covers."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for r in result.run_requests or []:
         if r.partition_key:
             out.append((r.partition_key,))
@@ -55,12 +59,12 @@ def land(store: ObjectStore, day: str, name: str, body: bytes = BODY) -> Path:
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> tuple[ObjectStore, ObjectStoreResource]:
+def lake(tmp_path: Path) -> LocalLake:
     store = ObjectStore(f"file://{tmp_path / 'lake'}")
     return store, ObjectStoreResource(url=store.url)
 
 
-def test_new_files_request_runs_once(lake) -> None:
+def test_new_files_request_runs_once(lake: LocalLake) -> None:
     store, resource = lake
     for day in ("2026-11-01", "2026-11-02", "2026-11-05"):
         land(store, day, "a.csv")
@@ -68,6 +72,7 @@ def test_new_files_request_runs_once(lake) -> None:
     first = tick(SENSOR, resource)
     # Consecutive days share a run; a gap starts a new one.
     assert requested(first) == [("2026-11-01", "2026-11-02"), ("2026-11-05",)]
+    assert first.run_requests is not None
     assert [r.tags["lake/landed_files"] for r in first.run_requests] == ["4", "2"]
     assert first.run_requests[1].tags["dagster/partition"] == "2026-11-05"
 
@@ -77,17 +82,19 @@ def test_new_files_request_runs_once(lake) -> None:
     # Without the cursor (say it was deleted) the same files give the same run keys, which
     # Dagster launches only once per sensor.
     fresh = tick(SENSOR, resource)
+    assert fresh.run_requests is not None
     assert [r.run_key for r in fresh.run_requests] == [r.run_key for r in first.run_requests]
 
     # A file replaced with new content is new; its day runs again under another key.
     land(store, "2026-11-02", "a.csv", BODY + b"e1,2026-11-02T00:00:00Z,u,s,click,,,,\n")
     changed = tick(SENSOR, resource, first.cursor)
     assert requested(changed) == [("2026-11-02",)]
+    assert changed.run_requests is not None
     assert changed.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
     assert not tick(SENSOR, resource, changed.cursor).run_requests
 
 
-def test_a_file_in_the_cursor_second_is_not_lost(lake) -> None:
+def test_a_file_in_the_cursor_second_is_not_lost(lake: LocalLake) -> None:
     store, resource = lake
     # Pin both files' arrival to one second after anything else on this disk: mtime is set,
     # ctime (now) is earlier, and arrival is the later of the two.
@@ -100,11 +107,12 @@ def test_a_file_in_the_cursor_second_is_not_lost(lake) -> None:
     os.utime(land(store, "2026-11-03", "b.csv"), (second, second))
     late = tick(STRICT, resource, first.cursor)
     assert requested(late) == [("2026-11-03",)]
+    assert late.run_requests is not None
     assert late.run_requests[0].tags["lake/landed_files"] == "1"
     assert not tick(STRICT, resource, late.cursor).run_requests
 
 
-def test_partial_and_temporary_files_wait_until_complete(lake) -> None:
+def test_partial_and_temporary_files_wait_until_complete(lake: LocalLake) -> None:
     store, resource = lake
     day = "2026-11-04"
     land(store, day, "a.csv.inprogress")
@@ -120,11 +128,12 @@ def test_partial_and_temporary_files_wait_until_complete(lake) -> None:
     (base / "d.csv").write_bytes(BODY)
     done = tick(STRICT, resource, waiting.cursor)
     assert requested(done) == [(day,)]
+    assert done.run_requests is not None
     assert done.run_requests[0].tags["lake/landed_files"] == "2"
     assert not tick(STRICT, resource, done.cursor).run_requests
 
 
-def test_files_of_today_wait_for_the_partition(lake) -> None:
+def test_files_of_today_wait_for_the_partition(lake: LocalLake) -> None:
     store, resource = lake
     today = datetime.now(UTC).date().isoformat()
     land(store, today, "a.csv")
@@ -143,7 +152,7 @@ def test_files_of_today_wait_for_the_partition(lake) -> None:
     assert not plan.cursor.deferred
 
 
-def test_unreadable_cursor_says_how_to_reset_it(lake) -> None:
+def test_unreadable_cursor_says_how_to_reset_it(lake: LocalLake) -> None:
     _, resource = lake
     with pytest.raises(Exception, match="dagster sensor cursor events_landing_sensor --delete"):
         tick(SENSOR, resource, "not json")
@@ -162,6 +171,7 @@ def test_the_sensor_run_carries_landed_days_to_gold(
     days = generate_events(store, date(2026, 11, 1), days=2, rows_per_day=300, seed=8)
     result = tick(SENSOR, ObjectStoreResource())
     assert requested(result) == [("2026-11-01", "2026-11-02")]
+    assert result.run_requests is not None
     with dg.instance_for_test() as instance:
         run = defs.resolve_job_def("events_daily").execute_in_process(
             instance=instance,
@@ -246,5 +256,6 @@ def test_s3_partial_uploads_wait_until_complete(
     )
     done = tick(SENSOR, resource, first.cursor)
     assert requested(done) == [("2026-11-03",)]
+    assert done.run_requests is not None
     assert done.run_requests[0].tags["lake/landed_files"] == "1"
     assert not tick(SENSOR, resource, done.cursor).run_requests

@@ -20,10 +20,11 @@ from datetime import timedelta
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from lake_pipelines.definitions import defs
 from lake_pipelines.errors import ConfigError
-from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines.lake.storage import AddressingStyle, ObjectStore
 from lake_pipelines.sample_data import generate_events
 from lake_pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 from lake_pipelines_tests.conftest import (
@@ -157,7 +158,7 @@ def test_sensor_requests_a_run_for_newly_uploaded_files(lakes: Lakes, kind: str)
     lake = lakes.get(kind)
     resource = dagster_resources(lake.store, lake.catalog_db)["object_store"]
 
-    def tick(cursor: str | None) -> dg.SensorResult:
+    def tick(cursor: str | None) -> SensorExecutionData:
         context = dg.build_sensor_context(
             cursor=cursor, definitions=defs, resources={"object_store": resource}
         )
@@ -165,6 +166,7 @@ def test_sensor_requests_a_run_for_newly_uploaded_files(lakes: Lakes, kind: str)
 
     first = tick(None)  # no cursor yet: everything landed so far, consecutive days in one run
     landed = [(START + timedelta(days=d)).isoformat() for d in range(DAYS)]
+    assert first.run_requests is not None
     assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in first.run_requests] == [
         (landed[0], landed[-1])
     ]
@@ -173,6 +175,7 @@ def test_sensor_requests_a_run_for_newly_uploaded_files(lakes: Lakes, kind: str)
     new_day = START + timedelta(days=DAYS)
     uploaded = generate_events(lake.store, new_day, 1, 50, SEED + 1, bad_rows=False)[0].files
     after = tick(first.cursor)
+    assert after.run_requests is not None
     assert [r.partition_key for r in after.run_requests] == [new_day.isoformat()]
     assert after.run_requests[0].tags["lake/landed_files"] == str(len(uploaded))
     assert not tick(after.cursor).run_requests
@@ -217,7 +220,7 @@ def test_plain_http_endpoint_refused_without_allow_http() -> None:
 
 
 @pytest.mark.parametrize("style", ["auto", "path", "virtual"])
-def test_datafusion_store_takes_every_addressing_style(style: str) -> None:
+def test_datafusion_store_takes_every_addressing_style(style: AddressingStyle) -> None:
     store = ObjectStore(
         "s3://bucket/lake", endpoint_url="https://s3.example:9000", addressing_style=style
     )
@@ -230,7 +233,7 @@ def test_datafusion_store_takes_every_addressing_style(style: str) -> None:
     [("auto", "https://s3.example:9000", "true"), ("path", "", "true"), ("auto", "", None)],
 )
 def test_iceberg_properties_ask_rust_reader_for_path_style(
-    style: str, endpoint: str, path_style: str | None
+    style: AddressingStyle, endpoint: str, path_style: str | None
 ) -> None:
     store = ObjectStore("s3://bucket/lake", endpoint_url=endpoint, addressing_style=style)
     assert store.iceberg_properties().get("s3.path-style-access") == path_style

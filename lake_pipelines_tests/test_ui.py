@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.scheduler.instigation import SensorInstigatorData
 
 from lake_pipelines.assets import build_dataset_assets
 from lake_pipelines.datasets import get_dataset
@@ -239,7 +240,9 @@ def test_web_ui_shows_assets_materializations_and_sensor_runs(tmp_path: Path) ->
         ]
         # The sensor's cursor is kept in the instance: a restarted daemon continues from it.
         states = [s for s in instance.all_instigator_state() if s.name == "events_landing_sensor"]
-        cursor = LandingCursor.parse(states[0].instigator_data.cursor, "events_landing_sensor")
+        sensor_data = states[0].instigator_data
+        assert isinstance(sensor_data, SensorInstigatorData)
+        cursor = LandingCursor.parse(sensor_data.cursor, "events_landing_sensor")
         assert len(cursor.seen) == len(landed.files)
     for proc in (web, daemon):
         assert proc.poll() is not None

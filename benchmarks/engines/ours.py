@@ -63,7 +63,7 @@ def date_only_patch() -> bool:
     target = pa.timestamp("us", tz="UTC")
     if not coerce.convert_column(pa.array(["1996-03-13"]), target)[1]:
         return False
-    coerce._ZONE = _ZONE_AFTER_TIME  # type: ignore[attr-defined]
+    coerce._ZONE = _ZONE_AFTER_TIME
     return True
 
 

@@ -82,14 +82,18 @@ def test_three_day_backfill_through_the_cli(tmp_path: Path) -> None:
             assert instance.get_materialized_partitions(key) == set(DAYS), key
         event = instance.get_latest_materialization_event(LAYERS[0])
         assert event is not None and event.asset_materialization is not None
-        per_day = event.asset_materialization.metadata["per_day"].value.records
+        per_day_table = event.asset_materialization.metadata["per_day"]
+        assert isinstance(per_day_table, dg.TableMetadataValue)
+        per_day = per_day_table.value.records
         assert [
             (r.data["day"], r.data["rows_written"], r.data["rows_quarantined"]) for r in per_day
         ] == [(d.day.isoformat(), d.valid.num_rows, d.bad_rows) for d in days]
         # silver and gold: one snapshot for the range, per-day numbers in the metadata
         event = instance.get_latest_materialization_event(LAYERS[1])
         assert event is not None and event.asset_materialization is not None
-        per_day = event.asset_materialization.metadata["per_day"].value.records
+        per_day_table = event.asset_materialization.metadata["per_day"]
+        assert isinstance(per_day_table, dg.TableMetadataValue)
+        per_day = per_day_table.value.records
         assert [(r.data["day"], r.data["rows"]) for r in per_day] == [
             (d.day.isoformat(), d.valid.num_rows) for d in days
         ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -44,7 +46,9 @@ HEALTH = [
 ]
 
 
-def _parts() -> tuple[list, list, list]:
+def _parts() -> tuple[
+    list[dg.AssetsDefinition], list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]
+]:
     bronze, silver, *_ = build_dataset_assets(SPEC)
     compactions = [build_bronze_compaction(SPEC), build_silver_compaction(SPEC)]
     checks = [build_bronze_health_check(SPEC), build_silver_health_check(SPEC)]
@@ -61,7 +65,13 @@ def _small_lake(store: ObjectStore, db: Path) -> tuple[pa.Table, pa.Table]:
     return bronze, silver
 
 
-def _run_checks(layers, checks, store, db, instance) -> dict[dg.AssetCheckKey, object]:
+def _run_checks(
+    layers: list[dg.AssetsDefinition],
+    checks: list[dg.AssetChecksDefinition],
+    store: ObjectStore,
+    db: Path,
+    instance: dg.DagsterInstance,
+) -> dict[dg.AssetCheckKey, dg.AssetCheckEvaluation]:
     result = dg.materialize(
         [*layers, *checks],
         selection=dg.AssetSelection.checks(*HEALTH),
@@ -83,6 +93,7 @@ def test_maintenance_is_part_of_the_code_location() -> None:
             assert compaction in keys
             node = graph.get(compaction)
             assert node.parent_keys == {dg.AssetKey(["lake", layer, spec.name])}
+            assert node.automation_condition is not None
             assert node.automation_condition.get_label() == "table health degraded"
             check = dg.AssetCheckKey(dg.AssetKey(["lake", layer, spec.name]), TABLE_HEALTH_CHECK)
             assert check in graph.asset_check_keys
@@ -128,7 +139,9 @@ def test_health_checks_warn_and_the_compaction_assets_fix_it(
             run_config=dg.RunConfig({op: CompactionConfig(dry_run=True) for op in ops}),
         )
         assert dry.success
-        planned = dry.get_asset_materialization_events()[0].materialization.metadata
+        planned_event = dry.get_asset_materialization_events()[0]
+        # each MetadataValue's kind (and so .value's type) is known at run time
+        planned: Mapping[str, Any] = planned_event.materialization.metadata
         assert planned["dry_run"].value is True and planned["partitions_touched"].value == 0
         assert "year=2026/month=11/day=03: 12 files, 12 small" in planned["plan"].value
         assert len(local_store.list(SPEC.bronze_prefix)) == 24  # nothing changed
@@ -141,10 +154,10 @@ def test_health_checks_warn_and_the_compaction_assets_fix_it(
             run_config=dg.RunConfig({op: CompactionConfig(verify="content") for op in ops}),
         )
         assert done.success
-        meta = {
+        meta: dict[dg.AssetKey, Mapping[str, Any]] = {  # metadata values as above
             m.asset_key: m.metadata
-            for m in done.get_asset_materialization_events()
-            for m in [m.materialization]
+            for e in done.get_asset_materialization_events()
+            for m in [e.materialization]
         }
         bronze = meta[BRONZE_COMPACTION]
         assert bronze["verify"].value == meta[SILVER_COMPACTION]["verify"].value == "content"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -20,8 +22,10 @@ EVENTS = get_dataset("events")
 
 
 def test_weekly_maintenance_job_includes_snapshot_maintenance() -> None:
+    assert defs.schedules is not None
     schedules = [s for s in defs.schedules if "0 3 * * 0" in str(getattr(s, "cron_schedule", ""))]
     assert schedules, "a weekly maintenance schedule exists"
+    assert isinstance(schedules[0], dg.ScheduleDefinition)
     job = defs.resolve_job_def(schedules[0].job_name)
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert "lake/maintenance/events_iceberg_snapshots" in keys
@@ -60,7 +64,8 @@ def test_snapshot_maintenance_asset(local_store: ObjectStore, tmp_path: Path) ->
             },
         )
         assert result.success
-        meta = result.asset_materializations_for_node(
+        # each MetadataValue's kind (and so .value's type) is known at run time
+        meta: Mapping[str, Any] = result.asset_materializations_for_node(
             "lake__maintenance__events_iceberg_snapshots"
         )[0].metadata
     table = catalog.load_table(EVENTS.table_name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +29,7 @@ def test_row_checksum_is_a_multiset_checksum_over_nested_types() -> None:
         ]
     )
     ts = datetime(2026, 1, 1, tzinfo=UTC)
-    data = [
+    data: list[dict[str, Any]] = [
         {"id": "a", "amount": Decimal("1.50"), "flag": True, "ts": ts,
          "items": [{"sku": "x", "q": 1}, {"sku": "y", "q": None}], "tags": ["p", "q"]},
         {"id": "b", "amount": None, "flag": None, "ts": None, "items": None, "tags": []},

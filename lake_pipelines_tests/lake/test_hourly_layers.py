@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from lake_pipelines import cli
 from lake_pipelines.cli.summary import summary
@@ -23,7 +24,7 @@ from lake_pipelines.lake.period import Period, bounds
 from lake_pipelines.lake.silver import commit_days, day_filter, ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines_tests.period_defs import READINGS, land_readings
-from lake_pipelines_tests.support import normalise, read_by_every_engine
+from lake_pipelines_tests.support import normalise, read_by_every_engine, summary_of
 
 DATA = ["reading_id", "meter", "hour", "kwh"]
 
@@ -36,7 +37,7 @@ def _expected(landed: list[dict]) -> dict[str, dict]:
     return {r["reading_id"]: {c: normalise(r[c]) for c in DATA} for r in landed}
 
 
-def _silver_ids(table, hour: Period) -> set[str]:  # type: ignore[no-untyped-def]
+def _silver_ids(table: Table, hour: Period) -> set[str]:
     scan = table.scan(row_filter=day_filter(READINGS, hour), selected_fields=("reading_id",))
     return set(scan.to_arrow().column("reading_id").to_pylist())
 
@@ -115,7 +116,7 @@ def test_silver_replaces_exactly_the_hours_of_a_run(
     (report,) = commit_days(local_store, local_catalog, READINGS, [units[1]], "run-3")
     table = local_catalog.load_table(READINGS.table_name)
     snapshot = table.current_snapshot()
-    assert snapshot.summary["lake.partition"] == "2025-03-01T23"
+    assert summary_of(snapshot)["lake.partition"] == "2025-03-01T23"
     assert report.rows_committed == 5
     assert _silver_ids(table, units[1]) == {r["reading_id"] for r in new}
     after = {

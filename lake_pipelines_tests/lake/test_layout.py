@@ -7,6 +7,7 @@ DataFusion `register_hive`), not our own code.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pandera.pandas as pdr
 import pyarrow as pa
@@ -37,8 +38,8 @@ LOCAL = pa.schema(
 UTC_LEVELS = ("utc_year", "utc_month", "utc_day")
 
 
-def _local_dated(**overrides: object) -> DatasetSpec:
-    args: dict[str, object] = {
+def _local_dated(**overrides: Any) -> DatasetSpec:
+    args: dict[str, Any] = {
         "name": "local_dated",
         "schema": LOCAL,
         "timestamp_column": "ts",

@@ -28,7 +28,7 @@ from lake_pipelines.lake.silver import commit_day
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import SampleDay, generate_events
 from lake_pipelines_tests.conftest import sql_catalog
-from lake_pipelines_tests.support import duckdb_hive, rows
+from lake_pipelines_tests.support import duckdb_hive, rows, summary_of
 
 SPEC = get_dataset("events")
 DAY = date(2026, 11, 3)
@@ -123,7 +123,7 @@ def test_silver_commits_a_day_still_in_the_unpadded_folder(
     assert report.rows_read == report.rows_committed == legacy_day.valid.num_rows
     table = local_catalog.load_table(SPEC.table_name)
     assert rows(table.scan().to_arrow(), columns=COLUMNS) == rows(legacy_day.valid)
-    summary = table.current_snapshot().summary
+    summary = summary_of(table.current_snapshot())
     sources = json.loads(summary["lake.source-files"])
     assert sorted(s["path"] for s in sources) == sorted(legacy_day.files)
     bronze = json.loads(summary["lake.bronze-files"])

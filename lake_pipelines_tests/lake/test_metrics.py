@@ -112,7 +112,10 @@ def test_steps_of_concurrent_threads_keep_their_own_numbers_and_commit_retries()
     both_open = threading.Barrier(2)
 
     def tick(dataset: str, rows: int) -> None:
-        with metrics.step(lambda s, _: pushed.setdefault(dataset, s), dataset, "silver"):
+        def push(scope: metrics.Scope, _: str) -> None:
+            pushed.setdefault(dataset, scope)
+
+        with metrics.step(push, dataset, "silver"):
             both_open.wait(timeout=60)
             metrics.inc("lake_rows_written_total", rows)
             # what pyiceberg logs when it retries a commit after a concurrent update

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
-from lake_pipelines.datasets.spec import PartitionField
+from lake_pipelines.datasets.spec import DatasetSpec, PartitionField
 from lake_pipelines.errors import SpecError
 from lake_pipelines.lake.analytics.queries import gold_tables_for
 from lake_pipelines.lake.layout import (
@@ -28,6 +29,7 @@ BERLIN = Calendar("daily", "Europe/Berlin")
 def test_an_hour_has_its_key_folder_levels_and_utc_bounds() -> None:
     hour = HOURLY.of_key("2025-03-01-05:00")
     assert hour == Period(datetime(2025, 3, 1, 5), "hourly")
+    assert isinstance(hour, Period)
     assert partition_key(hour) == "2025-03-01-05:00"  # Dagster's hourly key
     assert hour.isoformat() == "2025-03-01T05" == str(hour)
     assert HOURLY.of_folder("2025-03-01T05") == hour
@@ -69,6 +71,7 @@ def test_a_local_day_is_23_24_or_25_utc_hours() -> None:
     )
     assert landing_dir(SHIFTS, summer) == "landing/shifts/2025-06-01"
     assert bronze_dir(SHIFTS, summer) == "bronze/shifts/year=2025/month=06/day=01"
+    assert isinstance(summer, Period)
     assert summer.tag == "day-2025-06-01"
 
 
@@ -79,7 +82,7 @@ def test_hourly_and_zoned_datasets_default_to_hour_partitions() -> None:
     assert gold_tables_for(READINGS) == [] and gold_tables_for(SHIFTS) == []
 
 
-def _spec(spec=READINGS, **changes: object):  # type: ignore[no-untyped-def]
+def _spec(spec: DatasetSpec = READINGS, /, **changes: Any) -> DatasetSpec:
     return dataclasses.replace(spec, **changes)
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.expressions import EqualTo
+from pyiceberg.table import Table
 
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.lake.analytics.queries import gold_tables_for
@@ -22,7 +24,8 @@ from lake_pipelines.lake.iceberg.snapshots import day_tag
 from lake_pipelines.lake.iceberg.tables import MAINTAINED_PROPERTIES, ensure_table
 from lake_pipelines.lake.silver import commit_days, day_filter, span_filter
 from lake_pipelines.lake.storage import ObjectStore
-from lake_pipelines.sample_data import generate_events
+from lake_pipelines.sample_data import SampleDay, generate_events
+from lake_pipelines_tests.support import current_snapshot, sequence_number, summary_of
 
 SPEC = get_dataset("events")
 START = date(2026, 11, 1)
@@ -31,18 +34,18 @@ HEADER = "event_id,ts,user_id,session_id,event_type,url,price,properties,latenci
 
 
 @pytest.fixture
-def ten_days(local_store: ObjectStore):
+def ten_days(local_store: ObjectStore) -> list[SampleDay]:
     days = generate_events(local_store, START, days=10, rows_per_day=40, seed=17, bad_rows=False)
     for d in days:
         ingest_day(local_store, SPEC, d.day)
     return days
 
 
-def _days(ten_days) -> list[date]:
+def _days(ten_days: list[SampleDay]) -> list[date]:
     return [d.day for d in ten_days]
 
 
-def _files_by_day(table, days: list[date]) -> dict[date, set[str]]:
+def _files_by_day(table: Table, days: list[date]) -> dict[date, set[str]]:
     return {
         day: {t.file.file_path for t in table.scan(row_filter=day_filter(SPEC, day)).plan_files()}
         for day in days
@@ -56,12 +59,12 @@ def _land_late_row(store: ObjectStore, day: date) -> None:
 
 
 def test_a_range_is_one_snapshot_with_each_days_lineage(
-    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days
+    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days: list[SampleDay]
 ) -> None:
     reports = commit_days(local_store, local_catalog, SPEC, _days(ten_days), "r1")
     table = local_catalog.load_table(SPEC.table_name)
     [snapshot] = table.snapshots()
-    summary = snapshot.summary
+    summary = summary_of(snapshot)
     assert summary["lake.partition"] == f"{START}..{START + timedelta(days=9)}"
     assert summary["lake.run-id"] == "r1"
     lineage = days_of(snapshot)
@@ -83,7 +86,7 @@ def test_a_range_is_one_snapshot_with_each_days_lineage(
 
 
 def test_an_unchanged_rerun_adds_no_snapshot_in_silver_or_gold(
-    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days
+    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days: list[SampleDay]
 ) -> None:
     days = _days(ten_days)
     commit_days(local_store, local_catalog, SPEC, days, "r1")
@@ -91,7 +94,7 @@ def test_an_unchanged_rerun_adds_no_snapshot_in_silver_or_gold(
     assert not any(r.unchanged for r in gold) and sum(r.rows for r in gold) > 0
     metrics = local_catalog.load_table(metrics_table_name(SPEC))
     assert len(metrics.snapshots()) == 1  # one snapshot for the range, not two per day
-    assert sorted(days_of(metrics.current_snapshot())) == [d.isoformat() for d in days]
+    assert sorted(days_of(current_snapshot(metrics))) == [d.isoformat() for d in days]
 
     again = commit_days(local_store, local_catalog, SPEC, days, "r2")
     assert all(r.unchanged for r in again)
@@ -105,7 +108,7 @@ def test_an_unchanged_rerun_adds_no_snapshot_in_silver_or_gold(
 
 
 def test_a_range_where_one_day_changed_replaces_only_that_day(
-    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days
+    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days: list[SampleDay]
 ) -> None:
     days = _days(ten_days)
     commit_days(local_store, local_catalog, SPEC, days, "r1")
@@ -119,23 +122,23 @@ def test_a_range_where_one_day_changed_replaces_only_that_day(
     assert [r.day for r in reports if not r.unchanged] == [changed]
     table = local_catalog.load_table(SPEC.table_name)
     assert len(table.snapshots()) == 2
-    summary = table.current_snapshot().summary
+    summary = summary_of(table.current_snapshot())
     assert summary["lake.partition"] == changed.isoformat()  # one day: the flat summary
-    assert list(days_of(table.current_snapshot())) == [changed.isoformat()]
+    assert list(days_of(current_snapshot(table))) == [changed.isoformat()]
     files_after = _files_by_day(table, days)
     for day in days:  # the other days' data files are untouched
         assert (files_after[day] == files_before[day]) == (day != changed), day
     assert table.scan(row_filter=day_filter(SPEC, changed)).count() == (
         ten_days[4].valid.num_rows + 1
     )
-    assert table.metadata.refs[day_tag(changed)].snapshot_id == table.current_snapshot().snapshot_id
+    assert table.metadata.refs[day_tag(changed)].snapshot_id == current_snapshot(table).snapshot_id
     assert table.metadata.refs[day_tag(days[0])].snapshot_id == table.snapshots()[0].snapshot_id
 
     gold = commit_gold_days(local_store, local_catalog, SPEC, METRICS, days, SessionSettings(2))
     assert [r.day for r in gold if not r.unchanged] == [changed]
     metrics = local_catalog.load_table(metrics_table_name(SPEC))
     assert len(metrics.snapshots()) == 2
-    assert metrics.current_snapshot().summary["lake.partition"] == changed.isoformat()
+    assert summary_of(metrics.current_snapshot())["lake.partition"] == changed.isoformat()
     clicks = [
         r["events"]
         for r in metrics.scan().to_arrow().to_pylist()
@@ -146,7 +149,7 @@ def test_a_range_where_one_day_changed_replaces_only_that_day(
 
 
 def test_time_travel_to_every_snapshot_shows_every_day(
-    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days
+    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days: list[SampleDay]
 ) -> None:
     days = _days(ten_days)
 
@@ -163,10 +166,10 @@ def test_time_travel_to_every_snapshot_shows_every_day(
     metrics = local_catalog.load_table(metrics_table_name(SPEC))
     assert len(table.snapshots()) == len(metrics.snapshots()) == 3
     seen: set[date] = set()
-    for snap in sorted(table.snapshots(), key=lambda s: s.sequence_number):
+    for snap in sorted(table.snapshots(), key=sequence_number):
         ts = table.scan(snapshot_id=snap.snapshot_id, selected_fields=("ts",)).to_arrow()
         present = {t.date() for t in ts.column("ts").to_pylist()}
-        assert seen <= present, snap.summary["lake.partition"]  # no day missing, ever
+        assert seen <= present, summary_of(snap)["lake.partition"]  # no day missing, ever
         for d in ten_days:
             if d.day in present:
                 count = table.scan(
@@ -176,7 +179,7 @@ def test_time_travel_to_every_snapshot_shows_every_day(
         seen = present
     assert seen == set(days)
     seen = set()
-    for snap in sorted(metrics.snapshots(), key=lambda s: s.sequence_number):
+    for snap in sorted(metrics.snapshots(), key=sequence_number):
         present = set(
             metrics.scan(snapshot_id=snap.snapshot_id).to_arrow().column("day").to_pylist()
         )
@@ -200,7 +203,7 @@ def test_commits_keep_metadata_bounded(local_catalog: SqlCatalog) -> None:
         overwrite_partition(table, data, of_day, {"partition": day.isoformat()})
     metadata_dir = Path(table.location().removeprefix("file://")) / "metadata"
     assert len(list(metadata_dir.glob("*.metadata.json"))) <= keep + 1
-    assert len(table.current_snapshot().manifests(table.io)) <= merge_at
+    assert len(current_snapshot(table).manifests(table.io)) <= merge_at
     assert table.scan().count() == 60 and len(table.snapshots()) == 60
 
 
@@ -213,7 +216,7 @@ def test_existing_tables_get_the_maintained_properties(local_catalog: SqlCatalog
 
 
 def test_replacing_a_day_of_a_coarser_partition_keeps_the_other_days(
-    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days
+    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days: list[SampleDay]
 ) -> None:
     """A file holding several days (month partitions) is rewritten without the day."""
     from dataclasses import replace
@@ -235,19 +238,21 @@ def test_replacing_a_day_of_a_coarser_partition_keeps_the_other_days(
         extra = 1 if d.day == days[2] else 0
         count = table.scan(row_filter=day_filter(SPEC, d.day)).count()
         assert count == d.valid.num_rows + extra
-    assert json.loads(table.current_snapshot().summary["lake.rows"]) == (
+    assert json.loads(summary_of(table.current_snapshot())["lake.rows"]) == (
         ten_days[2].valid.num_rows + 1
     )
 
 
-def _equal_day(day: date):
-    from pyiceberg.expressions import EqualTo
-
-    return EqualTo("day", day.isoformat())
+def _equal_day(day: date) -> EqualTo:
+    # pydantic's dataclass_transform gives EqualTo a field-wise __init__ in place of its own
+    return EqualTo("day", day.isoformat())  # type: ignore[call-arg,arg-type]
 
 
 def test_a_store_failure_before_the_catalog_commit_writes_the_batch_again(
-    local_store: ObjectStore, local_catalog: SqlCatalog, ten_days, monkeypatch
+    local_store: ObjectStore,
+    local_catalog: SqlCatalog,
+    ten_days: list[SampleDay],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """pyarrow gives up on CompleteMultipartUpload after one retry of an error embedded in a
     200 OK (the chaos test met it writing a manifest list): silver and gold then write the

@@ -6,6 +6,7 @@ import json
 import shutil
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
@@ -19,8 +20,8 @@ from lake_pipelines.lake.ingest.readers import LANDING_SUFFIXES
 from lake_pipelines.lake.layout import bronze_lineage_key, landing_dir
 from lake_pipelines.lake.silver import commit_day, day_filter
 from lake_pipelines.lake.storage import ObjectStore
-from lake_pipelines.sample_data import generate_events
-from lake_pipelines_tests.support import duckdb_hive, duckdb_query, rows
+from lake_pipelines.sample_data import SampleDay, generate_events
+from lake_pipelines_tests.support import duckdb_hive, duckdb_query, rows, summary_of
 
 SPEC = get_dataset("events")
 START = date(2026, 11, 1)
@@ -28,7 +29,7 @@ COLUMNS = list(SPEC.schema.names)
 
 
 @pytest.fixture
-def two_days(local_store: ObjectStore, local_catalog: SqlCatalog):
+def two_days(local_store: ObjectStore, local_catalog: SqlCatalog) -> list[SampleDay]:
     days = generate_events(local_store, START, days=2, rows_per_day=400, seed=3)
     for d in days:
         report = ingest_day(local_store, SPEC, d.day, run_id="r1")
@@ -36,7 +37,9 @@ def two_days(local_store: ObjectStore, local_catalog: SqlCatalog):
     return days
 
 
-def test_silver_holds_every_valid_row_once(two_days, local_catalog: SqlCatalog) -> None:
+def test_silver_holds_every_valid_row_once(
+    two_days: list[SampleDay], local_catalog: SqlCatalog
+) -> None:
     table = local_catalog.load_table(SPEC.table_name)
     expected = [r for d in two_days for r in rows(d.valid)]
     assert rows(table.scan().to_arrow(), columns=COLUMNS) == sorted(
@@ -51,7 +54,7 @@ def test_silver_holds_every_valid_row_once(two_days, local_catalog: SqlCatalog) 
 
 
 def test_silver_rerun_replaces_the_day_in_one_commit(
-    two_days, local_store: ObjectStore, local_catalog: SqlCatalog
+    two_days: list[SampleDay], local_store: ObjectStore, local_catalog: SqlCatalog
 ) -> None:
     table = local_catalog.load_table(SPEC.table_name)
     before = rows(table.scan().to_arrow(), columns=COLUMNS)
@@ -60,7 +63,7 @@ def test_silver_rerun_replaces_the_day_in_one_commit(
     table = local_catalog.load_table(SPEC.table_name)
     assert rows(table.scan().to_arrow(), columns=COLUMNS) == before
     assert len(table.metadata.metadata_log) == metadata_files + 1  # one catalog commit
-    summary = table.current_snapshot().summary
+    summary = summary_of(table.current_snapshot())
     assert summary["lake.run-id"] == "r2" and summary["lake.partition"] == START.isoformat()
     assert report.rows_committed == two_days[0].valid.num_rows
     # the other day was not touched
@@ -68,16 +71,18 @@ def test_silver_rerun_replaces_the_day_in_one_commit(
     assert other.num_rows == two_days[1].valid.num_rows
 
 
-def test_silver_snapshot_records_source_files(two_days, local_catalog: SqlCatalog) -> None:
+def test_silver_snapshot_records_source_files(
+    two_days: list[SampleDay], local_catalog: SqlCatalog
+) -> None:
     table = local_catalog.load_table(SPEC.table_name)
-    summary = table.current_snapshot().summary
+    summary = summary_of(table.current_snapshot())
     assert summary["lake.partition"] == two_days[1].day.isoformat()
     for key in two_days[1].files:
         assert key in summary["lake.source-files"]
 
 
 def test_gold_matches_duckdb_over_the_bronze_files(
-    two_days, local_store: ObjectStore, local_catalog: SqlCatalog
+    two_days: list[SampleDay], local_store: ObjectStore, local_catalog: SqlCatalog
 ) -> None:
     for d in two_days:
         commit_daily_metrics(local_store, local_catalog, SPEC, d.day, SessionSettings(2))
@@ -112,7 +117,7 @@ def test_gold_matches_duckdb_over_the_bronze_files(
 
 
 def test_rerun_of_the_same_files_is_recognised(
-    two_days, local_store: ObjectStore, local_catalog: SqlCatalog
+    two_days: list[SampleDay], local_store: ObjectStore, local_catalog: SqlCatalog
 ) -> None:
     day = two_days[0].day
     sources = local_store.list(f"landing/events/{day}")
@@ -156,7 +161,7 @@ def test_a_corrected_file_of_the_same_size_is_committed_again(
 def _source_files(catalog: SqlCatalog, day: date) -> list[dict]:
     table = catalog.load_table(SPEC.table_name)
     tagged = table.snapshot_by_id(table.metadata.refs[day_tag(day)].snapshot_id)
-    return json.loads(tagged.summary["lake.source-files"])
+    return json.loads(summary_of(tagged)["lake.source-files"])
 
 
 def test_silver_lineage_comes_from_bronze_not_the_landing_folder(
@@ -166,7 +171,9 @@ def test_silver_lineage_comes_from_bronze_not_the_landing_folder(
     whole included, from bronze's manifest: the landing folder may be gone by then."""
     day = generate_events(local_store, START, days=1, rows_per_day=300, seed=8)[0]
     landing = local_store.list(landing_dir(SPEC, day.day), suffixes=LANDING_SUFFIXES)
-    expected = [{"path": e.key, "size": e.size, "etag": e.etag} for e in landing]
+    expected: list[dict[str, Any]] = [
+        {"path": e.key, "size": e.size, "etag": e.etag} for e in landing
+    ]
     report = ingest_day(local_store, SPEC, day.day)
     assert report.file_rejects  # the truncated file: no bronze file, yet a landed file
     shutil.move(local_store.path(landing_dir(SPEC, day.day)), tmp_path / "elsewhere")

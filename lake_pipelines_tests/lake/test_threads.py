@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -37,6 +37,7 @@ def test_read_ahead_closed_early_stops_the_producer_and_closes_the_source() -> N
             closed.set()
 
     it = read_ahead(items(), depth=1)
+    assert isinstance(it, Generator)  # read_ahead is a generator function: it can be closed
     assert [next(it) for _ in range(3)] == [0, 1, 2]
     it.close()
     assert closed.is_set()
@@ -56,7 +57,12 @@ def test_a_forked_child_parses_on_its_own_pool() -> None:
             os._exit(0)
     os.close(write)
     done = threading.Event()
-    threading.Thread(target=lambda: (os.waitpid(pid, 0), done.set()), daemon=True).start()
+
+    def reap() -> None:
+        os.waitpid(pid, 0)
+        done.set()
+
+    threading.Thread(target=reap, daemon=True).start()
     if not done.wait(60):
         os.kill(pid, signal.SIGKILL)
         pytest.fail("the child hung on the inherited pool")

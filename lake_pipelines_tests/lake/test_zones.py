@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from lake_pipelines.cli.summary import summary
 from lake_pipelines.config import CatalogSettings
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.ingest import quarantine
-from lake_pipelines.lake.period import Calendar, bounds
+from lake_pipelines.lake.period import Calendar, Unit, bounds
 from lake_pipelines.lake.silver import commit_days, day_filter
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines_tests.period_defs import SHIFTS, land_shifts
@@ -23,14 +24,14 @@ from lake_pipelines_tests.support import duckdb_hive
 BERLIN = Calendar("daily", "Europe/Berlin")
 
 
-def _hour_partitions(table) -> dict[int, int]:  # type: ignore[no-untyped-def]
+def _hour_partitions(table: Table) -> dict[int, int]:
     """Rows per Iceberg ``ts_hour`` partition (hours since the epoch, UTC)."""
     return {
         p["partition"]["ts_hour"]: p["record_count"] for p in table.inspect.partitions().to_pylist()
     }
 
 
-def _rows(table, day) -> list[dict]:  # type: ignore[no-untyped-def]
+def _rows(table: Table, day: Unit) -> list[dict]:
     rows = table.scan(row_filter=day_filter(SHIFTS, day)).to_arrow().to_pylist()
     return sorted(rows, key=lambda r: r["shift_id"])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -219,12 +220,12 @@ def test_the_one_query_plan_and_the_spillable_plan_give_the_same_numbers(tmp_pat
 
 def _spy_on_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The SQL text of every query DataFusion is asked for from here on, in order."""
-    from datafusion import SessionContext
+    from datafusion import DataFrame, SessionContext
 
     ran: list[str] = []
     real = SessionContext.sql
 
-    def spy(self: SessionContext, sql: str, *args: object, **kwargs: object):
+    def spy(self: SessionContext, sql: str, *args: Any, **kwargs: Any) -> DataFrame:
         ran.append(sql)
         return real(self, sql, *args, **kwargs)
 

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -249,9 +250,12 @@ def test_top_domains_call_the_domain_function_once_a_row_and_match_duckdb(
     ctx.register_record_batches("source", [source.to_batches(max_chunksize=1024)])
     ran: list[str] = []
     real = SessionContext.sql
-    monkeypatch.setattr(
-        SessionContext, "sql", lambda self, q, *a: ran.append(q) or real(self, q, *a)
-    )
+
+    def sql(self: SessionContext, query: str, *args: Any) -> DataFrame:
+        ran.append(query)
+        return real(self, query, *args)
+
+    monkeypatch.setattr(SessionContext, "sql", sql)
     got = top_domains(ctx, day, top=5)
     copies = [q for q in ran if q.startswith("COPY ")]
     assert len(copies) == (1 if limit else 0)
@@ -310,7 +314,7 @@ def test_active_users_match_duckdb_in_one_query_and_in_slices(
     ran: list[str] = []
     real = SessionContext.sql
 
-    def sql(self: SessionContext, query: str, *args: object) -> DataFrame:
+    def sql(self: SessionContext, query: str, *args: Any) -> DataFrame:
         ran.append(query)
         if how == "fallback" and "WITH window_rows" in query:
             raise Exception("DataFusion error: Resources exhausted: Failed to reserve memory")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from lake_pipelines.errors import SnapshotNotFoundError, TableCommitError, TableReadError
 from lake_pipelines.lake.analytics.session import (
@@ -17,24 +18,25 @@ from lake_pipelines.lake.analytics.session import (
 )
 from lake_pipelines.lake.iceberg.tables import ensure_table
 from lake_pipelines.lake.storage import ObjectStore
+from lake_pipelines_tests.support import sequence_number
 
 SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False)])
 
 
 @pytest.fixture
-def two_snapshots_in_one_commit(local_catalog: SqlCatalog):
+def two_snapshots_in_one_commit(local_catalog: SqlCatalog) -> tuple[Table, int, int]:
     """A table whose first snapshot was never current: both landed in one catalog commit."""
     table = ensure_table(local_catalog, "lake.probe", SCHEMA, [])
     with table.transaction() as tx:
         tx.append(pa.table({"id": [1]}, schema=SCHEMA))
         tx.append(pa.table({"id": [2]}, schema=SCHEMA))
     table = local_catalog.load_table("lake.probe")
-    first, second = sorted(table.snapshots(), key=lambda s: s.sequence_number)
+    first, second = sorted(table.snapshots(), key=sequence_number)
     return table, first.snapshot_id, second.snapshot_id
 
 
 def test_an_unknown_snapshot_is_snapshot_not_found(
-    local_store: ObjectStore, two_snapshots_in_one_commit
+    local_store: ObjectStore, two_snapshots_in_one_commit: tuple[Table, int, int]
 ) -> None:
     table, _, _ = two_snapshots_in_one_commit
     ctx = make_session(SessionSettings(1))
@@ -48,7 +50,7 @@ def test_an_unknown_snapshot_is_snapshot_not_found(
 
 
 def test_a_snapshot_never_current_is_a_read_error_pointing_at_register_iceberg(
-    local_store: ObjectStore, two_snapshots_in_one_commit
+    local_store: ObjectStore, two_snapshots_in_one_commit: tuple[Table, int, int]
 ) -> None:
     table, first, _ = two_snapshots_in_one_commit
     with pytest.raises(TableReadError, match="never the current snapshot") as info:

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from lake_pipelines.lake.silver import ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
@@ -15,7 +16,7 @@ from lake_pipelines_tests.lake.compaction.data import DAY, ICE_SPEC, ORDER, add_
 
 
 @pytest.fixture
-def tiny_table(local_store: ObjectStore, local_catalog: SqlCatalog):
+def tiny_table(local_store: ObjectStore, local_catalog: SqlCatalog) -> tuple[Table, pa.Table]:
     table = ensure_silver_table(local_catalog, ICE_SPEC)
     day1 = add_tiny_files(local_store, table, DAY, 60, 3, seed=1)
     big = events(np.random.default_rng(2), DAY, 3000, 500_000).sort_by(ORDER)

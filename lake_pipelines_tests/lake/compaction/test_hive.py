@@ -232,9 +232,11 @@ def test_on_s3_an_interrupted_swap_is_finished_by_the_next_run(
     s3_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = land_tiny_files(s3_store, DAY, 30, 4, seed=6)
-    real_promote, promoted = ObjectStore.promote, []
+    real_promote = ObjectStore.promote
+    promoted: list[str] = []
 
-    def promote(self, tmp_path, final_path):  # the journal and one output, then a failure
+    def promote(self: ObjectStore, tmp_path: str, final_path: str) -> None:
+        # the journal and one output, then a failure
         if len(promoted) == 2:
             raise OSError("connection reset")
         promoted.append(final_path)

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from lake_pipelines.lake.compaction.iceberg import compact_iceberg
 from lake_pipelines.lake.compaction.options import CompactionOptions
@@ -31,21 +32,26 @@ from lake_pipelines_tests.lake.compaction.data import (
     events,
     of_day,
 )
-from lake_pipelines_tests.support import assert_snappy_table_codec, rows
+from lake_pipelines_tests.support import (
+    assert_snappy_table_codec,
+    current_snapshot,
+    rows,
+    summary_of,
+)
 
 
 def test_iceberg_partitions_compact_in_one_commit_each(
-    local_store: ObjectStore, local_catalog: SqlCatalog, tiny_table
+    local_store: ObjectStore, local_catalog: SqlCatalog, tiny_table: tuple[Table, pa.Table]
 ) -> None:
     table, original = tiny_table
-    before = table.current_snapshot().snapshot_id
+    before = current_snapshot(table).snapshot_id
     commits = len(table.metadata.metadata_log)
     big_file = max(table.scan().plan_files(), key=lambda t: t.file.file_size_in_bytes).file
 
     assert compact_iceberg(
         local_store, table, ICE_SPEC, options=CompactionOptions(dry_run=True)
     ).results
-    assert table.current_snapshot().snapshot_id == before  # the dry run committed nothing
+    assert current_snapshot(table).snapshot_id == before  # the dry run committed nothing
 
     report = compact_iceberg(local_store, table, ICE_SPEC, run_id="r9", options=TUNING)
     assert [(r.partition, r.status) for r in report.results] == [
@@ -55,8 +61,8 @@ def test_iceberg_partitions_compact_in_one_commit_each(
     table = local_catalog.load_table(SPEC.table_name)
     assert len(table.metadata.metadata_log) == commits + 2  # one commit per partition
     for result in report.results:
-        snapshot = table.snapshot_by_id(result.snapshot_id)
-        summary = snapshot.summary
+        assert result.snapshot_id is not None
+        summary = summary_of(table.snapshot_by_id(result.snapshot_id))
         assert summary["lake.operation"] == "compaction"
         assert summary["lake.compacted-partition"] == result.partition
         assert summary["lake.run-id"] == "r9"
@@ -92,19 +98,24 @@ def test_iceberg_partitions_compact_in_one_commit_each(
 
 
 def test_iceberg_concurrent_append_to_another_partition_lands(
-    local_store: ObjectStore, local_catalog: SqlCatalog, tiny_table, tmp_path: Path
+    local_store: ObjectStore,
+    local_catalog: SqlCatalog,
+    tiny_table: tuple[Table, pa.Table],
+    tmp_path: Path,
 ) -> None:
     table, original = tiny_table
     other = sql_catalog(local_store, tmp_path / "catalog.db").load_table(SPEC.table_name)
     late = events(np.random.default_rng(11), DAY + timedelta(days=2), 50, 900_000)
     other.append(late.cast(other.schema().as_arrow()))  # commits while `table` is stale
-    appended = other.current_snapshot().snapshot_id
+    appended = current_snapshot(other).snapshot_id
 
     report = compact_iceberg(local_store, table, ICE_SPEC, options=TUNING)
     assert [r.status for r in report.results] == ["compacted", "compacted"]
     fresh = local_catalog.load_table(SPEC.table_name)
     assert rows(data_file_rows(fresh)) == rows(pa.concat_tables([original, late]))
+    assert report.results[0].snapshot_id is not None
     first = fresh.snapshot_by_id(report.results[0].snapshot_id)
+    assert first is not None
     assert first.parent_snapshot_id == appended  # retried on top of the concurrent append
 
 
@@ -112,7 +123,7 @@ def test_iceberg_concurrent_append_to_another_partition_lands(
 def test_iceberg_concurrent_write_to_the_same_partition_skips_it(
     local_store: ObjectStore,
     local_catalog: SqlCatalog,
-    tiny_table,
+    tiny_table: tuple[Table, pa.Table],
     tmp_path: Path,
     write: str,
 ) -> None:
@@ -174,7 +185,7 @@ def test_iceberg_compaction_on_s3(s3_store: ObjectStore, s3_catalog: SqlCatalog)
 
 
 def test_iceberg_compaction_writes_with_the_tables_codec_where_the_spec_names_none(
-    local_store: ObjectStore, local_catalog: SqlCatalog, tiny_table
+    local_store: ObjectStore, local_catalog: SqlCatalog, tiny_table: tuple[Table, pa.Table]
 ) -> None:
     """A codec a data engineer set on the table (`write.parquet.compression-codec`) is what
     the compacted files are written with, as silver's own files are; a column whose codec

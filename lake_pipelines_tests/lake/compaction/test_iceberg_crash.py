@@ -10,13 +10,15 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from lake_pipelines.lake.compaction.iceberg import compact_iceberg
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines_tests.lake.compaction.data import ICE_SPEC, SPEC, TUNING, data_file_rows
-from lake_pipelines_tests.support import rows
+from lake_pipelines_tests.support import current_snapshot, rows
 
 # -- Iceberg: killed mid-run --------------------------------------------------------------------
 
@@ -65,7 +67,11 @@ compact_iceberg(store, catalog.load_table(spec.table_name), spec,
 
 @pytest.mark.parametrize("point", ["write", "metadata"])
 def test_a_killed_iceberg_compaction_changes_nothing_and_reruns(
-    local_store: ObjectStore, local_catalog: SqlCatalog, tiny_table, tmp_path: Path, point: str
+    local_store: ObjectStore,
+    local_catalog: SqlCatalog,
+    tiny_table: tuple[Table, pa.Table],
+    tmp_path: Path,
+    point: str,
 ) -> None:
     """SIGKILL while writing the new files, or between writing the new metadata and pointing
     the catalog at it: the table is as before, a re-run compacts, and what the killed run left
@@ -73,7 +79,7 @@ def test_a_killed_iceberg_compaction_changes_nothing_and_reruns(
     from lake_pipelines.lake.iceberg.maintenance import find_orphans, remove_orphans
 
     table, original = tiny_table
-    before = table.current_snapshot().snapshot_id
+    before = current_snapshot(table).snapshot_id
     args = {
         "point": point,
         "url": local_store.url,
@@ -90,7 +96,7 @@ def test_a_killed_iceberg_compaction_changes_nothing_and_reruns(
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
 
     table = local_catalog.load_table(SPEC.table_name)
-    assert table.current_snapshot().snapshot_id == before
+    assert current_snapshot(table).snapshot_id == before
     assert rows(data_file_rows(table)) == rows(original)
     left = find_orphans(table, local_store, older_than=timedelta(0))
     assert left  # the killed run's files, referenced by nothing

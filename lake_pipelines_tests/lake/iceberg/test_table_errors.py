@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.table import Table
 
 from lake_pipelines.errors import SnapshotNotFoundError, TableCommitError, TableReadError
 from lake_pipelines.lake.iceberg.snapshots import read_as_of, resolve_snapshot
@@ -19,7 +20,7 @@ SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("v", pa
 NAME = "lake.probe"
 
 
-def _create(catalog: SqlCatalog, partitioning: list[tuple[str, str]] | None = None):
+def _create(catalog: SqlCatalog, partitioning: list[tuple[str, str]] | None = None) -> Table:
     return ensure_table(catalog, NAME, SCHEMA, partitioning or [("id", "identity")], ("id",))
 
 
@@ -31,9 +32,9 @@ def test_a_run_that_loses_the_creation_race_gets_the_winners_table(
     db = tmp_path / "catalog.db"
     winner, loser = sql_catalog(local_store, db), sql_catalog(local_store, db)
     load = loser.load_table
-    created = []
+    created: list[Table] = []
 
-    def load_while_the_winner_creates(identifier: str):
+    def load_while_the_winner_creates(identifier: str) -> Table:
         if not created:
             created.append(_create(winner))
             raise NoSuchTableError(identifier)  # what the loser saw just before

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from lake_pipelines.datasets import PartitionField, SchemaChange, get_dataset
 from lake_pipelines.errors import LakeError, TableCommitError
@@ -26,9 +27,9 @@ from lake_pipelines.lake.iceberg.snapshots import day_tag, read_as_of
 from lake_pipelines.lake.iceberg.writer import DataFileWriter
 from lake_pipelines.lake.silver import commit_day, day_filter, ensure_silver_table
 from lake_pipelines.lake.storage import ObjectStore
-from lake_pipelines.sample_data import generate_events
+from lake_pipelines.sample_data import SampleDay, generate_events
 from lake_pipelines_tests.conftest import sql_catalog
-from lake_pipelines_tests.support import rows
+from lake_pipelines_tests.support import current_snapshot, rows, summary_of
 
 EVENTS = get_dataset("events")
 START = date(2026, 11, 1)
@@ -36,14 +37,14 @@ COLUMNS = list(EVENTS.schema.names)
 
 
 @pytest.fixture
-def landed(local_store: ObjectStore):
+def landed(local_store: ObjectStore) -> list[SampleDay]:
     days = generate_events(local_store, START, days=3, rows_per_day=300, seed=31, bad_rows=False)
     for d in days:
         ingest_day(local_store, EVENTS, d.day)
     return days
 
 
-def _all(days) -> list[dict]:
+def _all(days: list[SampleDay]) -> list[dict]:
     return sorted([r for d in days for r in rows(d.valid)], key=lambda r: r["event_id"])
 
 
@@ -61,10 +62,10 @@ def test_table_is_created_from_the_spec(local_catalog: SqlCatalog) -> None:
 
 
 def test_adding_a_column_to_the_spec_evolves_the_table(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     commit_day(local_store, local_catalog, EVENTS, START)
-    old_snapshot = local_catalog.load_table(EVENTS.table_name).current_snapshot().snapshot_id
+    old_snapshot = current_snapshot(local_catalog.load_table(EVENTS.table_name)).snapshot_id
     wider = replace(EVENTS, schema=EVENTS.schema.append(pa.field("channel", pa.string())))
     commit_day(local_store, local_catalog, wider, landed[1].day)
     table = local_catalog.load_table(EVENTS.table_name)
@@ -73,14 +74,14 @@ def test_adding_a_column_to_the_spec_evolves_the_table(
     assert now.num_rows == 600 and now.column("channel").null_count == 600  # old rows: null
     then = read_as_of(table, snapshot_id=old_snapshot)
     assert "channel" not in then.column_names and then.num_rows == 300  # its own schema
-    assert "add column channel" in table.current_snapshot().summary["lake.evolution"]
+    assert "add column channel" in summary_of(table.current_snapshot())["lake.evolution"]
 
 
 def test_rename_is_applied_once_and_history_keeps_old_names(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     commit_day(local_store, local_catalog, EVENTS, START)
-    before = local_catalog.load_table(EVENTS.table_name).current_snapshot().snapshot_id
+    before = current_snapshot(local_catalog.load_table(EVENTS.table_name)).snapshot_id
     renamed = replace(
         EVENTS,
         schema=pa.schema(
@@ -105,7 +106,10 @@ def test_rename_is_applied_once_and_history_keeps_old_names(
 
 
 def test_a_failed_commit_leaves_no_half_evolved_table(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed, monkeypatch: pytest.MonkeyPatch
+    local_store: ObjectStore,
+    local_catalog: SqlCatalog,
+    landed: list[SampleDay],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     commit_day(local_store, local_catalog, EVENTS, START)
     table = local_catalog.load_table(EVENTS.table_name)
@@ -136,7 +140,7 @@ def test_a_failed_commit_leaves_no_half_evolved_table(
 
 
 def test_partition_evolution_keeps_reads_and_overwrites_right(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     commit_day(local_store, local_catalog, EVENTS, START)
     hourly = replace(EVENTS, partitioning=(PartitionField("ts", "hour"),))
@@ -153,10 +157,10 @@ def test_partition_evolution_keeps_reads_and_overwrites_right(
 
 
 def test_time_travel_by_id_tag_and_timestamp(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     commit_day(local_store, local_catalog, EVENTS, START)
-    first = local_catalog.load_table(EVENTS.table_name).current_snapshot()
+    first = current_snapshot(local_catalog.load_table(EVENTS.table_name))
     time.sleep(0.01)
     commit_day(local_store, local_catalog, EVENTS, landed[1].day)
     table = local_catalog.load_table(EVENTS.table_name)
@@ -170,7 +174,7 @@ def test_time_travel_by_id_tag_and_timestamp(
     assert table.scan().to_arrow().num_rows == 600
     assert (
         table.metadata.refs[day_tag(landed[1].day)].snapshot_id
-        == table.current_snapshot().snapshot_id
+        == current_snapshot(table).snapshot_id
     )
     with pytest.raises(LakeError, match="no tag or branch 'nope'"):
         read_as_of(table, tag="nope")
@@ -186,7 +190,7 @@ def _commit_in_process(args: tuple[str, str, str]) -> int:
 
 
 def test_parallel_commits_of_different_days_all_land(
-    local_store: ObjectStore, tmp_path: Path, landed
+    local_store: ObjectStore, tmp_path: Path, landed: list[SampleDay]
 ) -> None:
     more = generate_events(
         local_store, date(2026, 11, 4), days=1, rows_per_day=200, seed=5, bad_rows=False
@@ -206,16 +210,18 @@ def test_parallel_commits_of_different_days_all_land(
     table = sql_catalog(local_store, db).load_table(EVENTS.table_name)
     assert rows(table.scan().to_arrow(), columns=COLUMNS) == _all(landed + more)
     partitions = {
-        s.summary["lake.partition"] for s in table.snapshots() if s.summary.get("lake.partition")
+        summary_of(s)["lake.partition"]
+        for s in table.snapshots()
+        if summary_of(s).get("lake.partition")
     }
     assert partitions == set(days)
     for day in days:  # every day's tag survived the retries and points at that day's data
         tagged = table.snapshot_by_id(table.metadata.refs[f"day-{day}"].snapshot_id)
-        assert tagged.summary["lake.partition"] == day
+        assert summary_of(tagged)["lake.partition"] == day
 
 
 def test_a_commit_retried_after_a_concurrent_update_keeps_its_day_tag(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     commit_day(local_store, local_catalog, EVENTS, START)
     stale = local_catalog.load_table(EVENTS.table_name)  # loaded before the other run commits
@@ -232,17 +238,17 @@ def test_a_commit_retried_after_a_concurrent_update_keeps_its_day_tag(
         tag=(day_tag(START), None),
     )
     table = local_catalog.load_table(EVENTS.table_name)
-    assert table.current_snapshot().snapshot_id == sid
+    assert current_snapshot(table).snapshot_id == sid
     assert table.metadata.refs[day_tag(START)].snapshot_id == sid
     assert rows(read_as_of(table, tag=day_tag(START)), columns=COLUMNS) == sorted(
         rows(data, columns=COLUMNS) + rows(landed[1].valid), key=lambda r: r["event_id"]
     )
     other = table.metadata.refs[day_tag(landed[1].day)].snapshot_id
-    assert table.snapshot_by_id(other).summary["lake.partition"] == landed[1].day.isoformat()
+    assert summary_of(table.snapshot_by_id(other))["lake.partition"] == landed[1].day.isoformat()
 
 
 def test_a_rerun_repoints_a_day_tag_that_was_left_behind(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     first = commit_day(local_store, local_catalog, EVENTS, START)
     table = local_catalog.load_table(EVENTS.table_name)
@@ -254,7 +260,7 @@ def test_a_rerun_repoints_a_day_tag_that_was_left_behind(
 
 
 def test_two_writers_of_the_same_day_one_fails_cleanly(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     commit_day(local_store, local_catalog, EVENTS, START)
     first = local_catalog.load_table(EVENTS.table_name)
@@ -267,16 +273,16 @@ def test_two_writers_of_the_same_day_one_fails_cleanly(
         overwrite_partition(second, data, day_filter(EVENTS, START), {"run-id": "b"})
     table = local_catalog.load_table(EVENTS.table_name)
     assert table.scan().count() == 10
-    assert table.current_snapshot().summary["lake.run-id"] == "a"
+    assert summary_of(table.current_snapshot())["lake.run-id"] == "a"
 
 
-def _files_on_disk(table) -> set[str]:
+def _files_on_disk(table: Table) -> set[str]:
     root = table.location().removeprefix("file://")
     return {str(p) for p in Path(root).rglob("*") if p.is_file()}
 
 
 def test_expiry_deletes_only_files_no_live_snapshot_needs(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     for _ in range(3):  # rewrites of the same days: lots of dead files
         for d in landed:
@@ -298,7 +304,7 @@ def test_expiry_deletes_only_files_no_live_snapshot_needs(
     on_disk = _files_on_disk(table)
     assert live <= on_disk  # every live snapshot still has all its files
     for snap in table.snapshots():  # every live snapshot reads whole
-        expected = int(snap.summary["total-records"])
+        expected = int(summary_of(snap)["total-records"])
         assert table.scan(snapshot_id=snap.snapshot_id).to_arrow().num_rows == expected
     data_on_disk = {p for p in on_disk if "/data/" in p}
     assert data_on_disk == {p for p in live if "/data/" in p}  # no dead data file is left
@@ -306,7 +312,7 @@ def test_expiry_deletes_only_files_no_live_snapshot_needs(
 
 
 def test_day_tags_protect_snapshots_until_they_age_out(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     for _ in range(2):
         commit_day(local_store, local_catalog, EVENTS, START)
@@ -321,7 +327,7 @@ def test_day_tags_protect_snapshots_until_they_age_out(
 
 
 def test_orphans_are_listed_then_removed_after_the_safety_window(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     commit_day(local_store, local_catalog, EVENTS, START)
     table = local_catalog.load_table(EVENTS.table_name)
@@ -341,7 +347,7 @@ def test_orphans_are_listed_then_removed_after_the_safety_window(
 
 
 def test_evolve_mode_carries_new_columns_and_keys_to_the_table(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     evolving = replace(EVENTS, unknown_columns="evolve")
     commit_day(local_store, local_catalog, evolving, START)  # a day without new columns first
@@ -380,7 +386,7 @@ def test_evolve_mode_carries_new_columns_and_keys_to_the_table(
 
 
 def test_drop_and_move_changes_apply_once(
-    local_store: ObjectStore, local_catalog: SqlCatalog, landed
+    local_store: ObjectStore, local_catalog: SqlCatalog, landed: list[SampleDay]
 ) -> None:
     commit_day(local_store, local_catalog, EVENTS, START)
     changed = replace(

@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
@@ -158,7 +159,8 @@ def _check(
     with tempfile.TemporaryDirectory() as tmp:
         store = ObjectStore(tmp)
         store.write_bytes(f"landing/events/{DAY}/{name}", b"\n".join(lines) + b"\n")
-        options = {"block_bytes": block_bytes} if block_bytes else {}
+        # the worker's options, as IngestWorker.ingest takes them (**options: Any)
+        options: dict[str, Any] = {"block_bytes": block_bytes} if block_bytes else {}
         report = worker.ingest(store.url, DAY.isoformat(), **options)
         assert "error" not in report, report.get("trace")
         bronze = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +21,7 @@ def _nested(lists: int) -> str:
     return '{"browser": "x", "zz": ' + "[" * lists + "]" * lists + "}"
 
 
-def _cells(props: list[str | None], lat: list[str | None]) -> dict[str, pa.Array]:
+def _cells(props: Sequence[str | None], lat: Sequence[str | None]) -> dict[str, pa.Array]:
     return {"props": pa.array(props, pa.string()), "lat": pa.array(lat, pa.string())}
 
 

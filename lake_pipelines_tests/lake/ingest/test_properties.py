@@ -6,6 +6,7 @@ import io
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pandera.pandas as pdr
 import pyarrow as pa
@@ -37,8 +38,9 @@ SPEC = DatasetSpec(
 )
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
 texts = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(blacklist_categories=SURROGATES, blacklist_characters="\x00"),
     max_size=40,
 ) | st.sampled_from(["a,b", 'say "hi"', "two\nlines", "crlf\r\nend", "NA", "NULL", "", " "])
 rows = st.lists(

@@ -10,6 +10,7 @@ from datetime import date
 import pytest
 
 from lake_pipelines.datasets import get_dataset
+from lake_pipelines.datasets.spec import UnknownColumns
 from lake_pipelines.lake.bronze import ingest_day
 from lake_pipelines.lake.ingest import quarantine
 from lake_pipelines.lake.storage import ObjectStore
@@ -272,7 +273,7 @@ NESTED_NDJSON = "".join(
     ],
 )
 def test_an_unknown_key_inside_a_struct_follows_the_contract_mode(
-    local_store: ObjectStore, mode: str, quarantined: set[str], reason: str | None
+    local_store: ObjectStore, mode: UnknownColumns, quarantined: set[str], reason: str | None
 ) -> None:
     """A key the struct type lacks is never dropped without a word: `freeze` and `evolve`
     (which adds columns, not fields inside one) quarantine the row with the key's path;

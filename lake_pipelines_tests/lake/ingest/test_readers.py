@@ -5,16 +5,20 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+from typing import Any
 
+import pandera.pandas as pdr
+import pyarrow as pa
 import pytest
 import zstandard
 
-from lake_pipelines.datasets import get_dataset
+from lake_pipelines.datasets import DatasetSpec, get_dataset
 from lake_pipelines.errors import SourceFileError
 from lake_pipelines.lake.ingest.readers import read_file
 from lake_pipelines.lake.storage import ObjectStore
 
 SPEC = get_dataset("events")
+NO_CONTRACT = pdr.DataFrameSchema({})  # for specs only read here: the readers never consult it
 HEADER = "event_id,ts,user_id,session_id,event_type,url,price,properties,latencies_ms\n"
 
 
@@ -283,7 +287,7 @@ def test_a_csv_record_our_scan_cannot_place_still_loads_and_rejects_cleanly(
     assert all(r.line in (None, 3, 5) for r in rejects)
 
 
-def _typed_spec():
+def _typed_spec() -> DatasetSpec:
     """A dataset with integer, float and date columns (the ones the CSV reader parses)."""
     from dataclasses import replace
 
@@ -297,7 +301,7 @@ def _typed_spec():
             pa.field("due", pa.date32()),
         ]
     )
-    return replace(SPEC, name="typed", schema=schema, codecs={}, sort_by=(), contract=None)
+    return replace(SPEC, name="typed", schema=schema, codecs={}, sort_by=(), contract=NO_CONTRACT)
 
 
 @pytest.mark.parametrize("block_bytes", [64, 1 << 20])
@@ -312,9 +316,12 @@ def test_typed_csv_columns_convert_like_text_and_bad_values_are_rows(
     spec = _typed_spec()
     cast: list[str] = []  # the types our own casts converted (the text path)
     real = csv_reader.convert_column
-    monkeypatch.setattr(
-        csv_reader, "convert_column", lambda a, t, *rest: cast.append(str(t)) or real(a, t, *rest)
-    )
+
+    def convert_column(a: pa.Array, t: pa.DataType, *rest: Any) -> tuple[pa.Array, dict[int, str]]:
+        cast.append(str(t))
+        return real(a, t, *rest)
+
+    monkeypatch.setattr(csv_reader, "convert_column", convert_column)
     clean = "id,ts,amount,due\n1,2026-11-01T00:00:00Z, 2.5 ,1996-03-13\n2,2026-11-01T00:00:01Z,,\n"
     bad = clean + "3,2026-11-01T00:00:02Z,1e3, 1996-02-29\n4,2026-11-01T00:00:03Z,x,1996-02-30\n"
     out = {}
@@ -376,7 +383,7 @@ def test_a_column_type_the_csv_reader_cannot_parse_goes_the_text_way(
     schema = pa.schema(
         [pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False), pa.field("h", pa.float16())]
     )
-    spec = replace(SPEC, name="half", schema=schema, codecs={}, sort_by=(), contract=None)
+    spec = replace(SPEC, name="half", schema=schema, codecs={}, sort_by=(), contract=NO_CONTRACT)
     local_store.write_bytes("landing/h.csv", b"ts,h\n2026-11-01T00:00:00Z,1.5\n")
     batches = list(read_file(local_store, "landing/h.csv", spec))
     assert [r["h"] for b in batches for r in b.table.to_pylist()] == [1.5]

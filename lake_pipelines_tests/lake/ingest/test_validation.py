@@ -157,7 +157,7 @@ def test_day_window_and_required_values_are_checked_row_by_row(leave_out: int | 
     With only one end of the window broken too: checks that skip work when a batch is clean
     must not skip a batch that is not."""
     end = START + timedelta(days=1)
-    cases = [
+    kinds = [
         (START - timedelta(microseconds=1), "a", "outside partition"),
         (START, "a", None),
         (None, "a", "ts is null"),
@@ -166,7 +166,7 @@ def test_day_window_and_required_values_are_checked_row_by_row(leave_out: int | 
         (end, "c", "outside partition"),
         (START + timedelta(hours=2), "c", None),
     ]
-    cases = [(f"n{i}", *c) for i, c in enumerate(cases) if i != leave_out]
+    cases = [(f"n{i}", *c) for i, c in enumerate(kinds) if i != leave_out]
     ts = pa.chunked_array(
         [[c[1] for c in cases[:3]], [c[1] for c in cases[3:]]], pa.timestamp("us", tz="UTC")
     )
@@ -182,7 +182,10 @@ def test_day_window_and_required_values_are_checked_row_by_row(leave_out: int | 
     )
     out = validate(Batch(table), SPEC, START, end, "probe.csv")
     assert out.table.column("ts").to_pylist() == [c[1] for c in cases if c[3] is None]
-    got = {json.loads(r.raw)["note"]: r.reason for r in out.rejects}
+    got = {}
+    for r in out.rejects:
+        assert r.raw is not None
+        got[json.loads(r.raw)["note"]] = r.reason
     want = {c[0]: c[3] for c in cases if c[3] is not None}
     assert sorted(got) == sorted(want)
     for case, fragment in want.items():

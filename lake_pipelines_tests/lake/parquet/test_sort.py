@@ -13,7 +13,7 @@ from lake_pipelines.lake.parquet.sort import is_sorted, sort_rows
 
 def _random_table(rnd: random.Random, n: int, nulls: bool) -> pa.Table:
     ts = [rnd.randint(0, 5) for _ in range(n)]
-    user = [rnd.choice("abc") for _ in range(n)]
+    user: list[str | None] = [rnd.choice("abc") for _ in range(n)]
     if nulls:
         user[rnd.randrange(n)] = None
     return pa.table({"ts": ts, "user_id": user, "x": list(range(n))})

@@ -9,7 +9,7 @@ import pytest
 
 from lake_pipelines.datasets import get_dataset
 from lake_pipelines.lake.ingest.readers import read_file
-from lake_pipelines.lake.parquet.writer import RollingParquetWriter
+from lake_pipelines.lake.parquet.writer import RollingParquetWriter, _Lane
 from lake_pipelines.lake.storage import ObjectStore
 from lake_pipelines.sample_data import generate_events
 
@@ -30,7 +30,7 @@ def test_an_encoder_failure_surfaces_in_the_caller_and_abort_leaves_nothing(
     real = writer._write_group
     calls = []
 
-    def flaky(lane: object, group: pa.Table) -> None:  # runs on an encoder thread
+    def flaky(lane: _Lane, group: pa.Table) -> None:  # runs on an encoder thread
         calls.append(group.num_rows)
         if len(calls) == 3:
             raise OSError("disk full")
