@@ -248,7 +248,7 @@ def sorted_rows(
         yield from chunks
     finally:  # now, not when a traceback lets go: the spill files, the reader thread
         chunks.close()
-        items.close()  # type: ignore[attr-defined]  # a generator
+        items.close()
 
 
 def _fingerprint(spec: DatasetSpec, basis: list[object], schema: pa.Schema) -> str:

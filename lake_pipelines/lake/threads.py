@@ -6,7 +6,7 @@ import collections
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -55,7 +55,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], in_flight: int = 2) ->
             f.cancel()
 
 
-def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+def read_ahead(items: Iterable[T], depth: int = 1) -> Generator[T, None, None]:
     """Yield `items` while a background thread already produces the next `depth` of them.
 
     Parsing a block (pyarrow's readers and compute kernels release the GIL) then overlaps
